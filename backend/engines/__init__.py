@@ -1,0 +1,13 @@
+"""The engines the backend offers, built explicitly from the server's settings."""
+
+from __future__ import annotations
+
+from ..settings import BackendSettings
+from .base import Engine
+from .relief import ReliefEngine
+
+
+def make_engines(settings: BackendSettings) -> dict[str, Engine]:
+    """Every engine by name, in the order the add-on lists them."""
+    engines: list[Engine] = [ReliefEngine()]
+    return {e.name: e for e in engines}

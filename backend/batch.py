@@ -1,0 +1,81 @@
+"""Batch generation for the CLI: the same engines as the server, in-process, one image after another."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .engines import make_engines
+from .engines.base import EngineRequest, EngineResult, validate_params
+from .errors import BackendError
+from .images import load_image
+from .jobs import JobContext
+from .normalmap import encode_png16, to_rgba16
+from .settings import BackendSettings
+
+
+@dataclass
+class BatchJob:
+    images: list[Path]
+    output: Path
+    engine: str = "relief"
+    seed: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    normals_only: bool = False
+    export_format: str = "glb"
+    convention: str = "opengl"
+    normal_map: str = ""
+
+
+def run_batch(job: BatchJob, settings: BackendSettings, show_progress: bool) -> list[tuple[Path, str]]:
+    """Process every image; return (image, one-line reason) for each failure. Others still run."""
+    engines = make_engines(settings)
+    failures: list[tuple[Path, str]] = []
+    job.output.mkdir(parents=True, exist_ok=True)
+    for n, path in enumerate(job.images, 1):
+        ctx = JobContext(report=_bar(path.name, n, len(job.images)) if show_progress else JobContext().report)
+        try:
+            _one(job, engines, path, ctx, settings)
+        except BackendError as exc:
+            failures.append((path, f"{exc.message} {exc.hint}".strip()))
+        except MemoryError:
+            failures.append((path, "out of memory"))
+        if show_progress:
+            print(file=sys.stderr)
+    return failures
+
+
+def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: BackendSettings) -> None:
+    from .errors import BadInput
+
+    engine = engines.get(job.engine)
+    if engine is None:
+        raise BadInput(f"Unknown engine '{job.engine}'.", hint=f"Use one of: {', '.join(engines)}.")
+    normal_map = load_image(job.normal_map) if job.normal_map else None
+    request = EngineRequest(load_image(str(path)), path.stem, job.seed,
+                            validate_params(engine.params, job.params), settings.device, normal_map)
+    result = engine.normals(request, ctx) if job.normals_only else engine.generate(request, ctx)
+    _write(job, path.stem, result)
+
+
+def _write(job: BatchJob, stem: str, result: EngineResult) -> None:
+    from .mesh_export import export_mesh
+
+    if result.normal_map is not None:
+        nm = result.normal_map
+        png = encode_png16(to_rgba16(nm.normals, nm.mask, job.convention))
+        (job.output / f"{stem}_normal.png").write_bytes(png)
+    for i, mesh in enumerate(result.meshes):
+        suffix = "" if i == 0 else f"_{i}"
+        export_mesh(mesh.vertices, mesh.faces, job.output / f"{stem}{suffix}.{job.export_format}", mesh.normals)
+
+
+def _bar(name: str, n: int, total: int):  # noqa: ANN202 - a ProgressFn
+    def report(stage: str, step: int, steps: int, message: str) -> None:
+        frac = step / steps if steps else 0.0
+        filled = int(frac * 24)
+        line = f"\r[{n}/{total}] {name[:28]:28} {stage:10} [{'#' * filled}{'.' * (24 - filled)}] {message[:30]:30}"
+        print(line, end="", file=sys.stderr, flush=True)
+    return report

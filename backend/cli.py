@@ -1,0 +1,119 @@
+"""Command line: ``serve`` (for the add-on), ``generate`` and ``normals`` (batch), ``info``, ``download``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .settings import BackendSettings
+
+EXPORT_FORMATS = ("glb", "obj", "ply", "stl")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m backend", description="Hi3DGen backend.")
+    parser.add_argument("--version", action="version", version=f"hi3dgen-backend {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="speak the binary protocol on stdin/stdout (used by the add-on)")
+    _common(serve)
+    for name, text in (("generate", "image(s) -> mesh + normal map"), ("normals", "image(s) -> normal map")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("images", nargs="+", help="input image files")
+        p.add_argument("-o", "--output", default="out", help="output folder (created if missing)")
+        p.add_argument("--engine", default="relief", help="relief (default) or hi3dgen")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="engine parameter, repeatable (e.g. --param resolution=384)")
+        p.add_argument("--normal-map", default="", help="use this normal map instead of estimating one")
+        p.add_argument("--convention", default="opengl", choices=("opengl", "directx", "object"),
+                       help="colour convention of the written normal map")
+        if name == "generate":
+            p.add_argument("--format", default="glb", choices=EXPORT_FORMATS)
+        _common(p)
+    info = sub.add_parser("info", help="print versions, devices, engines and weights status")
+    _common(info)
+    dl = sub.add_parser("download", help="download model weights from the Hugging Face Hub")
+    dl.add_argument("models", nargs="+", help="model names (see `info`)")
+    _common(dl)
+    return parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
+    p.add_argument("--weights-dir", default=None, help="folder with one sub-folder per model")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = BackendSettings.from_env(device=args.device, weights_dir=args.weights_dir,
+                                        allow_download=True if args.command == "download" else None)
+    if args.command == "serve":
+        from .server import serve_stdio
+
+        return serve_stdio(settings)
+    if args.command == "info":
+        return _info(settings)
+    if args.command == "download":
+        return _download(settings, args.models)
+    return _batch(args, settings)
+
+
+def _info(settings: BackendSettings) -> int:
+    from .server import Server
+
+    hello = Server(sys.stdin.buffer, sys.stdout.buffer, settings).hello()
+    print(f"backend {hello.backend_version}, python {hello.python_version}, torch {hello.torch_version or '-'}")
+    print(f"devices: {', '.join(hello.devices)}")
+    for e in hello.engines:
+        state = "ready" if e["available"] else f"missing: {', '.join(e['missing'])}"
+        print(f"engine {e['name']}: {state}")
+    return 0
+
+
+def _download(settings: BackendSettings, models: list[str]) -> int:
+    from .errors import BackendError
+    from .weights import resolve
+
+    failed = 0
+    for name in models:
+        try:
+            print(f"{name}: {resolve(name, settings, progress=True)}")
+        except BackendError as exc:
+            failed += 1
+            print(f"{name}: {exc.message} {exc.hint}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _batch(args: argparse.Namespace, settings: BackendSettings) -> int:
+    from .batch import BatchJob, run_batch
+
+    job = BatchJob(images=[Path(p) for p in args.images], output=Path(args.output), engine=args.engine,
+                   seed=args.seed, params=_parse_params(args.param), normals_only=args.command == "normals",
+                   export_format=getattr(args, "format", "glb"), convention=args.convention,
+                   normal_map=args.normal_map)
+    t0 = time.perf_counter()
+    failures = run_batch(job, settings, show_progress=sys.stderr.isatty())
+    done = len(args.images) - len(failures)
+    if sys.stderr.isatty():
+        print(f"{done}/{len(args.images)} done in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    for path, reason in failures:
+        print(f"FAILED {path}: {reason}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _parse_params(pairs: list[str]) -> dict[str, object]:
+    import json
+
+    params: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--param expects NAME=VALUE, got {pair!r}")
+        try:
+            params[name] = json.loads(raw)
+        except ValueError:
+            params[name] = raw  # enum values need no quotes
+    return params

@@ -1,0 +1,141 @@
+"""The weightless relief engine: mask -> normals -> integrated height -> closed relief mesh.
+
+Faithful to the input view by construction and fast on any CPU. Normals come from a normal map the user
+gives, from NiRNE when its weights are present, or from an inflated silhouette.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import BadInput
+from ..images import LoadedImage
+from ..jobs import JobContext
+from ..normalmap import from_colors, normalize
+from ..relief.inflate import height_to_normals, inflated_height
+from ..relief.integrate import integrate_normals
+from ..relief.mask import foreground_mask
+from ..relief.mesh import relief_mesh
+from .base import EngineRequest, EngineResult, MeshData, NormalMapData, ParamSpec
+
+NormalEstimator = Callable[[np.ndarray, np.ndarray, JobContext], np.ndarray]
+
+PARAMS = (
+    ParamSpec("resolution", "int", 256, "Grid cells along the image's long side (mesh detail).", 16, 1024),
+    ParamSpec("depth", "float", 0.5, "Relief depth: 1 keeps the integrated depth, 0 is flat.", 0.0, 4.0),
+    ParamSpec("thickness", "float", 0.05, "Thickness of the back slab, relative to the object's size.", 0.0, 1.0),
+    ParamSpec("normals", "enum", "auto", "Where normals come from (auto: given, then NiRNE, then inflate).",
+              options=("auto", "inflate", "nirne", "given")),
+)
+MARGIN = 0.02
+
+
+class ReliefEngine:
+    name = "relief"
+    label = "Relief (fast, no weights)"
+    description = "A closed 2.5D relief of the image's foreground, in about a second on a CPU."
+    params = PARAMS
+
+    def __init__(self, estimator: Callable[[], NormalEstimator | None] | None = None) -> None:
+        self._estimator = estimator or (lambda: None)
+
+    def status(self) -> dict[str, Any]:
+        return {"available": True, "weights_present": True, "missing": []}
+
+    def release(self) -> None:
+        return None
+
+    def normals(self, request: EngineRequest, ctx: JobContext) -> EngineResult:
+        rgba, mask, normals, source = self._prepare(request, ctx)
+        return EngineResult(normal_map=NormalMapData(normals, mask), stats={"normals": source})
+
+    def generate(self, request: EngineRequest, ctx: JobContext) -> EngineResult:
+        t0 = time.perf_counter()
+        rgba, mask, normals, source = self._prepare(request, ctx)
+        p = request.params
+        ctx.step("relief", 2, 4, "integrating normals")
+        cells, cell_normals = _to_grid(mask, normals, p["resolution"])
+        if source == "inflate":
+            height = inflated_height(cells)  # exact for the inflated shape; no integration error
+        else:
+            height = integrate_normals(cell_normals, cells)
+        ctx.step("relief", 3, 4, "building mesh")
+        scale = 1.0 / max(cells.shape)
+        relief = relief_mesh(height * scale * p["depth"], cells, p["thickness"])
+        mesh = MeshData(request.name, relief.vertices, relief.faces, uvs=relief.uvs)
+        ctx.step("relief", 4, 4, "done")
+        stats = {"normals": source, "grid": list(cells.shape), "seconds": time.perf_counter() - t0}
+        return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats)
+
+    def _prepare(self, request: EngineRequest, ctx: JobContext
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+        ctx.step("relief", 0, 4, "finding the foreground")
+        image = request.image
+        mask = foreground_mask(image.rgba, image.has_alpha)
+        if mask.sum() < 16:
+            raise BadInput("No foreground object was found in the image.",
+                           hint="Use an image with a transparent background, or a plain one around the object.")
+        box = _crop_box(mask)
+        rgba, mask = image.rgba[box], mask[box]
+        ctx.step("relief", 1, 4, "normals")
+        normals, source = self._normals(request, rgba, mask, box, ctx)
+        return rgba, mask, normals, source
+
+    def _normals(self, request: EngineRequest, rgba: np.ndarray, mask: np.ndarray,
+                 box: tuple[slice, slice], ctx: JobContext) -> tuple[np.ndarray, str]:
+        choice = request.params["normals"]
+        if choice in ("auto", "given") and request.normal_map is not None:
+            return _given_normals(request.normal_map, request.image, box, mask), "given"
+        if choice == "given":
+            raise BadInput("Normals 'given' was chosen but no normal map was supplied.",
+                           hint="Supply a normal-map image, or choose 'auto'.")
+        estimator = self._estimator() if choice in ("auto", "nirne") else None
+        if estimator is not None:
+            return estimator(rgba, mask, ctx), "nirne"
+        if choice == "nirne":
+            raise BadInput("NiRNE weights are not available.",
+                           hint="Download them (python -m backend download yoso-normal) or choose 'inflate'.")
+        return height_to_normals(inflated_height(mask), mask), "inflate"
+
+
+def _crop_box(mask: np.ndarray) -> tuple[slice, slice]:
+    rows, cols = np.nonzero(mask)
+    pad = int(MARGIN * max(mask.shape)) + 1
+    r0, r1 = max(rows.min() - pad, 0), min(rows.max() + pad + 1, mask.shape[0])
+    c0, c1 = max(cols.min() - pad, 0), min(cols.max() + pad + 1, mask.shape[1])
+    return slice(r0, r1), slice(c0, c1)
+
+
+def _given_normals(normal_map: LoadedImage, image: LoadedImage, box: tuple[slice, slice],
+                   mask: np.ndarray) -> np.ndarray:
+    h, w = image.rgba.shape[:2]
+    rgb = normal_map.rgba[..., :3]
+    if rgb.shape[:2] != (h, w):
+        rgb = _resize(rgb, (h, w))
+    n = from_colors(rgb[box])
+    n[~mask] = (0.0, 0.0, 1.0)
+    return n
+
+
+def _resize(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resize a float [H, W, C] or [H, W] array with area averaging (Pillow, per channel)."""
+    planes = arr[..., None] if arr.ndim == 2 else arr
+    out = [np.asarray(Image.fromarray(planes[..., c].astype(np.float32), mode="F")
+                      .resize((shape[1], shape[0]), Image.Resampling.BOX)) for c in range(planes.shape[2])]
+    stacked = np.stack(out, axis=-1)
+    return stacked[..., 0] if arr.ndim == 2 else stacked
+
+
+def _to_grid(mask: np.ndarray, normals: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mask and normals resampled to a grid of ``resolution`` cells along the long side."""
+    h, w = mask.shape
+    scale = resolution / max(h, w)
+    shape = (max(2, round(h * scale)), max(2, round(w * scale)))
+    cells = _resize(mask.astype(np.float32), shape) > 0.5
+    n = normalize(_resize(normals, shape))
+    return cells, n

@@ -1,0 +1,1 @@
+"""The weightless relief engine's parts: mask, normals, integration, closed relief mesh."""

@@ -1,0 +1,279 @@
+"""The long-lived backend process: reads requests from stdin, streams replies on stdout.
+
+One worker (the main thread) runs requests one at a time, so models load once and stay loaded; a reader
+thread decodes incoming frames, answers Ping at once and turns Cancel into an event the worker checks
+between steps. stdout carries frames only: anything else printing to fd 1 is redirected to stderr.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import queue
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from . import __version__
+from . import protocol as P
+from .engines import make_engines
+from .engines.base import Engine, EngineRequest, EngineResult, validate_params
+from .errors import BackendError, BadInput, OutOfMemory
+from .faults import Faults
+from .images import decode_image, load_image
+from .jobs import JobContext
+from .normalmap import to_rgba16
+from .settings import BackendSettings
+
+MAX_NORMAL_MAP_SIDE = 2048
+
+
+@dataclass
+class _Current:
+    request_id: int = 0
+    cancel: threading.Event = field(default_factory=threading.Event)
+    last_progress: float = field(default_factory=time.monotonic)
+
+
+class Server:
+    """Serves one client over a pair of binary streams until Shutdown or end of input."""
+
+    def __init__(self, inp: BinaryIO, out: BinaryIO, settings: BackendSettings,
+                 engines: dict[str, Engine] | None = None) -> None:
+        self.reader = P.FrameReader(inp)
+        self.writer = P.FrameWriter(out)
+        self.raw_out = out
+        self.settings = settings
+        self.faults = Faults.parse(settings.fault)
+        self.engines = engines if engines is not None else make_engines(settings)
+        self.inbox: queue.Queue[tuple[P.Message, int] | None] = queue.Queue()
+        self.current: _Current | None = None
+        self.cancelled_early: set[int] = set()
+
+    # ------------------------------------------------------------------------------------ main loop
+
+    def serve(self) -> int:
+        """Handshake, then run requests until Shutdown or EOF. Returns the exit code."""
+        self.faults.fire("start", self.raw_out)
+        self.writer.send(self.hello())
+        threading.Thread(target=self._read_loop, name="frame-reader", daemon=True).start()
+        while True:
+            item = self.inbox.get()
+            if item is None or isinstance(item[0], P.Shutdown):
+                return 0
+            msg, request_id = item
+            if isinstance(msg, P.ReleaseModels):
+                self.release_models()
+            elif isinstance(msg, P.Generate):  # Normals is a Generate too
+                self.run_request(msg, request_id)
+
+    def hello(self) -> P.Hello:
+        torch_version, devices = _torch_info()
+        return P.Hello(backend_version=__version__, python_version=platform.python_version(),
+                       torch_version=torch_version, devices=devices, pid=os.getpid(),
+                       engines=[_describe(e) for e in self.engines.values()])
+
+    def release_models(self) -> None:
+        for engine in self.engines.values():
+            engine.release()
+        gc.collect()
+
+    # ------------------------------------------------------------------------------------ reader thread
+
+    def _read_loop(self) -> None:
+        while True:
+            try:
+                item = self.reader.read()
+            except P.ProtocolError as exc:
+                if not self._on_bad_frame(exc):
+                    break
+                continue
+            except (OSError, ValueError):
+                break
+            if item is None:
+                break
+            self._dispatch(*item)
+        self._cancel_current()
+        self.inbox.put(None)
+
+    def _dispatch(self, msg: P.Message, request_id: int) -> None:
+        if isinstance(msg, P.Ping):
+            current = self.current
+            since = time.monotonic() - current.last_progress if current else 0.0
+            self.writer.send(P.Pong(busy=current is not None, seconds_since_progress=since), request_id)
+        elif isinstance(msg, P.Cancel):
+            current = self.current
+            if current is not None and current.request_id == request_id:
+                current.cancel.set()
+            else:
+                self.cancelled_early.add(request_id)
+        elif isinstance(msg, P.Shutdown):
+            self._cancel_current()
+            self.inbox.put((msg, request_id))
+        elif isinstance(msg, (P.Generate, P.ReleaseModels)):
+            self.inbox.put((msg, request_id))
+        else:
+            self._send_error(request_id, "protocol", f"{type(msg).__name__} is not a request.",
+                             "Send Generate, Normals, Cancel, Ping, ReleaseModels or Shutdown.")
+
+    def _on_bad_frame(self, exc: P.ProtocolError) -> bool:
+        """Report a bad frame; return False when the input cannot be read any further."""
+        self._send_error(0, exc.code, f"Bad frame from the client: {exc}",
+                         "The add-on and backend versions may differ; update or restart both.")
+        if exc.code == "truncated":
+            return False
+        if exc.skip is None:
+            return self.reader.resync()
+        return True
+
+    def _cancel_current(self) -> None:
+        current = self.current
+        if current is not None:
+            current.cancel.set()
+
+    # ------------------------------------------------------------------------------------ one request
+
+    def run_request(self, msg: P.Generate, request_id: int) -> None:
+        current = _Current(request_id)
+        if request_id in self.cancelled_early:
+            self.cancelled_early.discard(request_id)
+            current.cancel.set()
+        self.current = current
+        started = time.perf_counter()
+        try:
+            ctx = JobContext(report=self._reporter(current), cancel_event=current.cancel)
+            ctx.check()
+            engine, request = self._request(msg)
+            result = engine.normals(request, ctx) if isinstance(msg, P.Normals) else engine.generate(request, ctx)
+            self._send_result(result, request_id, ctx, msg.want_normal_map)
+            self.writer.send(P.Done(mesh_count=len(result.meshes), seconds=time.perf_counter() - started,
+                                    stats=_jsonable(result.stats)), request_id)
+        except BackendError as exc:
+            self._send_error(request_id, exc.code, exc.message, exc.hint)
+        except MemoryError:
+            self._out_of_memory(request_id)
+        except Exception as exc:  # report, keep serving: one bad request must not end the session
+            if _is_oom(exc):
+                self._out_of_memory(request_id)
+            else:
+                self._send_error(request_id, "internal", f"Unexpected error: {exc}",
+                                 "Please report it with the log shown in the add-on.", traceback.format_exc())
+        finally:
+            self.current = None
+
+    def _reporter(self, current: _Current):  # noqa: ANN202 - a ProgressFn
+        def report(stage: str, step: int, total: int, message: str) -> None:
+            current.last_progress = time.monotonic()
+            self.faults.fire(stage, self.raw_out)
+            self.writer.send(P.Progress(stage=stage, step=step, total=total, message=message), current.request_id)
+        return report
+
+    def _request(self, msg: P.Generate) -> tuple[Engine, EngineRequest]:
+        engine = self.engines.get(msg.engine)
+        if engine is None:
+            raise BadInput(f"Unknown engine '{msg.engine}'.", hint=f"Use one of: {', '.join(self.engines)}.",
+                           code="unknown_engine")
+        params = validate_params(engine.params, msg.params)
+        image = _image(msg.image_bytes, msg.image_path, msg.image_name)
+        if image is None:
+            raise BadInput("The request carries no image.", hint="Send image bytes or an image path.")
+        normal_map = _image(msg.normal_bytes, msg.normal_path, "normal map")
+        device = msg.device if msg.device != "auto" else self.settings.device
+        return engine, EngineRequest(image, _safe_name(msg.image_name), int(msg.seed), params, device, normal_map)
+
+    def _send_result(self, result: EngineResult, request_id: int, ctx: JobContext, want_normal_map: bool) -> None:
+        if want_normal_map and result.normal_map is not None:
+            nm = result.normal_map
+            pixels = _limit_side(to_rgba16(nm.normals, nm.mask), MAX_NORMAL_MAP_SIDE)
+            self.writer.send(P.NormalMap(width=pixels.shape[1], height=pixels.shape[0], pixels=pixels), request_id)
+        for index, mesh in enumerate(result.meshes):
+            arrays = {"vertices": mesh.vertices, "faces": mesh.faces, "normals": mesh.normals, "uvs": mesh.uvs}
+            for n, frame in enumerate(P.mesh_frames(index, mesh.name, arrays)):
+                if n == 2:
+                    self.faults.fire("mesh", self.raw_out)
+                ctx.check()
+                self.writer.send(frame, request_id)
+
+    def _send_error(self, request_id: int, code: str, message: str, hint: str = "", tb: str = "") -> None:
+        print(f"[hi3dgen] error {code}: {message}\n{tb}", file=sys.stderr, flush=True)
+        self.writer.send(P.Error(code=code, message=message, hint=hint, traceback=tb), request_id)
+
+    def _out_of_memory(self, request_id: int) -> None:
+        self.release_models()
+        _empty_device_cache()
+        exc = OutOfMemory("Ran out of memory.", hint="Lower the resolution or steps, close other programs, "
+                                                     "or choose the CPU device (more memory, slower).")
+        self._send_error(request_id, exc.code, exc.message, exc.hint)
+
+
+# ---------------------------------------------------------------------------------------- helpers
+
+
+def _image(data: np.ndarray | None, path: str, name: str):  # noqa: ANN202 - LoadedImage | None
+    if data is not None:
+        return decode_image(data.tobytes(), name)
+    if path:
+        return load_image(path)
+    return None
+
+
+def _safe_name(name: str) -> str:
+    stem = os.path.splitext(os.path.basename(name or "image"))[0]
+    return "".join(c if c.isalnum() or c in "-_. " else "_" for c in stem)[:63] or "image"
+
+
+def _limit_side(pixels: np.ndarray, side: int) -> np.ndarray:
+    h, w = pixels.shape[:2]
+    step = -(-max(h, w) // side)
+    return np.ascontiguousarray(pixels[::step, ::step]) if step > 1 else pixels
+
+
+def _describe(engine: Engine) -> dict[str, Any]:
+    from .engines.base import describe
+
+    return describe(engine)
+
+
+def _jsonable(stats: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in stats.items():
+        if isinstance(value, (np.integer, np.floating)):
+            value = value.item()
+        if isinstance(value, (str, int, float, bool, list, dict)) or value is None:
+            out[str(key)] = value
+    return out
+
+
+def _is_oom(exc: Exception) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or "out of memory" in str(exc).lower()
+
+
+def _torch_info() -> tuple[str, list[str]]:
+    try:
+        import torch
+
+        from .devices import available_devices
+    except ImportError:
+        return "", ["cpu"]
+    return str(torch.__version__), available_devices()
+
+
+def _empty_device_cache() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def serve_stdio(settings: BackendSettings) -> int:
+    """Serve over this process's stdin/stdout, keeping fd 1 for frames only."""
+    frames_out = os.fdopen(os.dup(sys.stdout.fileno()), "wb", buffering=1 << 16)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints from libraries go to the log
+    sys.stdout = sys.stderr
+    frames_in = os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=1 << 16)
+    return Server(frames_in, frames_out, settings).serve()

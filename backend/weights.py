@@ -1,0 +1,176 @@
+"""Model weights: resolve a model name to a local folder, download only when allowed, load safetensors.
+
+Resolution order for a model ``name``:
+1. ``<weights_dir>/<name>`` (or ``weights_dir`` itself if it directly holds the model's files);
+2. ``$HI3DGEN_WEIGHTS/<name>`` (folded into ``BackendSettings.weights_dir`` at the entry point);
+3. the Hugging Face cache (``huggingface_hub``, offline look-up);
+4. a download from the Hub into ``<weights_dir>/<name>`` (or the HF cache) - only with ``allow_download``.
+Otherwise ``WeightsMissing`` names the missing files and the command that fetches them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import WeightsInvalid, WeightsMissing
+from .settings import BackendSettings
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A published model: its Hub repository and the files the backend needs from it."""
+
+    name: str
+    repo_id: str
+    required: tuple[str, ...]
+    "Glob patterns that must each match at least one file."
+    download: tuple[str, ...]
+    "Glob patterns fetched from the Hub (allow_patterns)."
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "trellis-normal", "Stable-X/trellis-normal-v0-1",
+            required=("pipeline.json", "ckpts/ss_flow_*.json", "ckpts/ss_flow_*.safetensors",
+                      "ckpts/ss_dec_*.json", "ckpts/ss_dec_*.safetensors", "ckpts/slat_flow_*.json",
+                      "ckpts/slat_flow_*.safetensors", "ckpts/slat_dec_mesh_*.json",
+                      "ckpts/slat_dec_mesh_*.safetensors"),
+            download=("pipeline.json", "ckpts/ss_*", "ckpts/slat_flow_*", "ckpts/slat_dec_mesh_*"),
+            description="NoRLD geometry networks (normal map -> 3D), about 2.5 GB",
+        ),
+        ModelSpec(
+            "dinov2", "facebook/dinov2-with-registers-large",
+            required=("config.json", "model.safetensors"), download=("config.json", "model.safetensors"),
+            description="DINOv2 ViT-L/14 with registers, the condition encoder, about 1.2 GB",
+        ),
+        ModelSpec(
+            "yoso-normal", "Stable-X/yoso-normal-v1-8-1",
+            required=("model_index.json", "unet/config.json", "unet/*.safetensors", "vae/config.json",
+                      "vae/*.safetensors", "controlnet/config.json", "controlnet/*.safetensors"),
+            download=("model_index.json", "unet/config.json", "unet/*.safetensors", "vae/config.json",
+                      "vae/*.safetensors", "controlnet/config.json", "controlnet/*.safetensors"),
+            description="NiRNE normal estimator (image -> normal map), about 2.6 GB",
+        ),
+    )
+}
+
+
+def spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise WeightsMissing(f"Unknown model '{name}'.", hint=f"Known models: {', '.join(MODELS)}.")
+    return MODELS[name]
+
+
+def missing_files(folder: Path, model: ModelSpec) -> list[str]:
+    """The required patterns with no matching file under ``folder``."""
+    if not folder.is_dir():
+        return list(model.required)
+    present = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    return [pat for pat in model.required if not any(fnmatch.fnmatch(f, pat) for f in present)]
+
+
+def candidate_folders(name: str, settings: BackendSettings) -> list[Path]:
+    """Local folders that may hold ``name``, in resolution order (cache excluded)."""
+    if not settings.weights_dir:
+        return []
+    root = Path(settings.weights_dir).expanduser()
+    return [root / name, root]
+
+
+def find_local(name: str, settings: BackendSettings) -> Path | None:
+    """A local folder that holds every required file of ``name``, or None."""
+    model = spec(name)
+    for folder in candidate_folders(name, settings):
+        if not missing_files(folder, model):
+            return folder
+    cached = _hf_cache_folder(model)
+    if cached is not None and not missing_files(cached, model):
+        return cached
+    return None
+
+
+def status(name: str, settings: BackendSettings) -> tuple[bool, list[str]]:
+    """(present, missing patterns) for the handshake; never touches the network."""
+    if find_local(name, settings) is not None:
+        return True, []
+    folders = candidate_folders(name, settings)
+    return False, missing_files(folders[0], spec(name)) if folders else list(spec(name).required)
+
+
+def resolve(name: str, settings: BackendSettings, progress: bool = False) -> Path:
+    """The folder holding model ``name``; downloads it first only if ``settings.allow_download``."""
+    model = spec(name)
+    found = find_local(name, settings)
+    if found is not None:
+        return found
+    if not settings.allow_download:
+        where = settings.weights_dir or "<weights folder>"
+        missing = missing_files(candidate_folders(name, settings)[0], model) if settings.weights_dir else []
+        raise WeightsMissing(
+            f"Weights for '{name}' ({model.repo_id}) are not present"
+            + (f"; missing: {', '.join(missing)}" if missing else "") + ".",
+            hint=f"Allow downloads in the add-on preferences, or run: python -m backend download {name} "
+                 f"--weights-dir {where}",
+        )
+    return _download(model, settings, progress)
+
+
+def _download(model: ModelSpec, settings: BackendSettings, progress: bool) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+    except ImportError:
+        raise WeightsMissing("huggingface_hub is not installed, so weights cannot be downloaded.",
+                             hint="pip install huggingface_hub in the backend's environment.") from None
+    target = Path(settings.weights_dir).expanduser() / model.name if settings.weights_dir else None
+    (enable_progress_bars if progress else disable_progress_bars)()
+    try:
+        path = snapshot_download(model.repo_id, allow_patterns=list(model.download),
+                                 local_dir=str(target) if target else None)
+    except Exception as exc:  # network errors come in many types; all mean the same to the user
+        raise WeightsMissing(f"Downloading {model.repo_id} failed: {exc}",
+                             hint="Check the network connection, or download the files by hand into "
+                                  f"{target or 'the weights folder'}.") from None
+    folder = Path(path)
+    missing = missing_files(folder, model)
+    if missing:
+        raise WeightsMissing(f"The download of {model.repo_id} lacks: {', '.join(missing)}.",
+                             hint="The repository layout may have changed; report this.")
+    return folder
+
+
+def _hf_cache_folder(model: ModelSpec) -> Path | None:
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        return None
+    try:
+        return Path(snapshot_download(model.repo_id, local_files_only=True))
+    except Exception:  # not cached (LocalEntryNotFoundError and friends)
+        return None
+
+
+def load_safetensors(path: Path, device: str = "cpu") -> dict[str, "torch.Tensor"]:
+    """Load every tensor of a ``.safetensors`` file; a damaged file gives ``WeightsInvalid`` naming it."""
+    if path.suffix != ".safetensors":
+        raise WeightsInvalid(f"Refusing to load {path.name}: only .safetensors files are loaded.",
+                             hint="Use the safetensors release of the weights.")
+    if not path.is_file():
+        raise WeightsMissing(f"Weights file not found: {path}", hint="Download the model again.")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise WeightsInvalid(f"Weights file {path} is damaged or not a safetensors file: {exc}",
+                             hint="Delete it and download the model again.") from None
