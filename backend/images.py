@@ -60,8 +60,10 @@ def decode_image(data: bytes, name: str = "image") -> LoadedImage:
             img.load()
     except BadInput:
         raise
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadInput(f"The image '{name}' is over the limit of {MAX_PIXELS // 1_000_000} megapixels "
+                       "(refused before decoding).", hint="Downscale it first.") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
         raise BadInput(f"Cannot decode the image '{name}': {exc}",
                        hint="The file is damaged or not an image Pillow can read; re-save it as PNG.") from None
     _check_size(img.size, name)

@@ -392,6 +392,8 @@ class FrameReader:
         except ProtocolError as exc:
             if exc.skip is not None:
                 self._discard(exc.skip)
+            elif raw[:4] != MAGIC:
+                self._pushback = bytes(raw[1:]) + self._pushback  # a frame may start inside these bytes
             raise
         body = self._read_exact(json_len)
         payload = self._read_exact(payload_len)
@@ -402,14 +404,20 @@ class FrameReader:
         """Skip bytes until the next magic (left unread). False if the stream ended first."""
         window = b""
         for _ in range(limit):
-            byte = self._stream.read(1)
+            byte = self._next_byte()
             if not byte:
                 return False
             window = (window + byte)[-len(MAGIC):]
             if window == MAGIC:
-                self._pushback = MAGIC
+                self._pushback = MAGIC + self._pushback
                 return True
         return False
+
+    def _next_byte(self) -> bytes:
+        if self._pushback:
+            byte, self._pushback = self._pushback[:1], self._pushback[1:]
+            return byte
+        return self._stream.read(1)
 
     def _read_exact(self, n: int, allow_eof: bool = False) -> bytearray | None:
         buf = bytearray(n)

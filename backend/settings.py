@@ -18,16 +18,19 @@ class BackendSettings:
     precision: str = "auto"
     fault: str = ""
     "Test-only fault injection spec (backend/faults.py)."
+    test_engines: bool = False
+    "Also offer the test-only engines (backend/engines/testing.py)."
 
     @classmethod
     def from_env(cls, **overrides: object) -> "BackendSettings":
-        """Defaults from HI3DGEN_WEIGHTS, HI3DGEN_ALLOW_DOWNLOAD, HI3DGEN_DEVICE, HI3DGEN_FAULT; then overrides."""
+        """Defaults from the HI3DGEN_* environment variables (read here, never at import); then overrides."""
         env = os.environ
         base = cls(
             weights_dir=env.get("HI3DGEN_WEIGHTS") or None,
             allow_download=env.get("HI3DGEN_ALLOW_DOWNLOAD", "") in ("1", "true", "yes"),
             device=env.get("HI3DGEN_DEVICE", "auto"),
             fault=env.get("HI3DGEN_FAULT", ""),
+            test_engines=env.get("HI3DGEN_TEST_ENGINES", "") == "1",
         )
         values = {k: v for k, v in overrides.items() if v is not None}
         return cls(**{**base.__dict__, **values})  # type: ignore[arg-type]

@@ -10,4 +10,8 @@ from .relief import ReliefEngine
 def make_engines(settings: BackendSettings) -> dict[str, Engine]:
     """Every engine by name, in the order the add-on lists them."""
     engines: list[Engine] = [ReliefEngine()]
+    if settings.test_engines:
+        from .testing import SlowEngine
+
+        engines.append(SlowEngine())
     return {e.name: e for e in engines}

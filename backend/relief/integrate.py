@@ -42,7 +42,7 @@ def integrate_gradients(gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
     denom[0, 0] = 1.0
     z = d / denom
     z[0, 0] = 0.0
-    return -fft.idctn(z, type=2, norm="ortho").astype(np.float32)
+    return fft.idctn(z, type=2, norm="ortho").astype(np.float32)
 
 
 def integrate_normals(normals: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """A closed relief mesh from a height field over a cell mask: front surface, flat back, side walls.
 
-Frame: Blender's, +Z up, the relief faces -Y (toward the front-view camera), centred at the origin, the
-long side of the image one unit long. Faces are wound so normals point outward.
+Frame: Blender's, +Z up, the relief faces -Y (toward the front-view camera), the bounding box centred at
+the origin, the outline's long side one unit long (depth and thickness scale with it). Faces are wound so normals point outward.
 """
 
 from __future__ import annotations
@@ -58,8 +58,10 @@ def relief_mesh(heights: np.ndarray, cells: np.ndarray, thickness: float) -> Rel
     up = (h / 2.0 - rows) * scale
     front = np.stack([x, -z[rows, cols], up], axis=1)
     back = np.stack([x, np.full(n, thickness), up], axis=1)
-    vertices = np.concatenate([front, back]).astype(np.float32)
-    vertices[:, 1] -= (vertices[:, 1].max() + vertices[:, 1].min()) / 2.0  # centre the depth too
+    vertices = np.concatenate([front, back])
+    vertices -= (vertices.max(axis=0) + vertices.min(axis=0)) / 2.0  # centre the bounding box
+    vertices /= max(np.ptp(vertices[:, 0]), np.ptp(vertices[:, 2]))  # the outline's long side is 1
+    vertices = vertices.astype(np.float32)
     uv = np.stack([cols / w, 1.0 - rows / h], axis=1)
     faces = np.concatenate([_surfaces(cells, index, n), _walls(cells, index, n)]).astype(np.int32)
     return ReliefMesh(vertices, faces, np.concatenate([uv, uv]).astype(np.float32))

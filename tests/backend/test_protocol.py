@@ -1,0 +1,152 @@
+"""The wire contract: round trips, chunked meshes, and a fuzzed decoder that only ever says ProtocolError."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from backend import protocol as P
+
+
+def _roundtrip(msg: P.Message, rid: int = 3) -> P.Message:
+    out, got = P.decode_bytes(P.encode_bytes(msg, rid))
+    assert got == rid
+    return out
+
+
+def test_every_message_round_trips():
+    for cls in P.MESSAGE_TYPES.values():
+        assert type(_roundtrip(cls())) is cls
+
+
+def test_fields_and_arrays_survive():
+    msg = P.Generate(engine="hi3dgen", seed=-5, params={"steps": 3, "x": [1, 2]}, image_name="ü.png",
+                     image_bytes=np.arange(300, dtype=np.uint8))
+    out = _roundtrip(msg)
+    assert out.params == msg.params and out.seed == -5 and out.image_name == "ü.png"
+    assert np.array_equal(out.image_bytes, msg.image_bytes) and out.normal_bytes is None
+
+
+def test_big_endian_arrays_travel_little_endian():
+    data = np.arange(6, dtype=">f4").reshape(2, 3)
+    out = _roundtrip(P.MeshChunk(array="vertices", data=data))
+    assert out.data.dtype == np.dtype("<f4") and np.array_equal(out.data, data)
+
+
+def test_mesh_streams_in_bounded_chunks_and_reassembles():
+    rng = np.random.default_rng(0)
+    v = rng.random((50_000, 3), dtype=np.float32)
+    f = rng.integers(0, 50_000, (90_000, 3), dtype=np.int32)
+    frames = list(P.mesh_frames(0, "m", {"vertices": v, "faces": f}, chunk_bytes=64 << 10))
+    assert len(frames) > 20
+    stream = io.BytesIO(b"".join(P.encode_bytes(x) for x in frames))
+    reader = P.FrameReader(stream)
+    asm = P.MeshAssembly(reader.read()[0])
+    while (item := reader.read()) is not None:
+        asm.add(item[0])
+    out = asm.finish()
+    assert np.array_equal(out["vertices"], v) and np.array_equal(out["faces"], f)
+
+
+def test_corrupted_mesh_fails_its_checksum():
+    v = np.zeros((4, 3), np.float32)
+    f = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
+    start, *chunks = P.mesh_frames(0, "m", {"vertices": v, "faces": f})
+    asm = P.MeshAssembly(start)
+    for c in chunks:
+        if c.array == "vertices":
+            c.data = c.data + 1
+        asm.add(c)
+    with pytest.raises(P.ProtocolError, match="checksum"):
+        asm.finish()
+
+
+def test_missing_chunk_is_incomplete():
+    start, first, *_ = P.mesh_frames(0, "m", {"vertices": np.zeros((4, 3)), "faces": np.zeros((2, 3))})
+    asm = P.MeshAssembly(start)
+    asm.add(first)
+    with pytest.raises(P.ProtocolError, match="incomplete"):
+        asm.finish()
+
+
+def test_wrong_version_is_refused():
+    raw = bytearray(P.encode_bytes(P.Ping()))
+    raw[4] = 7
+    with pytest.raises(P.ProtocolError) as info:
+        P.decode_bytes(bytes(raw))
+    assert info.value.code == "protocol_version"
+
+
+def test_reader_skips_a_bad_frame_and_reads_the_next():
+    bad = P.HEADER.pack(P.MAGIC, P.PROTOCOL_VERSION, 250, 0, 2, 0) + b"{}"
+    stream = io.BytesIO(bad + P.encode_bytes(P.Ping(), 4))
+    reader = P.FrameReader(stream)
+    with pytest.raises(P.ProtocolError):
+        reader.read()
+    assert reader.read()[1] == 4
+
+
+def test_resync_after_garbage():
+    stream = io.BytesIO(b"xxxxH3" + P.encode_bytes(P.Ping(), 9))
+    reader = P.FrameReader(stream)
+    with pytest.raises(P.ProtocolError):
+        reader.read()
+    assert reader.resync()
+    assert reader.read()[1] == 9
+
+
+VALID = [P.encode_bytes(m) for m in (
+    P.Generate(params={"a": 1}, image_bytes=np.arange(40, dtype=np.uint8)),
+    P.MeshChunk(array="faces", data=np.zeros((3, 3), np.int32)),
+    P.Progress(stage="x", step=1, total=2), P.Hello(engines=[{"name": "relief"}]),
+)]
+
+
+def _decode_stream(data: bytes) -> None:
+    reader = P.FrameReader(io.BytesIO(data))
+    for _ in range(64):  # bounded: every frame consumes at least a header
+        try:
+            if reader.read() is None:
+                return
+        except P.ProtocolError as exc:
+            if exc.code == "truncated" or (exc.skip is None and not reader.resync()):
+                return
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(VALID), st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=8),
+       st.integers(0, 400))
+def test_fuzz_mutated_frames(frame, flips, cut):
+    data = bytearray(frame)
+    for pos, value in flips:
+        if pos < len(data):
+            data[pos] = value
+    try:
+        P.decode_bytes(bytes(data[: max(cut, len(data) - cut)]))
+    except P.ProtocolError:
+        pass
+    _decode_stream(bytes(data))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.binary(max_size=300))
+def test_fuzz_random_bytes(data):
+    try:
+        P.decode_bytes(data)
+    except P.ProtocolError:
+        pass
+    _decode_stream(data)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_random_json_bodies(body):
+    frame = P.HEADER.pack(P.MAGIC, P.PROTOCOL_VERSION, P.Generate.KIND, 0, len(body), 0) + body
+    try:
+        P.decode_bytes(frame)
+    except P.ProtocolError:
+        pass
