@@ -1,7 +1,8 @@
 """A closed relief mesh from a height field over a cell mask: front surface, flat back, side walls.
 
 Frame: Blender's, +Z up, the relief faces -Y (toward the front-view camera), the bounding box centred at
-the origin, the outline's long side one unit long (depth and thickness scale with it). Faces are wound so normals point outward.
+the origin, the outline's long side one unit long (depth and thickness scale with it). Faces are wound
+so normals point outward.
 """
 
 from __future__ import annotations

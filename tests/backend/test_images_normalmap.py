@@ -25,7 +25,7 @@ def test_odd_modes_decode_to_rgba(mode):
     img = Image.new(mode, (20, 10))
     out = decode_image(_encode(img, fmt))
     assert out.rgba.shape == (10, 20, 4) and out.rgba.dtype == np.float32
-    assert 0.0 <= out.rgba.min() and out.rgba.max() <= 1.0
+    assert out.rgba.min() >= 0.0 and out.rgba.max() <= 1.0
 
 
 def test_alpha_only_mask_is_detected():

@@ -52,7 +52,7 @@ def test_relief_mesh_is_closed_outward_and_manifold():
     edges = np.sort(tm.edges, axis=1)
     _, counts = np.unique(edges, axis=0, return_counts=True)
     assert (counts == 2).all()  # every edge shared by exactly two faces
-    assert mesh.uvs.shape == (len(mesh.vertices), 2) and 0 <= mesh.uvs.min() and mesh.uvs.max() <= 1
+    assert mesh.uvs.shape == (len(mesh.vertices), 2) and mesh.uvs.min() >= 0 and mesh.uvs.max() <= 1
 
 
 def test_manifold_cells_removes_diagonal_contacts():

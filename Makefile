@@ -1,0 +1,47 @@
+# Two commands for a fresh clone:  `make demo`  (the main job)  and  `make test`  (the whole suite).
+# Both bootstrap what they need (two virtual environments), idempotently.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BVENV := .venv-blender
+TORCH ?= torch==2.13.0
+
+.PHONY: demo test lint typecheck test-backend test-blender bench addon clean
+
+$(VENV)/.ready: requirements/backend.txt requirements/dev.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check $(TORCH) -r requirements/backend.txt -r requirements/dev.txt
+	touch $@
+
+$(BVENV)/.ready: requirements/blender.txt
+	test -x $(BVENV)/bin/python || $(PYTHON) -m venv $(BVENV)
+	$(BVENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements/blender.txt
+	touch $@
+
+venvs: $(VENV)/.ready $(BVENV)/.ready
+
+demo: venvs
+	HI3DGEN_PYTHON=$(abspath $(VENV)/bin/python) $(BVENV)/bin/python scripts/demo.py --out out
+
+test: venvs lint typecheck test-backend test-blender
+
+lint: $(VENV)/.ready
+	$(VENV)/bin/ruff check backend blender_addon tests bench scripts build_addon.py
+
+typecheck: $(BVENV)/.ready
+	cd blender_addon && ../$(BVENV)/bin/mypy --config-file mypy.ini .
+
+test-backend: $(VENV)/.ready
+	$(VENV)/bin/python -m pytest tests/backend -q
+
+test-blender: venvs
+	HI3DGEN_PYTHON=$(abspath $(VENV)/bin/python) $(BVENV)/bin/python -m pytest tests/blender -q
+
+addon: $(BVENV)/.ready
+	$(BVENV)/bin/python build_addon.py
+
+bench: venvs
+	$(VENV)/bin/python bench/run_all.py
+
+clean:
+	rm -rf dist out .pytest_cache
