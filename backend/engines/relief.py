@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 from ..errors import BadInput
 from ..images import LoadedImage
@@ -31,6 +32,8 @@ PARAMS = (
     ParamSpec("thickness", "float", 0.05, "Thickness of the back slab, relative to the object's size.", 0.0, 1.0),
     ParamSpec("normals", "enum", "auto", "Where normals come from (auto: given, then NiRNE, then inflate).",
               options=("auto", "inflate", "nirne", "given")),
+    ParamSpec("detail", "float", 0.5, "With inflated normals: surface detail taken from the image's shading.",
+              0.0, 4.0),
 )
 MARGIN = 0.02
 
@@ -60,10 +63,7 @@ class ReliefEngine:
         p = request.params
         ctx.step("relief", 2, 4, "integrating normals")
         cells, cell_normals = _to_grid(mask, normals, p["resolution"])
-        if source == "inflate":
-            height = inflated_height(cells)  # exact for the inflated shape; no integration error
-        else:
-            height = integrate_normals(cell_normals, cells)
+        height = integrate_normals(cell_normals, cells)
         ctx.step("relief", 3, 4, "building mesh")
         scale = 1.0 / max(cells.shape)
         relief = relief_mesh(height * scale * p["depth"], cells, p["thickness"])
@@ -100,7 +100,23 @@ class ReliefEngine:
         if choice == "nirne":
             raise BadInput("NiRNE weights are not available.",
                            hint="Download them (python -m backend download yoso-normal) or choose 'inflate'.")
-        return height_to_normals(inflated_height(mask), mask), "inflate"
+        height = inflated_height(mask) + request.params["detail"] * shading_detail(rgba, mask)
+        return height_to_normals(height, mask), "inflate"
+
+
+def shading_detail(rgba: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Height detail [H, W] in pixels from the image's shading: bright bulges out, dark recedes.
+
+    A high-pass of the luminance (features smaller than about a tenth of the object), scaled to the
+    object's size; a cheap, classic stand-in for real normal estimation.
+    """
+    lum = rgba[..., :3] @ np.array([0.2126, 0.7152, 0.0722], np.float32)  # [H, W]
+    size = float(np.sqrt(mask.sum()))
+    sigma = max(1.0, 0.08 * size)
+    weight = ndimage.gaussian_filter(mask.astype(np.float32), sigma)
+    low = ndimage.gaussian_filter(np.where(mask, lum, 0.0), sigma) / np.maximum(weight, 1e-3)
+    detail = ndimage.gaussian_filter(lum - low, 0.6) * 0.15 * size
+    return np.where(mask, detail, 0.0).astype(np.float32)
 
 
 def _crop_box(mask: np.ndarray) -> tuple[slice, slice]:
