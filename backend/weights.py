@@ -40,10 +40,7 @@ MODELS: dict[str, ModelSpec] = {
     for spec in (
         ModelSpec(
             "trellis-normal", "Stable-X/trellis-normal-v0-1",
-            required=("pipeline.json", "ckpts/ss_flow_*.json", "ckpts/ss_flow_*.safetensors",
-                      "ckpts/ss_dec_*.json", "ckpts/ss_dec_*.safetensors", "ckpts/slat_flow_*.json",
-                      "ckpts/slat_flow_*.safetensors", "ckpts/slat_dec_mesh_*.json",
-                      "ckpts/slat_dec_mesh_*.safetensors"),
+            required=("pipeline.json", "ckpts/*.json", "ckpts/*.safetensors"),  # the loader checks each file
             download=("pipeline.json", "ckpts/ss_*", "ckpts/slat_flow_*", "ckpts/slat_dec_mesh_*"),
             description="NoRLD geometry networks (normal map -> 3D), about 2.5 GB",
         ),
