@@ -1,0 +1,299 @@
+"""Build networks on the meta device and load release checkpoints strictly (keys, shapes), once.
+
+Layout of the geometry release (``Stable-X/trellis-normal-v0-1``)::
+
+    <folder>/pipeline.json                    args.models: pipeline name -> "ckpts/<name>"
+    <folder>/ckpts/<name>.json                {"name": ClassName, "args": {...}}
+    <folder>/ckpts/<name>.safetensors
+
+DINOv2 comes from the Hugging Face folder of ``facebook/dinov2-with-registers-large``
+(``config.json`` + ``model.safetensors`` in transformers naming), renamed by ``convert_hf_state_dict``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from backend.errors import WeightsInvalid, WeightsMissing
+
+from .configs import (
+    VARIANTS,
+    DinoV2Config,
+    MeshDecoderConfig,
+    NetworkConfig,
+    SLatFlowConfig,
+    SSDecoderConfig,
+    SSFlowConfig,
+    parse_release_json,
+)
+
+PIPELINE_NAMES = (
+    "sparse_structure_flow_model",
+    "sparse_structure_decoder",
+    "slat_flow_model",
+    "slat_decoder_mesh",
+)
+"The four geometry networks of pipeline.json, in the order they run."
+
+_REDOWNLOAD = "Delete the file and download the model again."
+
+
+def build_network(config: NetworkConfig, device: torch.device | str = "meta") -> nn.Module:
+    """The network of ``config``, with uninitialised (``meta``) or freshly initialised parameters."""
+    with torch.device(device):
+        if isinstance(config, SSFlowConfig):
+            from .ss_flow import SparseStructureFlowModel
+
+            return SparseStructureFlowModel(config)
+        if isinstance(config, SSDecoderConfig):
+            from .ss_decoder import SparseStructureDecoder
+
+            return SparseStructureDecoder(config)
+        if isinstance(config, SLatFlowConfig):
+            from .slat_flow import SLatFlowModel
+
+            return SLatFlowModel(config)
+        if isinstance(config, MeshDecoderConfig):
+            from .mesh_decoder import SLatMeshDecoder
+
+            return SLatMeshDecoder(config)
+        if isinstance(config, DinoV2Config):
+            from .dinov2 import DinoV2
+
+            return DinoV2(config)
+    raise TypeError(f"not a network config: {type(config).__name__}")
+
+
+def expected_shapes(model: nn.Module) -> dict[str, tuple[int, ...]]:
+    """Every state-dict key of ``model`` with its shape (works on the meta device)."""
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def check_tensors(
+    expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], path: Path
+) -> None:
+    """Raise ``WeightsInvalid`` naming ``path``, missing/unexpected keys and the first shape mismatch."""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    mismatch = next(
+        ((k, expected[k], found[k]) for k in expected if k in found and expected[k] != found[k]), None
+    )
+    if not (missing or unexpected or mismatch):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s) (first: {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s) (first: {', '.join(unexpected[:3])})")
+    if mismatch:
+        key, want, got = mismatch
+        parts.append(f"first shape mismatch: '{key}' expected {list(want)}, file has {list(got)}")
+    raise WeightsInvalid(
+        f"{path} does not match the network: " + "; ".join(parts) + ".",
+        hint="The file belongs to another model version or is damaged; " + _REDOWNLOAD,
+    )
+
+
+def read_header(path: Path) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of the tensors of a safetensors file, without reading the data."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise WeightsMissing(f"Weights file not found: {path}", hint="Download the model again.")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsInvalid(
+            f"Weights file {path} is damaged or not a safetensors file: {exc}", hint=_REDOWNLOAD
+        ) from None
+
+
+def _read_tensors(
+    path: Path, targets: dict[str, torch.Tensor], device: torch.device | str
+) -> dict[str, torch.Tensor]:
+    """Read each tensor and cast it straight to its target's dtype on ``device`` (one copy at a time)."""
+    from safetensors import SafetensorError, safe_open
+
+    state: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for key, target in targets.items():
+                state[key] = f.get_tensor(key).to(device=device, dtype=target.dtype)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise WeightsInvalid(f"Weights file {path} could not be read: {exc}", hint=_REDOWNLOAD) from None
+    return state
+
+
+def _materialise(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    model.load_state_dict(state, strict=True, assign=True)
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def load_checkpoint(
+    base: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> nn.Module:
+    """Load ``<base>.json`` + ``<base>.safetensors`` (release layout) into a ready, eval-mode network.
+
+    ``dtype`` is the torso's compute dtype (norms and I/O layers stay float32, as the release).
+    Raises ``WeightsMissing`` naming the absent files, ``WeightsInvalid`` naming a bad file and key.
+    """
+    base = Path(base)
+    json_path, st_path = base.with_name(base.name + ".json"), base.with_name(base.name + ".safetensors")
+    absent = [str(p) for p in (json_path, st_path) if not p.is_file()]
+    if absent:
+        raise WeightsMissing(
+            f"Missing weights file(s): {', '.join(absent)}", hint="Download the model again."
+        )
+    try:
+        config = parse_release_json(json_path)
+    except (ValueError, OSError) as exc:
+        raise WeightsInvalid(
+            f"{json_path} is not a usable network description: {exc}", hint=_REDOWNLOAD
+        ) from None
+    model = build_network(config, "meta")
+    model.set_compute_dtype(dtype)  # type: ignore[operator]
+    targets = model.state_dict()
+    check_tensors(expected_shapes(model), read_header(st_path), st_path)
+    return _materialise(model, _read_tensors(st_path, targets, device))
+
+
+@dataclass(frozen=True)
+class SamplerParams:
+    """A flow sampler entry of pipeline.json (FlowEulerGuidanceIntervalSampler)."""
+
+    name: str = "FlowEulerGuidanceIntervalSampler"
+    sigma_min: float = 1e-5
+    steps: int = 25
+    cfg_strength: float = 5.0
+    cfg_interval: tuple[float, float] = (0.5, 1.0)
+    rescale_t: float = 3.0
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """The parts of the release's pipeline.json the backend uses."""
+
+    models: dict[str, str]
+    "Pipeline name -> checkpoint path relative to the folder, without extension ('ckpts/<name>')."
+    slat_mean: tuple[float, ...]
+    slat_std: tuple[float, ...]
+    sparse_structure_sampler: SamplerParams = field(default_factory=SamplerParams)
+    slat_sampler: SamplerParams = field(default_factory=SamplerParams)
+    image_cond_model: str = "dinov2_vitl14_reg"
+    name: str = "TrellisImageTo3DPipeline"
+
+
+def _sampler(entry: dict[str, Any] | None) -> SamplerParams:
+    if not entry:
+        return SamplerParams()
+    params, args = entry.get("params", {}), entry.get("args", {})
+    defaults = SamplerParams()
+    return SamplerParams(
+        name=str(entry.get("name", defaults.name)),
+        sigma_min=float(args.get("sigma_min", defaults.sigma_min)),
+        steps=int(params.get("steps", defaults.steps)),
+        cfg_strength=float(params.get("cfg_strength", defaults.cfg_strength)),
+        cfg_interval=tuple(float(v) for v in params.get("cfg_interval", defaults.cfg_interval)),  # type: ignore[arg-type]
+        rescale_t=float(params.get("rescale_t", defaults.rescale_t)),
+    )
+
+
+def read_pipeline_json(folder: Path) -> PipelineConfig:
+    """Parse ``<folder>/pipeline.json``; ``WeightsMissing`` if absent, ``WeightsInvalid`` if malformed."""
+    path = Path(folder) / "pipeline.json"
+    if not path.is_file():
+        raise WeightsMissing(f"Missing {path}", hint="Download the model again.")
+    try:
+        args = json.loads(path.read_text(encoding="utf-8"))["args"]
+        norm = args["slat_normalization"]
+        config = PipelineConfig(
+            models={str(k): str(v) for k, v in args["models"].items()},
+            slat_mean=tuple(float(v) for v in norm["mean"]),
+            slat_std=tuple(float(v) for v in norm["std"]),
+            sparse_structure_sampler=_sampler(args.get("sparse_structure_sampler")),
+            slat_sampler=_sampler(args.get("slat_sampler")),
+            image_cond_model=str(args.get("image_cond_model", "dinov2_vitl14_reg")),
+            name=str(json.loads(path.read_text(encoding="utf-8")).get("name", "")),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise WeightsInvalid(f"{path} is malformed: {type(exc).__name__}: {exc}", hint=_REDOWNLOAD) from None
+    absent = [n for n in PIPELINE_NAMES if n not in config.models]
+    if absent:
+        raise WeightsInvalid(f"{path} lists no model for: {', '.join(absent)}", hint=_REDOWNLOAD)
+    return config
+
+
+def missing_release_files(folder: Path, pipeline: PipelineConfig) -> list[str]:
+    """The checkpoint files (json and safetensors) that pipeline.json names but the folder lacks."""
+    names = [pipeline.models[n] + ext for n in PIPELINE_NAMES for ext in (".json", ".safetensors")]
+    return [n for n in names if not (Path(folder) / n).is_file()]
+
+
+def load_network(
+    folder: Path, pipeline_name: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> nn.Module:
+    """Load one geometry network (a ``PIPELINE_NAMES`` entry) of the release folder."""
+    pipeline = read_pipeline_json(folder)
+    missing = missing_release_files(folder, pipeline)
+    if missing:
+        raise WeightsMissing(f"{folder} lacks: {', '.join(missing)}", hint="Download the model again.")
+    if pipeline_name not in pipeline.models:
+        raise WeightsInvalid(f"{Path(folder) / 'pipeline.json'} lists no '{pipeline_name}'", hint=_REDOWNLOAD)
+    return load_checkpoint(Path(folder) / pipeline.models[pipeline_name], device, dtype)
+
+
+def dinov2_config_from_hf(folder: Path) -> DinoV2Config:
+    """The ``DinoV2Config`` of a transformers folder (``config.json``); the ViT-L/14-reg4 one if absent."""
+    import dataclasses
+
+    base = VARIANTS["dinov2_vitl14_reg"]
+    assert isinstance(base, DinoV2Config)
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        return base
+    try:
+        hf = json.loads(path.read_text(encoding="utf-8"))
+        return dataclasses.replace(
+            base,
+            img_size=int(hf.get("image_size", base.img_size)),
+            patch_size=int(hf.get("patch_size", base.patch_size)),
+            embed_dim=int(hf["hidden_size"]),
+            depth=int(hf["num_hidden_layers"]),
+            num_heads=int(hf["num_attention_heads"]),
+            num_register_tokens=int(hf.get("num_register_tokens", base.num_register_tokens)),
+            mlp_ratio=float(hf.get("mlp_ratio", base.mlp_ratio)),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WeightsInvalid(f"{path} is malformed: {type(exc).__name__}: {exc}", hint=_REDOWNLOAD) from None
+
+
+def load_dinov2(
+    folder: Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> nn.Module:
+    """Load DINOv2 from a Hugging Face ``dinov2-with-registers`` folder (``model.safetensors``), renamed.
+
+    The release runs it in float32 (the default); another ``dtype`` casts the whole network.
+    """
+    from .dinov2 import convert_hf_state_dict
+
+    path = Path(folder) / "model.safetensors"
+    header = read_header(path)
+    model = build_network(dinov2_config_from_hf(folder), "meta")
+    as_meta = {k: torch.empty(s, device="meta") for k, s in header.items()}
+    try:
+        converted = convert_hf_state_dict(as_meta)
+    except KeyError as exc:
+        raise WeightsInvalid(
+            f"{path} is not a DINOv2-with-registers checkpoint: {exc}", hint=_REDOWNLOAD
+        ) from None
+    check_tensors(expected_shapes(model), {k: tuple(v.shape) for k, v in converted.items()}, path)
+    raw = _read_tensors(path, {k: torch.empty(0, dtype=dtype) for k in header}, device)
+    return _materialise(model, convert_hf_state_dict(raw))
