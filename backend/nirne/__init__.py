@@ -1,0 +1,1 @@
+"""NiRNE / YOSO one-step normal estimator (image -> camera-space normal map) on diffusers model classes."""

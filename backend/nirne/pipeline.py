@@ -1,0 +1,101 @@
+"""NiRNE / YOSO one-step normal estimation: image -> camera-space unit normals.
+
+One network evaluation, no noise and no scheduler (``YOSONormalsPipeline`` with ``t_start=0``):
+
+    latent = vae.encode(x).mode() * scaling_factor                         # [1, 4, H/8, W/8]
+    down, mid = controlnet(latent, t=0, context=zeros(1, 257, 1024))       # 12 residuals + mid
+    latent = unet(latent, t=0, context=zeros, down, mid)                  # [1, 4, H/8, W/8]
+    normals = l2_normalise(vae.decode(latent / scaling_factor))           # [1, 3, H, W]
+
+Output convention. YOSO reuses diffusers' Marigold image processor and its normals frame: +X right,
++Y up, +Z toward the viewer, i.e. already the OpenGL camera convention the backend uses, so
+``YOSO_TO_OPENGL`` is the identity (inferred from the Marigold lineage; the release documents no frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..devices import Placement
+from ..errors import BadInput
+from ..jobs import JobContext
+from .loading import NirneModels, load_nirne
+from .preprocess import (
+    composite_over_white,
+    normalize_channels,
+    processing_size,
+    resize_normals,
+    to_network_input,
+    unpad,
+)
+
+YOSO_TO_OPENGL = np.array([1.0, 1.0, 1.0], np.float32)
+"Per-axis signs taking YOSO normals to +X right, +Y up, +Z toward the viewer."
+CONTEXT_TOKENS = 257
+"Length of the release's all-zero text context (any length gives the same result)."
+BACKGROUND = np.array([0.0, 0.0, 1.0], np.float32)
+"Normal written outside the mask (flat, facing the viewer)."
+
+
+def estimate_normals(models: NirneModels, image: np.ndarray, mask: np.ndarray | None, *,
+                     processing_resolution: int = 768, ctx: JobContext | None = None) -> np.ndarray:
+    """Float RGB/RGBA image [H, W, 3|4] in [0, 1] -> unit normals [H, W, 3] float32 (OpenGL camera frame).
+
+    RGBA is composited over white first, as the release. Pixels outside ``mask`` (bool [H, W]) get
+    ``BACKGROUND``; ``mask=None`` keeps every pixel.
+    """
+    if image.ndim != 3 or image.shape[-1] not in (3, 4) or min(image.shape[:2]) < 2:
+        raise BadInput(f"NiRNE needs an [H, W, 3|4] image, got shape {image.shape}.",
+                       hint="Use an RGB(A) image.")
+    height, width = image.shape[:2]
+    size = processing_size(height, width, processing_resolution)
+    pixels, padding = to_network_input(composite_over_white(image), size)  # [1, 3, PH, PW]
+    normals = predict(models, pixels, ctx)  # [1, 3, PH, PW] unit, float32
+    normals = resize_normals(unpad(normals, padding), (height, width))  # [1, 3, H, W]
+    out = normals[0].permute(1, 2, 0).cpu().numpy() * YOSO_TO_OPENGL  # [H, W, 3]
+    if mask is not None:
+        out[~mask.astype(bool)] = BACKGROUND
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+@torch.inference_mode()
+def predict(models: NirneModels, pixels: torch.Tensor, ctx: JobContext | None = None) -> torch.Tensor:
+    """Network pass: image [1, 3, H, W] in [-1, 1] (H, W multiples of 8) -> unit normals [1, 3, H, W]."""
+    step = ctx.step if ctx is not None else (lambda *args: None)
+    x = pixels.to(models.device, models.dtype)
+    step("normals", 0, 4, "encoding the image")
+    latent = models.vae.encode(x).latent_dist.mode() * models.scaling_factor  # [1, 4, H/8, W/8]
+    context = torch.zeros(1, CONTEXT_TOKENS, models.context_dim, device=models.device, dtype=models.dtype)
+    step("normals", 1, 4, "control branch")
+    down, mid = models.controlnet(latent, 0, encoder_hidden_states=context, conditioning_scale=1.0)
+    step("normals", 2, 4, "denoiser")
+    latent = models.unet(latent, 0, encoder_hidden_states=context, down_block_additional_residuals=down,
+                         mid_block_additional_residual=mid, return_dict=False)[0]  # [1, 4, H/8, W/8]
+    step("normals", 3, 4, "decoding the normal map")
+    decoded = models.vae.decode(latent / models.scaling_factor, return_dict=False)[0]  # [1, 3, H, W]
+    step("normals", 4, 4, "done")
+    return normalize_channels(decoded.float())
+
+
+@dataclass
+class NirneEstimator:
+    """The loaded normal estimator as the engines call it: ``estimator(rgba, mask, ctx) -> normals``."""
+
+    models: NirneModels
+    processing_resolution: int = 768
+
+    @classmethod
+    def load(cls, folder: Path | str, placement: Placement,
+             processing_resolution: int = 768) -> "NirneEstimator":
+        """Load a yoso-normal release folder onto ``placement`` (its dtype: fp16 on CUDA, fp32 on CPU...)."""
+        return cls(load_nirne(folder, placement.device, placement.dtype), processing_resolution)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None,
+                 ctx: JobContext | None = None) -> np.ndarray:
+        """Float RGBA/RGB [H, W, 3|4] and bool mask [H, W] -> unit normals [H, W, 3] (OpenGL camera frame)."""
+        return estimate_normals(self.models, image, mask, processing_resolution=self.processing_resolution,
+                                ctx=ctx)

@@ -1,0 +1,143 @@
+"""Geometry-stage image preprocessing, as the release's ``Hi3DGenPipeline.preprocess_image`` does it.
+
+1. Alpha: the image's own when it is RGBA and not fully opaque; otherwise (release: BiRefNet) a foreground
+   estimate (``backend.nirne.segmentation``), made binary 0/255, after downscaling to 1024 px at most.
+2. Crop: bbox of ``alpha > 0.8 * 255``; ``size = int(max(w, h) * 1.2)`` centred on the bbox; the box
+   ``(cx - size//2, cy - size//2, cx + size//2, cy + size//2)`` truncated to ints and clamped to the image.
+3. Pad the crop to a square with transparent black, the offset ``(long - short) // 2`` on top or left.
+4. Resize to ``resolution`` x ``resolution`` with LANCZOS (518 by default; the app uses 1024).
+5. Premultiply: ``RGB = RGB * alpha`` in float, back to uint8 (truncating). Returns RGBA uint8.
+
+Before DINOv2 the release turns the normal map into an RGB image on white and resizes it to 518 with
+LANCZOS: ``condition_image``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .errors import BadInput
+from .images import LoadedImage
+
+ALPHA_BBOX_THRESHOLD = 0.8 * 255
+"Pixels with alpha above this define the object's bounding box."
+MARGIN = 1.2
+"The crop is this many times the bbox's long side."
+SEGMENT_MAX_SIDE = 1024
+"Alpha-less images are downscaled to this long side before segmentation, as the release."
+
+
+@dataclass(frozen=True)
+class SquareCrop:
+    """Where the object's square crop lies in the source image and where it lands in the padded square."""
+
+    box: tuple[int, int, int, int]
+    "(left, top, right, bottom) in source pixels, clamped to the image."
+    side: int
+    "Side of the padded square before resizing."
+    offset: tuple[int, int]
+    "(x, y) of the crop inside the padded square."
+
+
+def square_crop(alpha: np.ndarray) -> SquareCrop:
+    """The release's crop geometry for uint8 alpha [H, W]; ``BadInput`` when no pixel is opaque enough."""
+    rows, cols = np.nonzero(alpha > ALPHA_BBOX_THRESHOLD)
+    if len(rows) == 0:
+        raise BadInput("No foreground object was found in the image.",
+                       hint="Use an image with a transparent background, or a plain one around the object.")
+    x0, y0, x1, y1 = int(cols.min()), int(rows.min()), int(cols.max()), int(rows.max())
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    size = int(max(x1 - x0, y1 - y0) * MARGIN)
+    height, width = alpha.shape
+    left, top = max(0, int(cx - size // 2)), max(0, int(cy - size // 2))
+    right, bottom = min(width, int(cx + size // 2)), min(height, int(cy + size // 2))
+    w, h = right - left, bottom - top
+    side = max(w, h)
+    offset = (0, (w - h) // 2) if w > h else ((h - w) // 2, 0)
+    return SquareCrop((left, top, right, bottom), side, offset)
+
+
+def apply_crop(image: Image.Image, crop: SquareCrop, resolution: int,
+               fill: tuple[int, ...] = (0, 0, 0, 0)) -> Image.Image:
+    """Crop ``image``, paste it into a square filled with ``fill``, LANCZOS-resize to ``resolution``."""
+    square = Image.new(image.mode, (crop.side, crop.side), fill)
+    square.paste(image.crop(crop.box), crop.offset)
+    return square.resize((resolution, resolution), Image.Resampling.LANCZOS)
+
+
+def premultiply(rgba: np.ndarray) -> np.ndarray:
+    """uint8 RGBA [H, W, 4] -> the same with RGB multiplied by alpha (float, then truncated to uint8)."""
+    x = rgba.astype(np.float32) / 255.0
+    x[..., :3] *= x[..., 3:4]
+    return (x * 255.0).astype(np.uint8)
+
+
+def preprocess_image(rgba: np.ndarray, resolution: int = 518) -> np.ndarray:
+    """uint8 RGBA [H, W, 4] with a meaningful alpha -> cropped, padded, resized, premultiplied [R, R, 4]."""
+    crop = square_crop(rgba[..., 3])
+    resized = apply_crop(Image.fromarray(rgba), crop, resolution)
+    return premultiply(np.asarray(resized))
+
+
+def object_rgba(image: LoadedImage) -> np.ndarray:
+    """uint8 RGBA of ``image`` whose alpha separates the object (own alpha, else a binary estimate)."""
+    from .nirne.segmentation import foreground_mask
+
+    rgba = np.clip(image.rgba * 255.0 + 0.5, 0, 255).astype(np.uint8)  # [H, W, 4]
+    if image.has_alpha:
+        return rgba
+    h, w = rgba.shape[:2]
+    if max(h, w) > SEGMENT_MAX_SIDE:
+        scale = SEGMENT_MAX_SIDE / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        rgba = np.asarray(Image.fromarray(rgba).resize(size, Image.Resampling.LANCZOS)).copy()
+    mask = foreground_mask(rgba[..., :3].astype(np.float32) / 255.0, method="estimate")
+    rgba[..., 3] = np.where(mask, 255, 0)
+    return rgba
+
+
+def square_crop_rgba(image: LoadedImage, resolution: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """A decoded image -> (float RGBA [R, R, 4] in [0, 1], premultiplied; bool mask [R, R]) as the app does.
+
+    The mask is ``alpha > 128/255``, the normal predictor's test.
+    """
+    out = preprocess_image(object_rgba(image), resolution)
+    mask = out[..., 3] > 128
+    if not mask.any():
+        raise BadInput("The object vanished after cropping (its alpha is too faint).",
+                       hint="Use an image whose object is clearly opaque.")
+    return out.astype(np.float32) / 255.0, mask
+
+
+def given_normals(normal_map: LoadedImage, image: LoadedImage, shape: tuple[int, int]) -> np.ndarray:
+    """A user's normal map (OpenGL colours, framed like ``image``) -> unit normals [H, W, 3] in the crop.
+
+    The map gets the same crop as the image; the padding is the flat normal.
+    """
+    from .normalmap import from_colors
+
+    alpha = object_rgba(image)[..., 3]
+    colors = np.clip(normal_map.rgba[..., :3] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    pil = Image.fromarray(colors)
+    if pil.size != (alpha.shape[1], alpha.shape[0]):
+        pil = pil.resize((alpha.shape[1], alpha.shape[0]), Image.Resampling.BICUBIC)
+    if shape[0] != shape[1]:
+        raise BadInput(f"Normals are produced on a square crop, not {shape}.", hint="Ask for a square shape.")
+    cropped = apply_crop(pil, square_crop(alpha), shape[0], fill=(128, 128, 255))
+    return from_colors(np.asarray(cropped, dtype=np.float32) / 255.0)
+
+
+def normal_map_on_white(normals: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Unit normals [H, W, 3] + mask -> uint8 RGB as the release's predictor returns it (background white)."""
+    colors = (np.clip(normals, -1.0, 1.0) + 1.0) * 0.5
+    colors[~mask] = 1.0  # the release sets background normals to (1, 1, 1)
+    return (colors * 255.0).astype(np.uint8)
+
+
+def condition_image(normals: np.ndarray, mask: np.ndarray, size: int = 518) -> np.ndarray:
+    """The image DINOv2 sees: the normal map on white, LANCZOS-resized to ``size`` x ``size`` (uint8 RGB)."""
+    pil = Image.fromarray(normal_map_on_white(normals, mask))
+    return np.asarray(pil.resize((size, size), Image.Resampling.LANCZOS))
