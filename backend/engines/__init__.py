@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from ..settings import BackendSettings
 from .base import Engine
+from .hi3dgen import Hi3DGenEngine
 from .relief import ReliefEngine
 
 
 def make_engines(settings: BackendSettings) -> dict[str, Engine]:
     """Every engine by name, in the order the add-on lists them."""
-    engines: list[Engine] = [ReliefEngine()]
+    full = Hi3DGenEngine(settings)
+    engines: list[Engine] = [ReliefEngine(estimator=full.nirne_if_present), full]
     if settings.test_engines:
         from .testing import SlowEngine
 

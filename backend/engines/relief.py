@@ -44,8 +44,8 @@ class ReliefEngine:
     description = "A closed 2.5D relief of the image's foreground, in about a second on a CPU."
     params = PARAMS
 
-    def __init__(self, estimator: Callable[[], NormalEstimator | None] | None = None) -> None:
-        self._estimator = estimator or (lambda: None)
+    def __init__(self, estimator: Callable[[str], NormalEstimator | None] | None = None) -> None:
+        self._estimator = estimator or (lambda placement_name: None)
 
     def status(self) -> dict[str, Any]:
         return {"available": True, "weights_present": True, "missing": []}
@@ -94,7 +94,7 @@ class ReliefEngine:
         if choice == "given":
             raise BadInput("Normals 'given' was chosen but no normal map was supplied.",
                            hint="Supply a normal-map image, or choose 'auto'.")
-        estimator = self._estimator() if choice in ("auto", "nirne") else None
+        estimator = self._estimator(request.placement_name) if choice in ("auto", "nirne") else None
         if estimator is not None:
             return estimator(rgba, mask, ctx), "nirne"
         if choice == "nirne":

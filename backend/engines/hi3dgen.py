@@ -1,0 +1,133 @@
+"""The ``hi3dgen`` engine: image -> NiRNE normal map -> NoRLD geometry -> cleaned mesh.
+
+Models load on the first request and stay loaded; ``release`` drops them. Which weights are present is
+reported in the handshake without loading anything.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import WeightsMissing
+from ..jobs import JobContext
+from ..settings import BackendSettings
+from ..weights import resolve, status
+from .base import EngineRequest, EngineResult, MeshData, NormalMapData, ParamSpec
+
+if TYPE_CHECKING:
+    from ..pipelines.hi3dgen import GeometryModels
+
+PARAMS = (
+    ParamSpec("ss_steps", "int", 50, "Structure stage: sampling steps (the official app uses 50).", 1, 200),
+    ParamSpec("ss_guidance", "float", 3.0, "Structure stage: classifier-free guidance strength.", 0.0, 20.0),
+    ParamSpec("slat_steps", "int", 6, "Latent stage: sampling steps (the official app uses 6).", 1, 200),
+    ParamSpec("slat_guidance", "float", 3.0, "Latent stage: classifier-free guidance strength.", 0.0, 20.0),
+    ParamSpec("extraction", "enum", "marching_cubes",
+              "Surface extraction: marching_cubes (as the release) or flexicubes (sharper, as TRELLIS).",
+              options=("marching_cubes", "flexicubes")),
+    ParamSpec("decimate_faces", "int", 0, "Decimate to about this many faces (0 keeps all).", 0, 20_000_000),
+    ParamSpec("remove_floaters", "bool", True, "Drop small floating pieces."),
+    ParamSpec("fill_holes", "bool", False, "Close small holes in the surface."),
+    ParamSpec("normals", "enum", "auto", "Normal map source: auto (given, else NiRNE), nirne, or given.",
+              options=("auto", "nirne", "given")),
+)
+
+GEOMETRY_MODELS = ("trellis-normal", "dinov2")
+NORMAL_MODEL = "yoso-normal"
+
+
+class Hi3DGenEngine:
+    name = "hi3dgen"
+    label = "Hi3DGen (full 3D, official weights)"
+    description = "NiRNE normal map -> NoRLD sparse-structure and latent flows -> mesh decoder -> surface."
+    params = PARAMS
+
+    def __init__(self, settings: BackendSettings) -> None:
+        self.settings = settings
+        self._geometry: GeometryModels | None = None
+        self._nirne: Any = None
+
+    def status(self) -> dict[str, Any]:
+        missing = [m for m in (*GEOMETRY_MODELS, NORMAL_MODEL) if not status(m, self.settings)[0]]
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return {"available": False, "weights_present": False, "missing": ["torch"]}
+        geometry_ready = not any(m in missing for m in GEOMETRY_MODELS)
+        return {"available": geometry_ready, "weights_present": not missing, "missing": missing}
+
+    def release(self) -> None:
+        self._geometry = None
+        self._nirne = None
+        gc.collect()
+
+    def normals(self, request: EngineRequest, ctx: JobContext) -> EngineResult:
+        from ..preprocess import square_crop_rgba
+
+        t0 = time.perf_counter()
+        rgba, mask = square_crop_rgba(request.image)
+        normals, source = self._normal_map(request, rgba, mask, ctx)
+        return EngineResult(normal_map=NormalMapData(normals, mask),
+                            stats={"normals": source, "seconds": time.perf_counter() - t0})
+
+    def generate(self, request: EngineRequest, ctx: JobContext) -> EngineResult:
+        from ..mesh.cleanup import CleanupOptions, clean_mesh
+        from ..pipelines.hi3dgen import GeometryParams, generate_geometry
+        from ..preprocess import condition_image, square_crop_rgba
+
+        t0 = time.perf_counter()
+        p = request.params
+        rgba, mask = square_crop_rgba(request.image)
+        normals, source = self._normal_map(request, rgba, mask, ctx)
+        models = self._models(request, ctx)
+        params = GeometryParams(seed=request.seed, ss_steps=p["ss_steps"], ss_guidance=p["ss_guidance"],
+                                slat_steps=p["slat_steps"], slat_guidance=p["slat_guidance"],
+                                extraction=p["extraction"])
+        vertices, faces, timings = generate_geometry(models, condition_image(normals, mask), params, ctx)
+        ctx.step("cleanup", 0, 1, "cleaning the mesh")
+        options = CleanupOptions(remove_floaters=p["remove_floaters"], fill_holes=p["fill_holes"],
+                                 target_faces=p["decimate_faces"])
+        vertices, faces, vertex_normals = clean_mesh(vertices, faces, options)
+        mesh = MeshData(request.name, vertices, faces, normals=vertex_normals)
+        stats = {"normals": source, **timings, "faces": int(len(faces)), "seconds": time.perf_counter() - t0}
+        return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats)
+
+    def _models(self, request: EngineRequest, ctx: JobContext) -> GeometryModels:
+        if self._geometry is None:
+            from ..devices import choose_placement
+            from ..pipelines.hi3dgen import GeometryModels
+
+            ctx.step("loading", 0, 1, "loading the geometry networks")
+            folders = {m: resolve(m, self.settings) for m in GEOMETRY_MODELS}
+            placement = choose_placement(request.placement_name, self.settings.precision)
+            self._geometry = GeometryModels.load(folders["trellis-normal"], folders["dinov2"], placement)
+        return self._geometry
+
+    def nirne_if_present(self, placement_name: str) -> Any:
+        """The NiRNE estimator (loaded once) when its weights are present, else None; for the relief engine."""
+        if self._nirne is None and not status(NORMAL_MODEL, self.settings)[0]:
+            return None
+        return self._estimator(placement_name, JobContext())
+
+    def _estimator(self, placement_name: str, ctx: JobContext) -> Any:
+        if self._nirne is None:
+            from ..devices import choose_placement
+            from ..nirne.pipeline import NirneEstimator
+
+            ctx.step("loading", 0, 1, "loading NiRNE")
+            folder = resolve(NORMAL_MODEL, self.settings)
+            self._nirne = NirneEstimator.load(folder, choose_placement(placement_name, self.settings.precision))
+        return self._nirne
+
+    def _normal_map(self, request: EngineRequest, rgba: Any, mask: Any, ctx: JobContext) -> tuple[Any, str]:
+        choice = request.params["normals"]
+        if request.normal_map is not None and choice in ("auto", "given"):
+            from ..preprocess import given_normals
+
+            return given_normals(request.normal_map, request.image, mask.shape), "given"
+        if choice == "given":
+            raise WeightsMissing("Normals 'given' was chosen but no normal map was supplied.",
+                                 hint="Supply a normal-map image, or choose 'auto'.", code="bad_input")
+        return self._estimator(request.placement_name, ctx)(rgba, mask, ctx), "nirne"

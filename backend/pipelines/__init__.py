@@ -1,0 +1,1 @@
+"""End-to-end pipelines built from the model, sampling and mesh layers."""

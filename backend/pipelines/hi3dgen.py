@@ -1,0 +1,156 @@
+"""The NoRLD geometry stage as the release runs it: normal map -> DINOv2 -> structure -> latent -> surface.
+
+Noise is drawn exactly as the official pipeline does (a CPU generator seeded after the image encoding:
+the structure noise first, then the latent noise in coordinate order), so a seed gives the official
+result up to floating-point differences.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..devices import Placement
+from ..errors import EmptyResult
+from ..jobs import JobContext
+from ..models.dinov2 import preprocess_normal_map
+from ..models.loading import PipelineConfig, load_dinov2, load_network, read_pipeline_json
+from ..nn.sparse_tensor import SparseTensor
+
+MESH_RESOLUTION = 256
+
+
+@dataclass(frozen=True)
+class GeometryParams:
+    seed: int = 0
+    ss_steps: int = 50
+    ss_guidance: float = 3.0
+    slat_steps: int = 6
+    slat_guidance: float = 3.0
+    extraction: str = "marching_cubes"
+
+
+@dataclass
+class GeometryModels:
+    """The five networks of the geometry stage, on one device, plus the release's pipeline settings."""
+
+    pipeline: PipelineConfig
+    dinov2: nn.Module
+    ss_flow: nn.Module
+    ss_decoder: nn.Module
+    slat_flow: nn.Module
+    mesh_decoder: nn.Module
+    placement: Placement
+
+    @classmethod
+    def load(cls, trellis: Path, dinov2: Path, placement: Placement) -> "GeometryModels":
+        """Load every network from the release folders (strict keys and shapes)."""
+        dev, dtype = placement.device, placement.dtype
+        nets = {name: load_network(trellis, name, dev, dtype).eval() for name in (
+            "sparse_structure_flow_model", "sparse_structure_decoder", "slat_flow_model", "slat_decoder_mesh")}
+        return cls(read_pipeline_json(trellis), load_dinov2(dinov2, dev).eval(),
+                   nets["sparse_structure_flow_model"], nets["sparse_structure_decoder"],
+                   nets["slat_flow_model"], nets["slat_decoder_mesh"], placement)
+
+
+@torch.inference_mode()
+def generate_geometry(models: GeometryModels, normal_image: np.ndarray, params: GeometryParams,
+                      ctx: JobContext) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Normal-map image [H, W, 3] uint8 -> (vertices [V, 3] float32, faces [F, 3] int32, stage seconds)."""
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[f"{name}_seconds"] = now - clock
+        clock = now
+
+    ctx.step("condition", 0, 1, "encoding the normal map")
+    cond = encode_condition(models, normal_image)
+    generator = torch.Generator("cpu").manual_seed(params.seed)
+    lap("condition")
+    coords = sample_structure(models, cond, generator, params, ctx)
+    lap("structure")
+    slat = sample_latent(models, cond, coords, generator, params, ctx)
+    lap("latent")
+    ctx.step("decoding", 0, 1, f"decoding {len(coords)} voxels")
+    vertices, faces = decode_surface(models, slat, params.extraction, ctx)
+    lap("decode")
+    return vertices, faces, timings
+
+
+def encode_condition(models: GeometryModels, normal_image: np.ndarray) -> torch.Tensor:
+    """DINOv2 tokens of the normal map, layer-normed: [1, 1374, 1024]."""
+    pixels = preprocess_normal_map(normal_image).to(models.placement.device)  # [1, 3, 518, 518]
+    return models.dinov2(pixels)  # float32; each flow model casts it to its compute dtype
+
+
+def sample_structure(models: GeometryModels, cond: torch.Tensor, generator: torch.Generator,
+                     params: GeometryParams, ctx: JobContext) -> torch.Tensor:
+    """Sample the 16^3 structure latent, decode 64^3 occupancy; occupied voxels as int32 [N, 4] (b, x, y, z)."""
+    from ..sampling import sample_flow_euler
+
+    device = models.placement.device
+    noise = torch.randn(1, 8, 16, 16, 16, generator=generator).to(device)  # drawn on the CPU, as the release
+    sampler = models.pipeline.sparse_structure_sampler
+    latent = sample_flow_euler(
+        models.ss_flow, noise, cond, torch.zeros_like(cond), steps=params.ss_steps,
+        cfg_strength=params.ss_guidance, cfg_interval=sampler.cfg_interval, rescale_t=sampler.rescale_t,
+        callback=ctx.stepper("structure"))
+    logits = models.ss_decoder(latent)  # [1, 1, 64, 64, 64]
+    coords = torch.argwhere(logits[:, 0] > 0).int()  # [N, 4] in C order, as the release
+    if len(coords) == 0:
+        raise EmptyResult("The structure stage found no occupied voxels.",
+                          hint="Try another seed, more structure steps, or check the object's mask.")
+    return coords
+
+
+def sample_latent(models: GeometryModels, cond: torch.Tensor, coords: torch.Tensor, generator: torch.Generator,
+                  params: GeometryParams, ctx: JobContext) -> SparseTensor:
+    """Sample the structured latent on ``coords`` and de-normalise it with the release's mean/std."""
+    from ..sampling import sample_flow_euler
+
+    device = models.placement.device
+    noise = torch.randn(len(coords), 8, generator=generator).to(device)  # in coordinate order
+    sampler = models.pipeline.slat_sampler
+    feats = sample_flow_euler(
+        _SparseFlow(models.slat_flow, coords), noise, cond, torch.zeros_like(cond), steps=params.slat_steps,
+        cfg_strength=params.slat_guidance, cfg_interval=sampler.cfg_interval, rescale_t=sampler.rescale_t,
+        callback=ctx.stepper("latent"))
+    std = torch.tensor(models.pipeline.slat_std, device=device, dtype=feats.dtype)
+    mean = torch.tensor(models.pipeline.slat_mean, device=device, dtype=feats.dtype)
+    return SparseTensor(coords, feats * std + mean)
+
+
+class _SparseFlow:
+    """Adapts the sparse flow model to the sampler's dense ``(x [B * N, 8], t [B], cond [B, ...])`` calls."""
+
+    def __init__(self, model: nn.Module, coords: torch.Tensor) -> None:
+        self.model, self.coords = model, coords
+
+    def __call__(self, feats: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        batch = len(t)
+        coords = self.coords
+        if batch > 1:  # cond and uncond batched: the same voxels under batch indices 0..B-1
+            coords = torch.cat([torch.cat([torch.full_like(coords[:, :1], b), coords[:, 1:]], 1)
+                                for b in range(batch)])
+        return self.model(SparseTensor(coords, feats), t, cond).feats
+
+
+def decode_surface(models: GeometryModels, slat: SparseTensor, extraction: str,
+                   ctx: JobContext) -> tuple[np.ndarray, np.ndarray]:
+    """Mesh decoder (101 channels per 256^3 cube) -> surface in Blender's frame."""
+    from ..mesh.flexicubes import extract_flexicubes
+    from ..mesh.marching_cubes import extract_marching_cubes
+
+    out = models.mesh_decoder(slat)  # coords [M, 4] at 256^3, feats [M, 101]
+    coords, feats = out.coords[:, 1:], out.feats.float()
+    ctx.step("surface", 0, 1, f"extracting the surface ({extraction})")
+    extract = extract_flexicubes if extraction == "flexicubes" else extract_marching_cubes
+    return extract(coords, feats, MESH_RESOLUTION)
