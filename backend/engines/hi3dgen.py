@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import WeightsMissing
@@ -32,6 +33,8 @@ PARAMS = (
     ParamSpec("fill_holes", "bool", False, "Close small holes in the surface."),
     ParamSpec("normals", "enum", "auto", "Normal map source: auto (given, else NiRNE), nirne, or given.",
               options=("auto", "nirne", "given")),
+    ParamSpec("normal_resolution", "int", 768, "NiRNE processing resolution (the official app uses 768).",
+              64, 2048),
 )
 
 GEOMETRY_MODELS = ("trellis-normal", "dinov2")
@@ -130,4 +133,6 @@ class Hi3DGenEngine:
         if choice == "given":
             raise WeightsMissing("Normals 'given' was chosen but no normal map was supplied.",
                                  hint="Supply a normal-map image, or choose 'auto'.", code="bad_input")
-        return self._estimator(request.placement_name, ctx)(rgba, mask, ctx), "nirne"
+        estimator = replace(self._estimator(request.placement_name, ctx),
+                            processing_resolution=request.params["normal_resolution"])
+        return estimator(rgba, mask, ctx), "nirne"
