@@ -29,7 +29,7 @@ lint: $(VENV)/.ready
 	$(VENV)/bin/ruff check backend blender_addon tests bench scripts build_addon.py
 
 typecheck: $(BVENV)/.ready
-	cd blender_addon && ../$(BVENV)/bin/mypy --config-file mypy.ini .
+	$(BVENV)/bin/python -m mypy --config-file tests/blender/mypy.ini blender_addon
 
 test-backend: $(VENV)/.ready
 	$(VENV)/bin/python -m pytest tests/backend -q

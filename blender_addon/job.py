@@ -1,0 +1,272 @@
+"""One generation request from the client's side (no bpy): send it, follow the reply stream, assemble meshes.
+
+``Job.pump`` takes what has arrived without blocking (Blender's timer calls it); ``Job.wait`` blocks until
+the end (background mode, scripts, tests). Either way nothing touches the scene: the job ends with a
+``JobResult`` holding validated arrays, or a ``JobFailed`` that says what went wrong and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .client import BackendProcess, BackendUnavailable, Event
+from .settings import GenerateSettings, engine_params
+from .wire import protocol as P
+
+PING_SECONDS = 2.0
+CANCEL_GRACE_SECONDS = 5.0
+
+
+class JobFailed(Exception):
+    """The request ended without a result. ``code`` follows the backend's error codes."""
+
+    def __init__(self, code: str, message: str, hint: str = "", traceback: str = "", log: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+        self.traceback = traceback
+        self.log = log
+
+    def user_text(self) -> str:
+        """One line for a report: the message and the hint."""
+        return f"{self.message} {self.hint}".strip()
+
+
+@dataclass
+class ReceivedMesh:
+    name: str
+    arrays: dict[str, np.ndarray]
+    "vertices [V, 3] float32, faces [F, 3] int32, optional normals [V, 3] and uvs [V, 2]."
+
+
+@dataclass
+class JobResult:
+    meshes: list[ReceivedMesh]
+    normal_map: np.ndarray | None
+    "uint16 [H, W, 4], top row first (tangent-space colours, alpha = mask)."
+    seconds: float
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+class Job:
+    """A request in flight on ``backend``; ``state`` is running, cancelling, done or failed."""
+
+    def __init__(self, backend: BackendProcess, settings: GenerateSettings,
+                 hang_timeout: float = 15.0) -> None:
+        self.backend = backend
+        self.settings = settings
+        self.hang_timeout = hang_timeout
+        self.request_id = 0
+        self.state = "new"
+        self.stage = "starting"
+        self.step = 0
+        self.total = 0
+        self.message = ""
+        self.result: JobResult | None = None
+        self.failure: JobFailed | None = None
+        self._normal_map: np.ndarray | None = None
+        self._meshes: dict[int, P.MeshAssembly] = {}
+        self._last_ping = time.monotonic()
+        self._started = time.monotonic()
+        self._cancel_at = 0.0
+
+    # ---------------------------------------------------------------------------------------- control
+
+    def start(self) -> None:
+        """Send the request (the backend's handshake must have arrived)."""
+        self.backend.drain()
+        self.request_id = self.backend.new_request_id()
+        self.state = "running"
+        self._last_ping = self._started = time.monotonic()
+        try:
+            self.backend.send(self._request_message(), self.request_id)
+        except BackendUnavailable as exc:
+            self._fail(JobFailed("backend_died", exc.message, exc.hint, log=exc.log))
+
+    def _request_message(self) -> P.Generate:
+        s = self.settings
+        params = dict(s.params)
+        if not s.strict_params:
+            hello = self.backend.hello
+            engine = next((e for e in (hello.engines if hello else []) if e.get("name") == s.engine), None)
+            params = engine_params(engine, params)
+        image = np.frombuffer(s.image_bytes, dtype=np.uint8) if s.image_bytes is not None else None
+        return P.Generate(engine=s.engine, seed=int(s.seed), params=params, image_path=s.image_path,
+                          image_name=s.image_name, device=s.device, want_normal_map=s.want_normal_map,
+                          image_bytes=image)
+
+    def cancel(self) -> None:
+        """Ask the backend to stop; the job fails with code 'cancelled' once it confirms (or is killed)."""
+        if self.state == "new":
+            self._fail(JobFailed("cancelled", "Generation cancelled."))
+            return
+        if self.state != "running":
+            return
+        self.state = "cancelling"
+        self.stage, self.message = "cancelling", "Cancelling..."
+        self._cancel_at = time.monotonic()
+        try:
+            self.backend.send(P.Cancel(), self.request_id)
+        except BackendUnavailable:
+            self._fail(JobFailed("cancelled", "Generation cancelled."))
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("done", "failed")
+
+    @property
+    def fraction(self) -> float:
+        """Progress of the current stage, 0..1 (0 when the stage has no known length)."""
+        return min(1.0, self.step / self.total) if self.total > 0 else 0.0
+
+    def status_text(self) -> str:
+        """Stage and step for the progress bar."""
+        text = self.stage.replace("_", " ").capitalize()
+        if self.total > 0:
+            text += f" {min(self.step, self.total)}/{self.total}"
+        return f"{text}: {self.message}" if self.message else text
+
+    # ---------------------------------------------------------------------------------------- driving
+
+    def pump(self, budget: float = 0.05) -> bool:
+        """Handle what has arrived, for at most ``budget`` seconds; True once the job is finished."""
+        if self.state == "new":
+            self._handshake(block=False)
+        deadline = time.monotonic() + budget
+        while not self.finished and time.monotonic() < deadline:
+            try:
+                event = self.backend.events.get_nowait()
+            except queue.Empty:
+                break
+            self.feed(event)
+        self.check(time.monotonic())
+        return self.finished
+
+    def wait(self, timeout: float | None = None) -> JobResult:
+        """Block until the job ends; return its result or raise its ``JobFailed``."""
+        end = None if timeout is None else time.monotonic() + timeout
+        if self.state == "new":
+            self._handshake(block=True)
+        while not self.finished:
+            with contextlib.suppress(queue.Empty):
+                self.feed(self.backend.events.get(timeout=0.25))
+            self.check(time.monotonic())
+            if end is not None and time.monotonic() > end and not self.finished:
+                self.cancel()
+                end = None
+        if self.failure is not None:
+            raise self.failure
+        assert self.result is not None
+        return self.result
+
+    def _handshake(self, block: bool) -> None:
+        """Send the request once the backend's Hello is in (waiting for it if ``block``)."""
+        timeout = self.backend.config.hello_timeout
+        waited = time.monotonic() - self._started
+        if not block and not self.backend.hello_event.is_set():
+            if waited > timeout:
+                self._await_hello(0.0)
+            return
+        self._await_hello(max(0.0, timeout - waited) if block else 0.0)
+        if self.state == "new":
+            self.start()
+
+    def _await_hello(self, timeout: float) -> None:
+        try:
+            self.backend.wait_hello(timeout)
+        except BackendUnavailable as exc:
+            self._fail(JobFailed("backend_unavailable", exc.message, exc.hint, log=exc.log))
+
+    def check(self, now: float) -> None:
+        """Pings while busy, hang detection, and the cancel deadline."""
+        if self.finished or self.state == "new":
+            return
+        if self.state == "cancelling" and now - self._cancel_at > CANCEL_GRACE_SECONDS:
+            self.backend.kill()
+            self._fail(JobFailed("cancelled", "Generation cancelled (the backend was stopped)."))
+            return
+        if now - max(self.backend.last_frame, self._started) > self.hang_timeout:
+            log = self.backend.log_tail()
+            self.backend.kill()
+            self._fail(JobFailed("hung", f"The backend stopped responding for {self.hang_timeout:.0f} s.",
+                                 "It was stopped; try again (raise the hang timeout in the preferences if a "
+                                 "slow machine needs it).", log=log))
+            return
+        if now - self._last_ping > PING_SECONDS:
+            self._last_ping = now
+            with contextlib.suppress(BackendUnavailable):  # the reader thread reports the exit
+                self.backend.send(P.Ping(), self.request_id)
+
+    # ---------------------------------------------------------------------------------------- events
+
+    def feed(self, event: Event) -> None:
+        """Update the job from one event of the reader thread."""
+        if self.finished:
+            return
+        if event.kind == "exit":
+            self._fail(JobFailed("backend_died", f"The backend stopped unexpectedly ({event.error}).",
+                                 "It restarts with the next generation; see the log for the cause.",
+                                 log=self.backend.log_tail()))
+        elif event.kind == "protocol_error":
+            self.backend.kill()
+            self._fail(JobFailed("protocol", f"Garbled data from the backend: {event.error}.",
+                                 "The backend was restarted; make sure add-on and backend versions match.",
+                                 log=self.backend.log_tail()))
+        elif event.message is not None and event.request_id in (self.request_id, 0):
+            try:
+                self._on_message(event.message)
+            except P.ProtocolError as exc:
+                self.backend.kill()
+                self._fail(JobFailed("protocol", f"The backend sent an invalid mesh: {exc}.",
+                                     "The backend was restarted; try again.", log=self.backend.log_tail()))
+
+    def _on_message(self, msg: P.Message) -> None:
+        if isinstance(msg, P.Progress):
+            self.stage, self.step, self.total, self.message = msg.stage, msg.step, msg.total, msg.message
+        elif isinstance(msg, P.NormalMap):
+            self._normal_map = _normal_pixels(msg)
+        elif isinstance(msg, P.MeshStart):
+            self._meshes[msg.mesh_index] = P.MeshAssembly(msg)
+            self.stage, self.step, self.total, self.message = "receiving", 0, 0, msg.name
+        elif isinstance(msg, P.MeshChunk):
+            assembly = self._meshes.get(msg.mesh_index)
+            if assembly is None:
+                raise P.ProtocolError(f"chunk for unknown mesh {msg.mesh_index}")
+            assembly.add(msg)
+        elif isinstance(msg, P.Done):
+            self._on_done(msg)
+        elif isinstance(msg, P.Error):
+            code = "cancelled" if self.state == "cancelling" else msg.code
+            self._fail(JobFailed(code, msg.message, msg.hint, msg.traceback, self.backend.log_tail()))
+
+    def _on_done(self, msg: P.Done) -> None:
+        if self.state == "cancelling":
+            self._fail(JobFailed("cancelled", "Generation cancelled."))
+            return
+        if msg.mesh_count != len(self._meshes):
+            raise P.ProtocolError(f"Done says {msg.mesh_count} meshes, {len(self._meshes)} arrived")
+        meshes = [ReceivedMesh(a.start.name, a.finish()) for _, a in sorted(self._meshes.items())]
+        self.result = JobResult(meshes, self._normal_map, msg.seconds, dict(msg.stats))
+        self.state, self.stage, self.message = "done", "done", ""
+
+    def _fail(self, failure: JobFailed) -> None:
+        self.failure = failure
+        self.state = "failed"
+        self.stage, self.message = "failed", failure.message
+        self._meshes.clear()
+
+
+def _normal_pixels(msg: P.NormalMap) -> np.ndarray:
+    pixels = msg.pixels
+    if pixels is None or pixels.dtype != np.uint16 or pixels.ndim != 3 or pixels.shape[2] != 4:
+        raise P.ProtocolError("normal map must be uint16 [H, W, 4]")
+    if pixels.shape[:2] != (msg.height, msg.width):
+        raise P.ProtocolError("normal map size does not match its header")
+    return pixels

@@ -1,0 +1,256 @@
+"""Arrays -> Blender data: native meshes through the attribute API, the normal-map material, the object.
+
+``add_result`` is the second phase of a generation: everything it gets has already been received and
+validated. It still creates all datablocks first and links them to the scene last, and removes whatever it
+made if anything fails, so the scene is either unchanged or holds the complete result.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import bpy
+import numpy as np
+from mathutils import Matrix, Vector
+
+from .settings import BuildOptions
+
+UV_NAME = "UVMap"
+
+
+# ------------------------------------------------------------------------------------------------ meshes
+
+
+def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, shading: str = "SMOOTH",
+               normals: np.ndarray | None = None, uvs: np.ndarray | None = None) -> bpy.types.Mesh:
+    """A new mesh datablock from triangles (vertices [V, 3] float32, faces [F, 3] int32, uvs per vertex)."""
+    verts = np.ascontiguousarray(vertices, dtype=np.float32)  # [V, 3]
+    tris = _drop_degenerate(np.ascontiguousarray(faces, dtype=np.int32))  # [F, 3]
+    if verts.ndim != 2 or verts.shape[1] != 3 or tris.ndim != 2 or tris.shape[1] != 3:
+        raise ValueError(f"mesh arrays must be [V, 3] and [F, 3], got {verts.shape} and {tris.shape}")
+    if tris.size and (tris.min() < 0 or tris.max() >= len(verts)):
+        raise ValueError("mesh faces index past the vertex array")
+    mesh = bpy.data.meshes.new(name)
+    try:
+        _fill_topology(mesh, verts, tris)
+        if uvs is not None:
+            _set_uvs(mesh, np.ascontiguousarray(uvs, dtype=np.float32), tris)
+        _set_shading(mesh, shading, normals)
+    except Exception:
+        bpy.data.meshes.remove(mesh)
+        raise
+    return mesh
+
+
+def _drop_degenerate(faces: np.ndarray) -> np.ndarray:
+    """Remove triangles that use a vertex twice (Blender meshes must not hold them)."""
+    bad = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])  # [F]
+    return np.ascontiguousarray(faces[~bad]) if bad.any() else faces
+
+
+def _data(attribute: Any) -> Any:
+    """An attribute's data collection (the stubs type only the concrete attribute classes)."""
+    return attribute.data
+
+
+def _fill_topology(mesh: bpy.types.Mesh, verts: np.ndarray, tris: np.ndarray) -> None:
+    mesh.vertices.add(len(verts))
+    _data(mesh.attributes["position"]).foreach_set("vector", verts.ravel())
+    mesh.loops.add(tris.size)
+    _data(mesh.attributes[".corner_vert"]).foreach_set("value", tris.ravel())
+    mesh.polygons.add(len(tris))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, tris.size, 3, dtype=np.int32))  # [F]
+    mesh.update(calc_edges=True)
+
+
+def _set_uvs(mesh: bpy.types.Mesh, uvs: np.ndarray, tris: np.ndarray) -> None:
+    """Per-vertex UVs [V, 2] become a per-corner UV map."""
+    layer = mesh.uv_layers.new(name=UV_NAME, do_init=False)
+    if layer is None:
+        raise RuntimeError("Blender refused a new UV map (too many UV maps?)")
+    corner_uvs = uvs[tris.ravel()]  # [F * 3, 2]
+    _data(mesh.attributes[layer.name]).foreach_set("vector", corner_uvs.ravel())
+
+
+def _set_shading(mesh: bpy.types.Mesh, shading: str, normals: np.ndarray | None) -> None:
+    """New faces are smooth; FLAT marks every face sharp, NORMALS also sets the backend's vertex normals."""
+    if shading == "FLAT":
+        sharp = mesh.attributes.new("sharp_face", "BOOLEAN", "FACE")  # what shade_flat() does, 100x faster
+        _data(sharp).foreach_set("value", np.ones(len(mesh.polygons), dtype=bool))
+        return
+    if shading == "NORMALS" and normals is not None and len(normals) == len(mesh.vertices):
+        unit = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)  # [V, 3]
+        _set_custom_normals(mesh, np.ascontiguousarray(unit, dtype=np.float32))
+
+
+def _set_custom_normals(mesh: bpy.types.Mesh, unit: np.ndarray) -> None:
+    if bpy.app.version >= (5, 0, 0):
+        # "free" custom normals: a float vector attribute named custom_normal, here per vertex
+        attribute = mesh.attributes.new("custom_normal", "FLOAT_VECTOR", "POINT")
+        _data(attribute).foreach_set("vector", unit.ravel())
+    else:
+        mesh.normals_split_custom_set_from_vertices(unit)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------------ material
+
+
+def normal_map_image(name: str, pixels: np.ndarray) -> bpy.types.Image:
+    """A packed, Non-Color image from uint16 RGBA pixels [H, W, 4] (top row first)."""
+    height, width = pixels.shape[:2]
+    image: Any = bpy.data.images.new(name, width, height, alpha=True, float_buffer=True)
+    try:
+        image.colorspace_settings.name = "Non-Color"
+        image.alpha_mode = "CHANNEL_PACKED"  # alpha is the mask, not coverage: keep colours unpremultiplied
+        flipped = pixels[::-1].astype(np.float32) * (1.0 / 65535.0)  # [H, W, 4], bottom row first
+        image.pixels.foreach_set(flipped.ravel())
+        image.update()
+        image.pack()
+    except Exception:
+        bpy.data.images.remove(image)
+        raise
+    return image
+
+
+def normal_map_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
+    """Principled BSDF whose Normal input comes from ``image`` through a tangent-space Normal Map node."""
+    material = bpy.data.materials.new(name)
+    if material.node_tree is None:
+        material.use_nodes = True  # before 5.0 new materials have no node tree
+    tree = material.node_tree
+    assert tree is not None
+    bsdf = next((n for n in tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
+    if bsdf is None:
+        bsdf = tree.nodes.new("ShaderNodeBsdfPrincipled")
+    texture = tree.nodes.new("ShaderNodeTexImage")
+    texture.image = image  # type: ignore[attr-defined]
+    texture.location = (bsdf.location.x - 600, bsdf.location.y - 250)
+    normal_map = tree.nodes.new("ShaderNodeNormalMap")
+    normal_map.space = "TANGENT"  # type: ignore[attr-defined]
+    normal_map.uv_map = UV_NAME  # type: ignore[attr-defined]
+    normal_map.location = (bsdf.location.x - 300, bsdf.location.y - 250)
+    tree.links.new(texture.outputs["Color"], normal_map.inputs["Color"])
+    tree.links.new(normal_map.outputs["Normal"], bsdf.inputs["Normal"])
+    return material
+
+
+# ------------------------------------------------------------------------------------------------ placement
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where the new object goes: a world matrix (location, rotation, uniform scale)."""
+
+    matrix: tuple[tuple[float, ...], ...] = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0),
+                                             (0.0, 0.0, 1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
+
+    @classmethod
+    def at_cursor(cls, scene: bpy.types.Scene) -> Placement:
+        x, y, z = (float(scene.cursor.location[i]) for i in range(3))
+        return cls(_rows(Matrix.Translation((x, y, z))))
+
+    @classmethod
+    def beside(cls, empty: bpy.types.Object) -> Placement:
+        """Next to a reference-image empty, turned like it and as large as its picture."""
+        world = empty.matrix_world
+        scale = world.to_scale()
+        size = empty.empty_display_size * max(abs(scale[i]) for i in range(3))
+        # mesh frame (Z up, facing -Y) -> the empty's picture frame (Y up, facing +Z): -90 degrees about X
+        rotation = world.to_quaternion().to_matrix().to_4x4() @ Matrix.Rotation(-math.pi / 2, 4, "X")
+        offset = world.to_quaternion() @ Vector((1.1 * size, 0.0, 0.0))
+        moved = world.translation + offset
+        location = Matrix.Translation((moved[0], moved[1], moved[2]))
+        return cls(_rows(location @ rotation @ Matrix.Scale(size, 4)))
+
+
+def _rows(m: Matrix) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(float(m[i][j]) for j in range(4)) for i in range(4))
+
+
+# ------------------------------------------------------------------------------------------------ result
+
+
+@dataclass
+class _Created:
+    """Datablocks made so far, removed again if the build fails."""
+
+    meshes: list[Any] = field(default_factory=list)
+    images: list[Any] = field(default_factory=list)
+    materials: list[Any] = field(default_factory=list)
+    objects: list[Any] = field(default_factory=list)
+
+    def remove_all(self) -> None:
+        for obj in self.objects:
+            bpy.data.objects.remove(obj)
+        for mat in self.materials:
+            bpy.data.materials.remove(mat)
+        for img in self.images:
+            bpy.data.images.remove(img)
+        for mesh in self.meshes:
+            bpy.data.meshes.remove(mesh)
+
+
+@contextmanager
+def _rollback() -> Iterator[_Created]:
+    created = _Created()
+    try:
+        yield created
+    except BaseException:
+        created.remove_all()
+        raise
+
+
+def add_result(context: Any, meshes: Sequence[tuple[str, dict[str, np.ndarray]]],
+               normal_map: np.ndarray | None, options: BuildOptions,
+               placement: Placement) -> list[bpy.types.Object]:
+    """Turn received meshes into selected objects of the Hi3DGen collection; all or nothing."""
+    with _rollback() as created:
+        material = None
+        if options.with_material and normal_map is not None and meshes:
+            image = normal_map_image(f"{meshes[0][0]} normal", normal_map)
+            created.images.append(image)
+            material = normal_map_material(f"{meshes[0][0]} Hi3DGen", image)
+            created.materials.append(material)
+        for name, arrays in meshes:
+            mesh = build_mesh(name, arrays["vertices"], arrays["faces"], options.shading,
+                              arrays.get("normals"), arrays.get("uvs"))
+            created.meshes.append(mesh)
+            if material is not None:
+                mesh.materials.append(material)
+            obj = bpy.data.objects.new(name, mesh)
+            created.objects.append(obj)
+            obj.matrix_world = Matrix(placement.matrix)
+        _link(context, created.objects, options.collection)
+    return created.objects
+
+
+def _link(context: Any, objects: list[bpy.types.Object], collection_name: str) -> None:
+    """Link the objects into the (possibly new) collection, then make them the selection."""
+    scene = context.scene
+    collection = _collection(scene, collection_name)
+    for obj in objects:
+        collection.objects.link(obj)
+    view_layer = context.view_layer
+    if view_layer is None or not objects:
+        return
+    for other in list(view_layer.objects.selected):
+        if other is not None:  # the view layer may list objects removed since its last update
+            other.select_set(False)
+    try:
+        for obj in objects:
+            obj.select_set(True)
+        view_layer.objects.active = objects[0]
+    except RuntimeError:
+        pass  # the collection is excluded from this view layer: the objects exist but cannot be selected
+
+
+def _collection(scene: bpy.types.Scene, name: str) -> bpy.types.Collection:
+    collection = scene.collection.children.get(name)
+    if collection is None:
+        collection = bpy.data.collections.new(name)
+        scene.collection.children.link(collection)
+    return collection

@@ -1,0 +1,172 @@
+"""Thin operators: build settings from properties, call the generation functions, report their messages."""
+
+import json
+from typing import Any, Literal
+
+import bpy
+
+from . import generation, mesh_builder, sources
+from .client import BackendUnavailable
+from .job import JobFailed
+from .settings import BuildOptions, GenerateSettings, image_name_from_path
+
+OpResult = set[Literal["RUNNING_MODAL", "CANCELLED", "FINISHED", "PASS_THROUGH", "INTERFACE"]]
+
+
+def _settings_from(op: Any, context: Any) -> tuple[GenerateSettings, BuildOptions, mesh_builder.Placement]:
+    """The request described by the operator's own properties where set, else by the panel."""
+    props = context.window_manager.hi3dgen
+    if op.image_path:
+        picture = sources.picture_from_file(op.image_path)
+    else:
+        picture = sources.picture_from_context(context, props)
+    is_set = op.properties.is_property_set
+    explicit = json.loads(op.params_json) if op.params_json else None
+    settings = GenerateSettings(
+        image_name=picture.name or image_name_from_path(op.image_path), image_bytes=picture.data,
+        engine=op.engine if is_set("engine") else (props.engine or "relief"),
+        seed=op.seed if is_set("seed") else props.seed,
+        params=explicit if explicit is not None else props.param_values(),
+        strict_params=explicit is not None,
+        device=_device(context),
+        want_normal_map=True,
+    )
+    options = BuildOptions(shading=op.shading if is_set("shading") else props.shading,
+                           with_material=op.with_material if is_set("with_material") else props.with_material)
+    if picture.reference is not None:
+        placement = mesh_builder.Placement.beside(picture.reference)
+    else:
+        placement = mesh_builder.Placement.at_cursor(context.scene)
+    return settings, options, placement
+
+
+def _device(context: Any) -> str:
+    from .preferences import get_preferences
+
+    prefs = get_preferences(context)
+    return str(prefs.device) if prefs is not None else "auto"
+
+
+class HI3DGEN_OT_generate(bpy.types.Operator):
+    """Turn the image into a mesh with the Hi3DGen backend (Esc cancels)"""
+
+    bl_idname = "hi3dgen.generate"
+    bl_label = "Generate Mesh"
+    bl_options = {"UNDO"}  # no redo panel: re-running a generation from it would block the UI
+
+    image_path: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Image Path", subtype="FILE_PATH", options={"SKIP_SAVE"},
+        description="Image file (empty: the panel's source)")
+    engine: bpy.props.StringProperty(name="Engine", default="relief", options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    seed: bpy.props.IntProperty(name="Seed", default=0, min=0, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    params_json: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Parameters", options={"SKIP_SAVE"},
+        description='Engine parameters as JSON, e.g. {"resolution": 128} (empty: the panel\'s values)')
+    shading: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Shading", default="SMOOTH", options={"SKIP_SAVE"},
+        items=[("SMOOTH", "Smooth", ""), ("FLAT", "Flat", ""), ("NORMALS", "Backend Normals", "")])
+    with_material: bpy.props.BoolProperty(name="With Material", options={"SKIP_SAVE"})  # type: ignore[valid-type]
+
+    _timer: Any = None
+
+    @classmethod
+    def poll(cls, context: Any) -> bool:
+        return not generation.is_running()
+
+    def execute(self, context: Any) -> OpResult:
+        """Blocking generation (scripts, background mode)."""
+        try:
+            settings, options, placement = _settings_from(self, context)
+            objects = generation.run_blocking(context, settings, options, placement)
+        except (sources.SourceProblem, ValueError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        except JobFailed as failure:
+            self.report({"ERROR"}, failure.user_text())
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Hi3DGen: {generation.last_result()}")
+        return {"FINISHED"} if objects else {"CANCELLED"}
+
+    def invoke(self, context: Any, event: Any) -> OpResult:
+        """Interactive generation: a timer follows the backend, this modal handler only watches for Esc."""
+        if bpy.app.background:
+            return self.execute(context)
+        try:
+            settings, options, placement = _settings_from(self, context)
+            generation.start(context, settings, options, placement)
+        except (sources.SourceProblem, ValueError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        except BackendUnavailable as exc:
+            self.report({"ERROR"}, f"{exc.message} {exc.hint}".strip())
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.25, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: Any, event: Any) -> OpResult:
+        if event.type == "ESC" and event.value == "PRESS":
+            generation.cancel()
+            return {"RUNNING_MODAL"}
+        run = generation.active()
+        if run is not None and not run.closed:
+            return {"PASS_THROUGH"}  # the timer is still following the backend
+        context.window_manager.event_timer_remove(self._timer)
+        error = generation.last_error()
+        if error is not None:
+            self.report({"WARNING"} if error.code == "cancelled" else {"ERROR"}, error.user_text())
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Hi3DGen: {generation.last_result()}")
+        return {"FINISHED"}
+
+
+class HI3DGEN_OT_cancel(bpy.types.Operator):
+    """Stop the running generation (the scene stays as it was)"""
+
+    bl_idname = "hi3dgen.cancel"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context: Any) -> bool:
+        return generation.is_running()
+
+    def execute(self, context: Any) -> OpResult:
+        generation.cancel()
+        return {"FINISHED"}
+
+
+class HI3DGEN_OT_check_backend(bpy.types.Operator):
+    """Start the backend if needed, do the handshake and show what it offers"""
+
+    bl_idname = "hi3dgen.check_backend"
+    bl_label = "Check Backend"
+
+    def execute(self, context: Any) -> OpResult:
+        from .preferences import get_preferences
+
+        prefs = get_preferences(context)
+        try:
+            lines = generation.check_backend(context)
+        except BackendUnavailable as exc:
+            lines = [exc.message, exc.hint, *exc.log.splitlines()[-8:]]
+            self.report({"ERROR"}, f"{exc.message} {exc.hint}".strip())
+        else:
+            self.report({"INFO"}, lines[0] if lines else "Backend answered.")
+        if prefs is not None:
+            prefs.check_result = "\n".join(line for line in lines if line)
+        return {"FINISHED"}
+
+
+class HI3DGEN_OT_stop_backend(bpy.types.Operator):
+    """Stop the backend process (frees the memory its models hold; it restarts on the next generation)"""
+
+    bl_idname = "hi3dgen.stop_backend"
+    bl_label = "Stop Backend"
+
+    def execute(self, context: Any) -> OpResult:
+        generation.stop_backend()
+        return {"FINISHED"}
+
+
+classes = (HI3DGEN_OT_generate, HI3DGEN_OT_cancel, HI3DGEN_OT_check_backend, HI3DGEN_OT_stop_backend)

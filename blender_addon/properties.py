@@ -1,0 +1,88 @@
+"""The panel's state: one PropertyGroup on the window manager (``context.window_manager.hi3dgen``).
+
+Modules that declare ``bpy.props`` annotations do not use ``from __future__ import annotations``: Blender
+reads those annotations as objects at registration.
+"""
+
+from typing import Any
+
+import bpy
+
+from . import generation
+
+FALLBACK_ENGINES = (("relief", "Relief", "Weightless relief from the picture (always available)"),
+                    ("hi3dgen", "Hi3DGen", "Full image-to-3D model (needs the weights)"))
+_engine_items: list[tuple[str, str, str]] = []  # Blender needs the strings of dynamic items kept alive
+
+
+def engine_items(self: Any, context: Any) -> list[tuple[str, str, str]]:
+    """Engines from the backend's handshake once known, else the two built-in ones."""
+    hello = generation.last_hello()
+    if hello is None or not hello.engines:
+        items = list(FALLBACK_ENGINES)
+    else:
+        items = [(str(e["name"]), str(e.get("label") or e["name"]),
+                  f"{e.get('description', '')} ({generation.engine_state(e)})") for e in hello.engines]
+    _engine_items[:] = items
+    return _engine_items
+
+
+class HI3DGEN_PG_settings(bpy.types.PropertyGroup):
+    source: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Source", default="FILE",
+        items=[("FILE", "File", "An image file on disk"),
+               ("IMAGE", "Image", "An image already loaded in Blender"),
+               ("EMPTY", "Reference", "The image of the active reference-image empty")])
+    image_path: bpy.props.StringProperty(name="Image", subtype="FILE_PATH")  # type: ignore[valid-type]
+    image: bpy.props.PointerProperty(name="Image", type=bpy.types.Image)  # type: ignore[valid-type]
+    engine: bpy.props.EnumProperty(name="Engine", items=engine_items)  # type: ignore[valid-type]
+    seed: bpy.props.IntProperty(name="Seed", default=0, min=0)  # type: ignore[valid-type]
+    # relief
+    resolution: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Detail", default=256, min=16, max=1024, soft_min=64,
+        description="Grid cells along the image's long side")
+    depth: bpy.props.FloatProperty(name="Depth", default=0.5, min=0.0, max=4.0)  # type: ignore[valid-type]
+    detail: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Surface Detail", default=0.5, min=0.0, max=4.0,
+        description="Shading detail added to inflated shapes")
+    thickness: bpy.props.FloatProperty(name="Thickness", default=0.05, min=0.0, max=1.0)  # type: ignore[valid-type]
+    # hi3dgen
+    ss_steps: bpy.props.IntProperty(name="Structure Steps", default=50, min=1, max=200)  # type: ignore[valid-type]
+    ss_guidance: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Structure Guidance", default=3.0, min=0.0, max=20.0)
+    slat_steps: bpy.props.IntProperty(name="Latent Steps", default=6, min=1, max=200)  # type: ignore[valid-type]
+    slat_guidance: bpy.props.FloatProperty(  # type: ignore[valid-type]
+        name="Latent Guidance", default=3.0, min=0.0, max=20.0)
+    extraction: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Extraction", default="marching_cubes",
+        items=[("marching_cubes", "Marching Cubes", "As the release"),
+               ("flexicubes", "FlexiCubes", "Sharper, as TRELLIS")])
+    decimate_faces: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Decimate To", default=0, min=0, max=20_000_000, description="Target face count (0: keep all)")
+    remove_floaters: bpy.props.BoolProperty(name="Remove Floaters", default=True)  # type: ignore[valid-type]
+    # output
+    shading: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Shading", default="SMOOTH",
+        items=[("SMOOTH", "Smooth", "Smooth shading"), ("FLAT", "Flat", "Flat shading"),
+               ("NORMALS", "Backend Normals", "Custom normals sent by the backend")])
+    with_material: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="With Material", default=False,
+        description="Add a material whose normal map is the backend's normal map (needs UVs)")
+    show_log: bpy.props.BoolProperty(name="Show Log", default=False)  # type: ignore[valid-type]
+
+    def param_values(self) -> dict[str, Any]:
+        """Every engine parameter the panel offers; the job keeps those the chosen engine declares."""
+        names = ("resolution", "depth", "detail", "thickness", "ss_steps", "ss_guidance", "slat_steps",
+                 "slat_guidance", "extraction", "decimate_faces", "remove_floaters")
+        return {name: getattr(self, name) for name in names}
+
+
+classes = (HI3DGEN_PG_settings,)
+
+
+def register() -> None:
+    bpy.types.WindowManager.hi3dgen = bpy.props.PointerProperty(type=HI3DGEN_PG_settings)  # type: ignore[attr-defined]
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.hi3dgen  # type: ignore[attr-defined]

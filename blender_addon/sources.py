@@ -1,0 +1,103 @@
+"""Where the input picture comes from: a file, an image datablock, or the active reference-image empty."""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import bpy
+import numpy as np
+
+from .settings import image_name_from_path
+
+
+class SourceProblem(Exception):
+    """The chosen source gives no usable picture; the message says what to do."""
+
+
+@dataclass
+class Picture:
+    name: str
+    data: bytes
+    "The encoded image file (PNG, JPEG, ...)."
+    reference: Any = None
+    "The reference-image empty it came from, if any (the result is placed beside it)."
+
+
+def reference_empty(context: Any) -> Any:
+    """The active object if it is an empty that shows an image, else None."""
+    obj = getattr(context, "active_object", None)
+    if obj is not None and obj.type == "EMPTY" and obj.empty_display_type == "IMAGE" and obj.data is not None:
+        return obj
+    return None
+
+
+def picture_from_file(path: str) -> Picture:
+    full = bpy.path.abspath(path) if path else ""
+    if not full:
+        raise SourceProblem("Choose an image file first.")
+    if not os.path.isfile(full):
+        raise SourceProblem(f"Image file not found: {full}")
+    with open(full, "rb") as f:
+        return Picture(image_name_from_path(full), f.read())
+
+
+def picture_from_image(image: Any) -> Picture:
+    """The encoded bytes of an image datablock (packed data, its file, or a PNG saved to a temp file)."""
+    if image is None:
+        raise SourceProblem("Choose an image first.")
+    name = image_name_from_path(image.name)
+    if image.packed_file is not None:
+        return Picture(name, bytes(image.packed_file.data))
+    path = bpy.path.abspath(image.filepath, library=image.library) if image.filepath else ""
+    if path and os.path.isfile(path) and image.source == "FILE":
+        with open(path, "rb") as f:
+            return Picture(name, f.read())
+    if not image.has_data and image.source != "GENERATED":
+        raise SourceProblem(f"Image '{image.name}' has no pixels (its file is missing).")
+    return Picture(name, _encode_pixels(image))
+
+
+def _encode_pixels(image: Any) -> bytes:
+    """The image's current pixels as an 8-bit RGBA PNG (the datablock itself is left untouched)."""
+    width, height = int(image.size[0]), int(image.size[1])
+    if width == 0 or height == 0:
+        raise SourceProblem(f"Image '{image.name}' is empty.")
+    flat = np.empty(width * height * 4, dtype=np.float32)
+    image.pixels.foreach_get(flat)
+    rgba = flat.reshape(height, width, 4)[::-1]  # [H, W, 4], top row first
+    if image.is_float and image.colorspace_settings.name != "Non-Color":
+        rgb = np.clip(rgba[..., :3], 0.0, 1.0)  # float buffers hold linear values: encode as sRGB
+        srgb = np.where(rgb <= 0.0031308, 12.92 * rgb, 1.055 * np.power(rgb, 1 / 2.4) - 0.055)
+        rgba = np.concatenate([srgb, rgba[..., 3:]], axis=-1)
+    return encode_png((np.clip(rgba, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+
+
+def encode_png(rgba: np.ndarray) -> bytes:
+    """A PNG file from uint8 RGBA pixels [H, W, 4], top row first."""
+    height, width = rgba.shape[:2]
+    rows = np.concatenate([np.zeros((height, 1), np.uint8), rgba.reshape(height, width * 4)], axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+            + chunk(b"IEND", b""))
+
+
+def picture_from_context(context: Any, props: Any) -> Picture:
+    """The picture the panel's source settings point at."""
+    if props.source == "IMAGE":
+        return picture_from_image(props.image)
+    if props.source == "EMPTY":
+        empty = reference_empty(context)
+        if empty is None:
+            raise SourceProblem("Make a reference-image empty (Add > Image > Reference) the active object.")
+        picture = picture_from_image(empty.data)
+        picture.reference = empty
+        return picture
+    return picture_from_file(props.image_path)

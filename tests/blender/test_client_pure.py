@@ -1,0 +1,232 @@
+"""The add-on's bpy-free layer: settings, the backend process client and the job state machine.
+
+Driven against tests/blender/fake_backend.py, which speaks the real protocol and misbehaves on request.
+No bpy is imported here.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from blender_addon.client import BackendManager, BackendProcess, BackendUnavailable
+from blender_addon.job import Job, JobFailed
+from blender_addon.settings import (
+    BackendConfig,
+    GenerateSettings,
+    engine_params,
+    find_backend_root,
+    python_problem,
+    resolve_python,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+FAKE = Path(__file__).with_name("fake_backend.py")
+BPY_FREE = ("settings.py", "client.py", "job.py", "wire.py", "__init__.py")
+
+
+def fake_config(mode: str, hang_timeout: float = 15.0) -> BackendConfig:
+    return BackendConfig(python=sys.executable, backend_root=str(REPO),
+                         argv=(sys.executable, str(FAKE), mode),
+                         hello_timeout=20.0, hang_timeout=hang_timeout)
+
+
+def request(**kw: object) -> GenerateSettings:
+    return GenerateSettings(image_name="cat", image_bytes=b"\x89PNG fake", **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def backends():
+    started: list[BackendProcess] = []
+
+    def start(mode: str, hang_timeout: float = 15.0) -> BackendProcess:
+        proc = BackendProcess(fake_config(mode, hang_timeout))
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.kill()
+        assert proc.proc.poll() is not None
+
+
+# ------------------------------------------------------------------------------------------- settings
+
+
+def test_env_overrides_preference():
+    assert resolve_python("/pref/python", {"HI3DGEN_PYTHON": "/env/python"}) == "/env/python"
+    assert resolve_python("/pref/python", {}) == "/pref/python"
+    assert resolve_python("", {}) == ""
+
+
+def test_missing_python_says_what_to_do(tmp_path):
+    assert "Backend Python" in python_problem("")
+    assert "does not exist" in python_problem(str(tmp_path / "nope"))
+    assert python_problem(sys.executable) == ""
+    assert python_problem("/remote/python", ("ssh", "box")) == ""
+
+
+def test_command_and_environment():
+    local = BackendConfig(python="/venv/bin/python", backend_root="/ext", device="cuda", weights_dir="/w")
+    assert local.command() == ["/venv/bin/python", "-m", "backend", "serve"]
+    env = local.process_env({"PATH": "/bin", "PYTHONHOME": "/blender/python", "PYTHONPATH": "/old"})
+    assert env["PYTHONPATH"].split(":")[0] == "/ext" and "PYTHONHOME" not in env
+    assert env["HI3DGEN_DEVICE"] == "cuda" and env["HI3DGEN_WEIGHTS"] == "/w"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    assert env["HI3DGEN_ALLOW_DOWNLOAD"] == "0"
+    remote = BackendConfig(python="python3", backend_root="/ext", prefix=("ssh", "box"), remote_root="/srv/h")
+    argv = remote.command()
+    assert argv[:3] == ["ssh", "box", "env"] and "PYTHONPATH=/srv/h" in argv
+    assert argv[-4:] == ["python3", "-m", "backend", "serve"]
+
+
+def test_engine_params_keep_declared_names_and_types():
+    engine = {"params": [{"name": "resolution", "type": "int"}, {"name": "depth", "type": "float"}]}
+    out = engine_params(engine, {"resolution": 128.0, "depth": 1, "ss_steps": 50})
+    assert out == {"resolution": 128, "depth": 1.0}
+    assert isinstance(out["resolution"], int) and isinstance(out["depth"], float)
+
+
+def test_backend_root_found_in_repo_and_in_extension(tmp_path):
+    assert find_backend_root(str(REPO / "blender_addon")) == str(REPO)
+    ext = tmp_path / "hi3dgen"
+    (ext / "backend").mkdir(parents=True)
+    (ext / "backend" / "protocol.py").write_text("")
+    assert find_backend_root(str(ext)) == str(ext)
+
+
+def _imports(nodes: list[ast.stmt]) -> list[tuple[str, list[str]]]:
+    """(module, names) of import statements among ``nodes`` and inside their try/except blocks."""
+    out: list[tuple[str, list[str]]] = []
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            out.append(("." * node.level + (node.module or ""), [a.name for a in node.names]))
+        elif isinstance(node, ast.Try):
+            out += _imports(node.body + [s for h in node.handlers for s in h.body])
+    return out
+
+
+def test_import_wall():
+    """The add-on imports only backend.protocol (through wire.py), never torch; bpy-free modules stay so."""
+    for path in sorted((REPO / "blender_addon").glob("*.py")):
+        tree = ast.parse(path.read_text("utf-8"))
+        every = [n for n in ast.walk(tree) if isinstance(n, ast.stmt)]
+        for module, names in _imports(every):
+            assert not module.startswith("torch"), f"{path.name} imports {module}"
+            if module in ("backend", ".backend") or module.startswith(("backend.", ".backend.")):
+                assert path.name == "wire.py" and names == ["protocol"], f"{path.name} imports {module}"
+        if path.name in BPY_FREE:  # module level only: register() may import bpy when Blender calls it
+            for module, _ in _imports(tree.body):
+                assert not module.startswith(("bpy", "mathutils")), f"{path.name} imports {module}"
+
+
+# ------------------------------------------------------------------------------------------- jobs
+
+
+def test_generate_roundtrip(backends):
+    proc = backends("ok")
+    hello = proc.wait_hello(20)
+    assert hello.engines[0]["name"] == "relief"
+    job = Job(proc, request(params={"resolution": 64, "ss_steps": 3}, strict_params=False))
+    result = job.wait(30)
+    (mesh,) = result.meshes
+    assert mesh.name == "cat"
+    assert mesh.arrays["vertices"].shape == (36, 3) and mesh.arrays["faces"].shape == (50, 3)
+    assert mesh.arrays["uvs"].shape == (36, 2) and result.normal_map is not None
+    assert result.normal_map.shape == (4, 6, 4)
+    assert "params={'resolution': 64}" in _log_until(proc, "generate")
+
+
+def test_pump_drives_the_job_without_blocking(backends):
+    proc = backends("ok")
+    job = Job(proc, request())
+    stages = set()
+    deadline = time.monotonic() + 30
+    while not job.pump() and time.monotonic() < deadline:
+        stages.add(job.stage)
+        time.sleep(0.01)
+    assert job.state == "done" and job.result is not None
+    assert job.status_text() == "Done"
+
+
+@pytest.mark.parametrize(("mode", "code", "text"), [
+    ("error", "bad_input", "no foreground"),
+    ("crash", "backend_died", "exited with code 9"),
+    ("garbage", "protocol", "Garbled"),
+    ("bad_crc", "protocol", "checksum"),
+    ("no_hello", "backend_unavailable", "failed to start"),
+])
+def test_failures_are_reported(backends, mode, code, text):
+    proc = backends(mode)
+    job = Job(proc, request())
+    with pytest.raises(JobFailed) as info:
+        job.wait(30)
+    assert info.value.code == code, info.value.message
+    assert text in info.value.message + info.value.hint
+    if mode == "crash":
+        assert "crashing now" in info.value.log
+    if mode == "no_hello":
+        assert "refusing to start" in info.value.log
+    if mode != "error":
+        time.sleep(0.2)
+        assert not proc.alive()
+
+
+def test_hang_is_detected_and_the_backend_killed(backends):
+    proc = backends("hang", hang_timeout=1.5)
+    job = Job(proc, request(), hang_timeout=1.5)
+    started = time.monotonic()
+    with pytest.raises(JobFailed) as info:
+        job.wait(30)
+    assert info.value.code == "hung"
+    assert 1.4 < time.monotonic() - started < 10
+    assert not proc.alive()
+
+
+def test_cancel(backends):
+    proc = backends("slow")
+    job = Job(proc, request())
+    while job.state != "running" or job.stage != "sampling":
+        job.pump()
+        time.sleep(0.01)
+    started = time.monotonic()
+    job.cancel()
+    with pytest.raises(JobFailed) as info:
+        job.wait(10)
+    assert info.value.code == "cancelled"
+    assert time.monotonic() - started < 2
+    assert proc.alive(), "a cancel keeps the backend for the next request"
+
+
+def test_manager_restarts_a_dead_backend():
+    manager = BackendManager()
+    config = fake_config("crash")
+    try:
+        first = manager.get(config)
+        with pytest.raises(JobFailed):
+            Job(first, request()).wait(30)
+        second = manager.get(config)
+        assert second is not first and second.alive() and second.hello is not None
+        assert second.ping().busy
+    finally:
+        manager.stop()
+    assert manager.running() is None
+
+
+def test_unstartable_interpreter():
+    config = BackendConfig(python="/nonexistent/python", backend_root=str(REPO))
+    with pytest.raises(BackendUnavailable, match="Could not start"):
+        BackendManager().get(config)
+
+
+def _log_until(proc: BackendProcess, needle: str, timeout: float = 5.0) -> str:
+    deadline = time.monotonic() + timeout
+    while needle not in proc.log_tail() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return proc.log_tail()
