@@ -6,7 +6,7 @@ VENV := .venv
 BVENV := .venv-blender
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint typecheck test-backend test-blender bench addon clean
+.PHONY: demo test lint typecheck test-backend test-blender bench addon clean venvs
 
 $(VENV)/.ready: requirements/backend.txt requirements/dev.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -41,7 +41,13 @@ addon: $(BVENV)/.ready
 	$(BVENV)/bin/python build_addon.py
 
 bench: venvs
-	$(VENV)/bin/python bench/run_all.py
+	$(VENV)/bin/python bench/bench_relief_protocol.py
+	$(BVENV)/bin/python bench/bench_mesh_build.py
+	$(VENV)/bin/python bench/bench_sparse_conv.py
+	$(VENV)/bin/python bench/bench_extraction.py
+	$(VENV)/bin/python bench/bench_sampler.py
+	$(VENV)/bin/python bench/bench_flow_forward.py
+	$(VENV)/bin/python bench/bench_nirne.py
 
 clean:
 	rm -rf dist out .pytest_cache
