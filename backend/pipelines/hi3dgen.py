@@ -146,11 +146,13 @@ class _SparseFlow:
 def decode_surface(models: GeometryModels, slat: SparseTensor, extraction: str,
                    ctx: JobContext) -> tuple[np.ndarray, np.ndarray]:
     """Mesh decoder (101 channels per 256^3 cube) -> surface in Blender's frame."""
-    from ..mesh.flexicubes import extract_flexicubes
-    from ..mesh.marching_cubes import extract_marching_cubes
-
     out = models.mesh_decoder(slat)  # coords [M, 4] at 256^3, feats [M, 101]
     coords, feats = out.coords[:, 1:], out.feats.float()
     ctx.step("surface", 0, 1, f"extracting the surface ({extraction})")
-    extract = extract_flexicubes if extraction == "flexicubes" else extract_marching_cubes
-    return extract(coords, feats, MESH_RESOLUTION)
+    if extraction == "flexicubes":
+        from ..mesh.flexicubes import extract_flexicubes
+
+        return extract_flexicubes(coords, feats, MESH_RESOLUTION)
+    from ..mesh.marching_cubes import extract_marching_cubes
+
+    return extract_marching_cubes(coords, feats, MESH_RESOLUTION)
