@@ -44,10 +44,10 @@ def grid_vertices(cubes: torch.Tensor, sdf: torch.Tensor, deform: torch.Tensor, 
     corners = cubes.long()[:, None, :] + CORNERS.to(cubes.device)  # [M, 8, 3]
     keys = grid_keys(corners.reshape(-1, 3), res)  # [M * 8]
     unique, inverse = torch.unique(keys, return_inverse=True)  # sorted keys
-    count = torch.zeros(len(unique), device=sdf.device).index_add_(0, inverse, torch.ones_like(keys, dtype=torch.float32))
-    mean_sdf = torch.zeros(len(unique), device=sdf.device).index_add_(0, inverse, sdf.reshape(-1)) / count
-    mean_def = torch.zeros(len(unique), 3, device=sdf.device).index_add_(0, inverse, deform.reshape(-1, 3))
-    mean_def /= count[:, None]
+    n, dev = len(unique), sdf.device
+    count = torch.zeros(n, device=dev).index_add_(0, inverse, torch.ones_like(keys, dtype=torch.float32))
+    mean_sdf = torch.zeros(n, device=dev).index_add_(0, inverse, sdf.reshape(-1)) / count  # [V]
+    mean_def = torch.zeros(n, 3, device=dev).index_add_(0, inverse, deform.reshape(-1, 3)) / count[:, None]
     return GridVertices(keys_to_coords(unique, res), mean_sdf, mean_def, inverse.reshape(-1, 8))
 
 
