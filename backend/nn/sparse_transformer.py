@@ -112,7 +112,7 @@ class SparseTransformerBlock(nn.Module):
         else:
             from .sparse_attention import sparse_window_attention
 
-            out = sparse_window_attention(q, k, v, x.coords, self.window_size, self.shift)
+            out = sparse_window_attention(q, k, v, x, self.window_size, self.shift)  # x: partition cached
         return self.attn.to_out(out.flatten(-2))  # [N, C]
 
     def forward(self, x: SparseTensor) -> SparseTensor:

@@ -133,14 +133,15 @@ class _SparseFlow:
 
     def __init__(self, model: nn.Module, coords: torch.Tensor) -> None:
         self.model, self.coords = model, coords
+        self._by_batch: dict[int, SparseTensor] = {}  # reused so kernel maps are built once, not every step
 
     def __call__(self, feats: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         batch = len(t)
-        coords = self.coords
-        if batch > 1:  # cond and uncond batched: the same voxels under batch indices 0..B-1
-            coords = torch.cat([torch.cat([torch.full_like(coords[:, :1], b), coords[:, 1:]], 1)
+        if batch not in self._by_batch:  # cond and uncond batched: the same voxels under batch indices 0..B-1
+            coords = torch.cat([torch.cat([torch.full_like(self.coords[:, :1], b), self.coords[:, 1:]], 1)
                                 for b in range(batch)])
-        return self.model(SparseTensor(coords, feats), t, cond).feats
+            self._by_batch[batch] = SparseTensor(coords, feats)
+        return self.model(self._by_batch[batch].replace(feats), t, cond).feats
 
 
 def decode_surface(models: GeometryModels, slat: SparseTensor, extraction: str,
