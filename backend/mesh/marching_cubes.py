@@ -1,11 +1,20 @@
 """Surface extraction as the Hi3DGen release does it: marching cubes on the averaged corner SDF.
 
-Per-corner SDF (plus the release's bias of -1/res) and deformation are averaged over the cubes sharing a
-corner; corners of no occupied cube count as outside (+1); marching cubes (scikit-image, Lewiner) finds the
-0 level; each vertex is placed on the deformed grid by interpolating along its edge. Unlike the release,
-the dense grid spans only the occupied region's bounding box (plus a one-voxel border), not 257^3.
+The release (``cube2mesh.py``): per-corner sdf (plus a bias of -1/res) and deformation are averaged over the
+cubes sharing a corner; grid points that are no occupied cube's corner count as outside (sdf +1, no
+deformation); scikit-image marching cubes (Lewiner, level 0, ``gradient_direction='ascent'``) runs on the
+dense (res+1)^3 grid; each vertex is placed on the deformed grid by interpolating along its grid edge; the
+face winding is then flipped, which makes it outward (normals toward positive sdf; checked by the tests).
+The 21 FlexiCubes weight channels are ignored.
 
-Output frame: the decoder's, which is Blender's (+Z up; the release rotates it to glTF's +Y up on export).
+Memory: instead of the release's dense 257^3 x 10 attributes (plus 1.5 GB of index grids), the dense sdf
+grid spans only the occupied region's bounding box plus one grid point of outside border, clipped to the
+grid (so a surface that reaches the grid's side stays open there, as in the release). The output equals the
+full-grid run (``full_grid=True``, kept as the reference) up to float rounding.
+
+Output frame: the decoder's object frame in [-0.5, 0.5]^3. The release exports it to glTF through
+(x, y, z) -> (x, z, -y), i.e. it treats this frame as +Z up; it is Blender's frame (+Z up), where the object
+stands upright and faces -Y (assuming the release's GLB shows it facing +Z, glTF's front).
 """
 
 from __future__ import annotations
@@ -14,46 +23,64 @@ import numpy as np
 import torch
 
 from ..errors import EmptyResult
-from .decoder_layout import deformed_positions, grid_keys, grid_vertices, split_features
+from .decoder_layout import GridVertices, deformed_positions, grid_keys, grid_vertices, lookup, sdf_bias, split_features
+
+EMPTY_HINT = "Try another seed or check the object's mask."
 
 
-def extract_marching_cubes(cubes: torch.Tensor, feats: torch.Tensor, res: int) -> tuple[np.ndarray, np.ndarray]:
-    """Occupied cubes [M, 3] (0..res-1) and decoder features [M, 101] -> (vertices [V, 3] f32, faces [F, 3] i32)."""
+def extract_marching_cubes(cubes: torch.Tensor, feats: torch.Tensor, res: int,
+                           full_grid: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Occupied cubes [M, 3] (0..res-1) and decoder features [M, 101] -> (vertices [V, 3] f32, faces [F, 3] i32).
+
+    Raises ``EmptyResult`` when the sdf has no zero crossing. ``full_grid`` runs on the whole (res+1)^3 grid
+    as the release does (a reference for tests; it needs about 70 MB per 257^3 grid instead of the bbox).
+    """
     from skimage.measure import marching_cubes
 
+    if len(cubes) == 0:
+        raise EmptyResult("The decoder produced no occupied cubes.", hint=EMPTY_HINT)
     parts = split_features(feats)
-    grid = grid_vertices(cubes, parts.sdf + (-1.0 / res), parts.deform, res)
-    lo = grid.coords.min(0).values - 1  # one outside voxel of border so the surface closes
-    shape = (grid.coords.max(0).values - lo + 2).tolist()
-    dense = np.ones(shape, np.float32)  # [X, Y, Z] +1 = outside
-    local = (grid.coords - lo).cpu().numpy()
-    dense[local[:, 0], local[:, 1], local[:, 2]] = grid.sdf.cpu().numpy()
-    if dense.min() >= 0.0 or dense.max() <= 0.0:
-        raise EmptyResult("The decoded shape has no surface.", hint="Try another seed or check the object's mask.")
+    grid = grid_vertices(cubes, parts.sdf + sdf_bias(res), parts.deform, res)
+    lo, dense = _dense_sdf(grid, res, full_grid)
+    if dense.min() >= 0.0 or dense.max() <= 0.0:  # skimage would raise ValueError
+        raise EmptyResult("The decoded shape has no surface.", hint=EMPTY_HINT)
     verts, faces, _, _ = marching_cubes(dense, level=0.0, gradient_direction="ascent")
-    positions = _place(torch.from_numpy(np.ascontiguousarray(verts)).to(cubes.device), grid, lo, res)
-    faces = np.ascontiguousarray(faces[:, ::-1])  # the release flips the winding to face outward
-    return positions.cpu().numpy().astype(np.float32), faces.astype(np.int32)
+    if len(faces) == 0:
+        raise EmptyResult("The decoded shape has no surface.", hint=EMPTY_HINT)
+    positions = _place(torch.from_numpy(np.ascontiguousarray(verts)), grid, lo, res)
+    faces = np.ascontiguousarray(faces[:, ::-1])  # the release flips the winding, which makes it outward
+    return positions.numpy().astype(np.float32), faces.astype(np.int32)
 
 
-def _place(verts: torch.Tensor, grid, lo: torch.Tensor, res: int) -> torch.Tensor:  # noqa: ANN001
-    """Marching-cubes vertices (grid index space, on grid edges) -> positions on the deformed grid."""
+def _dense_sdf(grid: GridVertices, res: int, full_grid: bool) -> tuple[torch.Tensor, np.ndarray]:
+    """The sdf on a dense box of grid points (+1 where no cube reaches) and the box's lowest corner."""
+    coords = grid.coords.cpu()
+    if full_grid:
+        lo, hi = torch.zeros(3, dtype=torch.int64), torch.full((3,), res, dtype=torch.int64)
+    else:  # one point of outside border, clipped to the grid
+        lo = (coords.min(0).values - 1).clamp(min=0)
+        hi = (coords.max(0).values + 1).clamp(max=res)
+    dense = np.ones((hi - lo + 1).tolist(), np.float32)  # [X, Y, Z], +1 = outside
+    local = (coords - lo).numpy()
+    dense[local[:, 0], local[:, 1], local[:, 2]] = grid.sdf.cpu().numpy()
+    return lo, dense
+
+
+def _place(verts: torch.Tensor, grid: GridVertices, lo: torch.Tensor, res: int) -> torch.Tensor:
+    """Marching-cubes vertices (box index space, on grid edges) -> positions on the deformed grid."""
+    verts = verts.double()  # [V, 3]
     base = torch.floor(verts).long()  # [V, 3]
-    frac = verts - base  # exactly one axis is fractional per vertex
+    frac = verts - base  # at most one axis is fractional per vertex
     axis = frac.argmax(dim=1)
     t = frac.gather(1, axis[:, None])[:, 0].float()  # [V]
     step = torch.nn.functional.one_hot(axis, 3)
-    a = _deformed(base + lo, grid, res)
-    b = _deformed(base + step + lo, grid, res)
+    a = _deformed(base + lo, grid, res)  # [V, 3]
+    b = _deformed(base + step + lo, grid, res)  # [V, 3]
     return a + (b - a) * t[:, None]
 
 
-def _deformed(coords: torch.Tensor, grid, res: int) -> torch.Tensor:  # noqa: ANN001
-    """Deformed positions of grid points; points that are no occupied cube's corner are not deformed."""
-    keys = grid_keys(coords, res)
-    table = grid_keys(grid.coords, res)  # sorted, as torch.unique returns
-    idx = torch.searchsorted(table, keys).clamp(max=len(table) - 1)
-    inside = ((coords >= 0) & (coords <= res)).all(dim=1)  # border points outside the grid have no key
-    found = (table[idx] == keys) & inside
-    deform = torch.where(found[:, None], grid.deform[idx], torch.zeros_like(grid.deform[idx]))
+def _deformed(coords: torch.Tensor, grid: GridVertices, res: int) -> torch.Tensor:
+    """Deformed positions of grid points [N, 3]; points that are no occupied cube's corner are not moved."""
+    idx, found = lookup(grid.keys.cpu(), grid_keys(coords, res))
+    deform = torch.where(found[:, None], grid.deform.cpu()[idx], torch.zeros(1, 3))  # [N, 3]
     return deformed_positions(coords, deform, res)
