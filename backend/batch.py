@@ -61,7 +61,7 @@ def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: Ba
 
 
 def _write(job: BatchJob, stem: str, result: EngineResult) -> None:
-    from .mesh_export import export_mesh
+    from .mesh.export import export_mesh
 
     if result.normal_map is not None:
         nm = result.normal_map

@@ -8,9 +8,8 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .mesh.export import EXPORT_FORMATS
 from .settings import BackendSettings
-
-EXPORT_FORMATS = ("glb", "obj", "ply", "stl")
 
 
 def build_parser() -> argparse.ArgumentParser:

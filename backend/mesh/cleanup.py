@@ -1,6 +1,12 @@
-"""Mesh cleanup users expect (the release has none): floaters, hollow inner walls, holes, decimation, normals.
+"""Mesh cleanup users expect (the release has none): duplicates, floaters, hollow inner walls, winding,
+holes, decimation, normals.
 
-Plain functions on numpy (vertices [V, 3] float32, faces [F, 3] int32).
+Plain functions on numpy arrays: vertices [V, 3] float32, faces [F, 3] int32 (counter-clockwise seen from
+outside). Components are sets of faces connected through shared vertices.
+
+Why inner shells: the decoder only covers a band of cubes around the surface and both extractors treat the
+uncovered inside as outside (sdf +1, as the release), so a solid object comes out as a closed outer surface
+plus a closed inward-facing wall around the hollow. ``remove_inner_shells`` drops such walls.
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ import numpy as np
 @dataclass(frozen=True)
 class CleanupOptions:
     remove_floaters: bool = True
-    "Drop components with under ``floater_fraction`` of the largest one's faces, and inward-facing shells."
+    "Drop components with under ``floater_fraction`` of the largest one's faces or area, and inner shells."
     floater_fraction: float = 0.01
     fill_holes: bool = False
+    "Close boundary loops with trimesh (small holes; the extractors' meshes are normally closed already)."
     target_faces: int = 0
     "Decimate to about this many faces (0: keep all)."
 
@@ -23,30 +30,131 @@ class CleanupOptions:
 def clean_mesh(vertices: np.ndarray, faces: np.ndarray,
                options: CleanupOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Apply ``options``; returns (vertices, faces, area-weighted unit vertex normals)."""
-    import trimesh
-
-    mesh = trimesh.Trimesh(vertices, faces, process=True)  # merges duplicate vertices
+    v, f = merge_vertices(vertices, faces)
     if options.remove_floaters:
-        mesh = _drop_floaters_and_inner_shells(mesh, options.floater_fraction)
+        v, f = remove_inner_shells(v, f)
+        v, f = remove_small_components(v, f, options.floater_fraction, options.floater_fraction)
+    v, f = orient_outward(v, f)
     if options.fill_holes:
-        trimesh.repair.fill_holes(mesh)
-    if mesh.is_watertight and mesh.volume < 0:
-        mesh.invert()  # outward winding
-    v, f = np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int32)
+        v, f = fill_holes(v, f)
     if options.target_faces and len(f) > options.target_faces:
         v, f = decimate(v, f, options.target_faces)
     return v, f, vertex_normals(v, f)
 
 
-def _drop_floaters_and_inner_shells(mesh, fraction: float):  # noqa: ANN001, ANN202 - trimesh objects
-    parts = mesh.split(only_watertight=False)
-    if len(parts) <= 1:
-        return mesh
-    largest = max(len(p.faces) for p in parts)
-    keep = [p for p in parts if len(p.faces) >= fraction * largest and not (p.is_watertight and p.volume < 0)]
+def merge_vertices(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge vertices at identical positions, drop faces that became degenerate and unused vertices."""
+    unique, inverse = np.unique(vertices.astype(np.float32), axis=0, return_inverse=True)
+    f = inverse.reshape(-1)[faces]  # [F, 3]
+    ok = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
+    return compact(unique, f[ok])
+
+
+def compact(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop vertices no face uses; returns float32 vertices and int32 faces."""
+    used, inverse = np.unique(faces.reshape(-1), return_inverse=True)
+    return vertices[used].astype(np.float32), inverse.reshape(-1, 3).astype(np.int32)
+
+
+def face_components(vertices: np.ndarray, faces: np.ndarray) -> tuple[int, np.ndarray]:
+    """Number of components and the component label of each face [F]."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    a = np.concatenate([faces[:, 0], faces[:, 1]])
+    b = np.concatenate([faces[:, 1], faces[:, 2]])
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(len(vertices), len(vertices)))
+    count, vertex_label = connected_components(graph, directed=False)
+    used, labels = np.unique(vertex_label[faces[:, 0]], return_inverse=True)
+    return len(used), labels
+
+
+def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """[F] triangle areas."""
+    tri = vertices[faces].astype(np.float64)  # [F, 3, 3]
+    return 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+
+
+def component_volumes(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """Signed volume [C] of each component (positive for closed, outward-wound surfaces)."""
+    tri = vertices[faces].astype(np.float64)  # [F, 3, 3]
+    six_vol = np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2]))  # [F]
+    return np.bincount(labels, weights=six_vol, minlength=count) / 6.0
+
+
+def closed_components(faces: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """[C] bool: every edge of the component is shared by exactly two of its faces."""
+    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)  # [3F, 2]
+    _, inverse, counts = np.unique(edges, axis=0, return_inverse=True, return_counts=True)
+    bad = counts[inverse.reshape(-1)] != 2  # [3F]
+    open_faces = bad.reshape(-1, 3).any(axis=1)
+    return np.bincount(labels, weights=open_faces, minlength=count) == 0
+
+
+def remove_small_components(vertices: np.ndarray, faces: np.ndarray, face_fraction: float,
+                            area_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Drop components with fewer than ``face_fraction`` of the largest component's faces, or less than
+    ``area_fraction`` of its area."""
+    count, labels = face_components(vertices, faces)
+    if count <= 1:
+        return vertices, faces
+    n_faces = np.bincount(labels, minlength=count)
+    area = np.bincount(labels, weights=face_areas(vertices, faces), minlength=count)
+    keep = (n_faces >= face_fraction * n_faces.max()) & (area >= area_fraction * area.max())
+    return compact(vertices, faces[keep[labels]])
+
+
+def remove_inner_shells(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop closed inward-facing components lying inside (by bounding box) an outward one: hollow walls."""
+    count, labels = face_components(vertices, faces)
+    if count <= 1:
+        return vertices, faces
+    inner = _inner_shells(vertices, faces, labels, count)
+    return compact(vertices, faces[~inner[labels]]) if inner.any() else (vertices, faces)
+
+
+def orient_outward(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reverse closed components that are wound inward and not enclosed by another (inverted surfaces)."""
+    count, labels = face_components(vertices, faces)
+    volume = component_volumes(vertices, faces, labels, count)
+    flip = (volume < 0) & closed_components(faces, labels, count) & ~_inner_shells(vertices, faces, labels, count)
+    if not flip.any():
+        return vertices, faces
+    f = faces.copy()
+    rows = flip[labels]
+    f[rows] = f[rows][:, ::-1]
+    return vertices, f
+
+
+def _inner_shells(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """[C] bool: closed, negative volume, and inside the bounding box of a positive closed component."""
+    volume = component_volumes(vertices, faces, labels, count)
+    closed = closed_components(faces, labels, count)
+    lo, hi = _component_boxes(vertices, faces, labels, count)
+    outer = np.nonzero(closed & (volume > 0))[0]
+    inner = np.zeros(count, bool)
+    for c in np.nonzero(closed & (volume < 0))[0]:
+        inner[c] = bool(((lo[outer] <= lo[c]).all(1) & (hi[outer] >= hi[c]).all(1)).any())
+    return inner
+
+
+def _component_boxes(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray,
+                     count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-component bounding boxes ([C, 3] low, [C, 3] high)."""
+    tri = vertices[faces]  # [F, 3, 3]
+    lo, hi = np.full((count, 3), np.inf), np.full((count, 3), -np.inf)
+    np.minimum.at(lo, labels, tri.min(axis=1))
+    np.maximum.at(hi, labels, tri.max(axis=1))
+    return lo, hi
+
+
+def fill_holes(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Close boundary loops (trimesh's fan filling of simple holes)."""
     import trimesh
 
-    return trimesh.util.concatenate(keep) if keep else mesh
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    trimesh.repair.fill_holes(mesh)
+    return np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int32)
 
 
 def decimate(vertices: np.ndarray, faces: np.ndarray, target_faces: int) -> tuple[np.ndarray, np.ndarray]:
@@ -62,8 +170,8 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     """Area-weighted unit vertex normals [V, 3] (the cross product's length is twice the face area)."""
     tri = vertices[faces]  # [F, 3, 3]
     face_n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # [F, 3], |n| = 2 * area
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], face_n)
+    corner = faces.reshape(-1)  # each face's normal goes to its three vertices
+    spread = np.repeat(face_n, 3, axis=0)  # [3F, 3]
+    normals = np.stack([np.bincount(corner, weights=spread[:, k], minlength=len(vertices)) for k in range(3)], 1)
     length = np.linalg.norm(normals, axis=1, keepdims=True)
     return (normals / np.maximum(length, 1e-12)).astype(np.float32)
