@@ -4,6 +4,14 @@ The release's ``FlowEulerGuidanceIntervalSampler``: a time grid ``linspace(1, 0,
 ``t' = r t / (1 + (r - 1) t)``; the model predicts a velocity ``v`` at ``(x_t, 1000 t)``; guidance
 ``v = (1 + w) v(cond) - w v(neg)`` applies only while ``t`` lies in ``cfg_interval``; the Euler step is
 ``x_{t_next} = x_t - (t - t_next) v``. ``sigma_min`` only enters the unused x0 prediction, so it is absent.
+
+Batching design (``batch_cfg``): the state ``x`` is always a plain tensor whose first axis is "rows of the
+sample": ``[1, C, D, H, W]`` for the dense structure latent, ``[N, C]`` (the features of N voxels) for the
+sparse latent. Guidance stacks ``x`` twice along that axis, ``t`` and ``cond`` likewise (row block 0 = cond,
+1 = uncond), makes one model call and splits the result in two halves. A model whose samples are not one row
+each (a sparse model) is wrapped by its caller in an adapter that reads ``len(t)`` as the batch size and
+attaches batch indices to the stacked rows (see ``pipelines/hi3dgen.py::SparseFlow``); the sampler itself
+never sees sparse structures. ``batch_cfg=False`` runs the release's two batch-1 passes instead.
 """
 
 from __future__ import annotations
@@ -37,6 +45,12 @@ def flow_time_grid(steps: int, rescale_t: float) -> list[float]:
     """``steps + 1`` times from 1 to 0, warped toward 1 by ``rescale_t`` (1 leaves them uniform)."""
     raw = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
     return (rescale_t * raw / (1.0 + (rescale_t - 1.0) * raw)).tolist()
+
+
+def forward_passes(params: SamplerParams) -> int:
+    """Model forward passes one sampling run costs (a guided step counts two, batched or not)."""
+    grid = flow_time_grid(params.steps, params.rescale_t)[:-1]
+    return sum(2 if uses_guidance(t, params.cfg_strength, params.cfg_interval) else 1 for t in grid)
 
 
 def uses_guidance(t: float, cfg_strength: float, cfg_interval: tuple[float, float]) -> bool:

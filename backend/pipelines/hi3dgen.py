@@ -120,7 +120,7 @@ def sample_latent(models: GeometryModels, cond: torch.Tensor, coords: torch.Tens
     noise = torch.randn(len(coords), 8, generator=generator).to(device)  # in coordinate order
     sampler = models.pipeline.slat_sampler
     feats = sample_flow_euler(
-        _SparseFlow(models.slat_flow, coords), noise, cond, torch.zeros_like(cond), steps=params.slat_steps,
+        SparseFlow(models.slat_flow, coords), noise, cond, torch.zeros_like(cond), steps=params.slat_steps,
         cfg_strength=params.slat_guidance, cfg_interval=sampler.cfg_interval, rescale_t=sampler.rescale_t,
         callback=ctx.stepper("latent"))
     std = torch.tensor(models.pipeline.slat_std, device=device, dtype=feats.dtype)
@@ -128,7 +128,7 @@ def sample_latent(models: GeometryModels, cond: torch.Tensor, coords: torch.Tens
     return SparseTensor(coords, feats * std + mean)
 
 
-class _SparseFlow:
+class SparseFlow:
     """Adapts the sparse flow model to the sampler's dense ``(x [B * N, 8], t [B], cond [B, ...])`` calls."""
 
     def __init__(self, model: nn.Module, coords: torch.Tensor) -> None:

@@ -7,8 +7,12 @@ import torch
 
 from backend.errors import Cancelled
 from backend.sampling import (
+    LATENT_DEFAULTS,
+    STRUCTURE_DEFAULTS,
+    SamplerParams,
     draw_official_noise,
     flow_time_grid,
+    forward_passes,
     guided_velocity,
     sample_flow_euler,
     uses_guidance,
@@ -91,3 +95,44 @@ def test_official_noise_order_equals_global_seeding():
     torch.manual_seed(123)
     assert torch.equal(structure, torch.randn(1, 8, 16, 16, 16))
     assert torch.equal(latent, torch.randn(57, 8))
+
+
+def test_forward_pass_counts_match_the_brief():
+    assert forward_passes(STRUCTURE_DEFAULTS) == 88 and forward_passes(LATENT_DEFAULTS) == 11
+    assert forward_passes(SamplerParams(steps=25, cfg_strength=5.0)) == 44
+    assert forward_passes(SamplerParams(steps=12, cfg_strength=0.0)) == 12  # no guidance, no second pass
+
+
+class ToySparseModel:
+    """Per-voxel rows [B * N, 8] with ``len(t)`` samples, as the pipeline's sparse adapter presents them."""
+
+    def __init__(self) -> None:
+        self.w = torch.randn(8, 8, generator=torch.Generator().manual_seed(1))
+        self.batches: list[int] = []
+
+    def __call__(self, feats: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        b = len(t)
+        self.batches.append(b)
+        rows = feats.reshape(b, -1, 8)  # [B, N, 8]
+        out = rows @ self.w * 0.1 + (t / 1000.0)[:, None, None] + cond.mean(dim=(1, 2))[:, None, None]
+        return out.reshape(feats.shape)
+
+
+def test_sparse_rows_batch_like_dense_samples():
+    model = ToySparseModel()
+    noise, cond = torch.randn(37, 8), torch.randn(1, 5, 16)
+    a = sample_flow_euler(model, noise, cond, torch.zeros_like(cond), steps=6, cfg_strength=3.0)
+    assert model.batches == [2] * 5 + [1]  # guided steps batched as one pass of two
+    b = sample_flow_euler(model, noise, cond, torch.zeros_like(cond), steps=6, cfg_strength=3.0, batch_cfg=False)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_same_seed_same_sample():
+    model = ToyModel()
+    cond = torch.randn(1, 5, 16)
+
+    def run(seed: int) -> torch.Tensor:
+        noise, _ = draw_official_noise(seed, lambda s: 0)
+        return sample_flow_euler(model, noise, cond, torch.zeros_like(cond), steps=4, cfg_strength=3.0)
+
+    assert torch.equal(run(7), run(7)) and not torch.equal(run(7), run(8))
