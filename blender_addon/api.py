@@ -36,7 +36,10 @@ def generate(image_path: str, engine: str = "relief", seed: int = 0, *, shading:
     ``params`` are the engine's parameters (e.g. ``resolution=384`` for relief, ``ss_steps=25`` for hi3dgen);
     unknown names are errors. Blocks until done; raises ``GenerationError`` on failure.
     """
-    picture = sources.picture_from_file(image_path)
+    try:
+        picture = sources.picture_from_file(image_path)
+    except sources.SourceProblem as exc:
+        raise GenerationError(generation.refuse("bad_input", str(exc))) from None
     settings = GenerateSettings(image_name=picture.name, image_bytes=picture.data, engine=engine, seed=seed,
                                 params=dict(params), strict_params=True, device=device)
     options = BuildOptions(shading=shading, with_material=with_material)

@@ -55,6 +55,8 @@ class BackendProcess:
         self.hello_event = threading.Event()
         self.last_frame = time.monotonic()
         self._log: collections.deque[str] = collections.deque(maxlen=LOG_LINES)
+        self._log_count = 0
+        self._log_lock = threading.Lock()
         self._next_id = 0
         self._id_lock = threading.Lock()
         try:
@@ -76,12 +78,16 @@ class BackendProcess:
     # ---------------------------------------------------------------------------------------- threads
 
     def _read_frames(self) -> None:
+        cut = ""
         while True:
             try:
                 item = self._reader.read()
             except P.ProtocolError as exc:
+                if exc.code == "truncated":  # the output ended mid-frame: the backend went away while replying
+                    cut = " in the middle of a reply"
+                    break
                 self._put(Event("protocol_error", error=f"{exc} ({exc.code})"))
-                if exc.code == "truncated" or (exc.skip is None and not self._reader.resync()):
+                if exc.skip is None and not self._reader.resync():
                     break
                 continue
             except (OSError, ValueError) as exc:
@@ -96,7 +102,7 @@ class BackendProcess:
                 self.last_frame = time.monotonic()
             else:
                 self._put(Event("message", msg, request_id))
-        text = self._exit_text()
+        text = self._exit_text() + cut
         self._log_thread.join(timeout=1.0)  # the last log lines usually tell why it ended
         self._put(Event("exit", error=text))
         self.hello_event.set()  # wake anyone waiting for a handshake that will never come
@@ -111,7 +117,10 @@ class BackendProcess:
     def _read_log(self) -> None:
         assert self.proc.stderr is not None
         for raw in iter(self.proc.stderr.readline, b""):
-            self._log.append(raw.decode("utf-8", "replace").rstrip("\n"))
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            with self._log_lock:
+                self._log.append(line)
+                self._log_count += 1
 
     def _put(self, event: Event) -> None:
         event.at = time.monotonic()
@@ -123,9 +132,16 @@ class BackendProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def log_tail(self, lines: int = 40) -> str:
-        """The last ``lines`` lines the backend wrote to stderr."""
-        return "\n".join(list(self._log)[-lines:])
+    def log_mark(self) -> int:
+        """How many lines the backend has logged so far (``log_tail(since=...)`` starts there)."""
+        with self._log_lock:
+            return self._log_count
+
+    def log_tail(self, lines: int = 40, since: int = 0) -> str:
+        """The last ``lines`` lines the backend wrote to stderr, only those after mark ``since``."""
+        with self._log_lock:
+            kept, first = list(self._log), self._log_count - len(self._log)
+        return "\n".join(kept[max(0, since - first):][-lines:])
 
     def new_request_id(self) -> int:
         with self._id_lock:

@@ -221,6 +221,14 @@ def _build(context: Any, result: JobResult, options: BuildOptions,
     return objects
 
 
+def refuse(code: str, message: str, hint: str = "") -> JobFailed:
+    """Record a request refused before it reached the backend (bad input), so the panel shows it too."""
+    failure = JobFailed(code, message, hint)
+    _State.last_result = ""
+    _record_failure(failure)
+    return failure
+
+
 def _record_failure(failure: JobFailed) -> None:
     _State.last_error = failure
     print(f"[Hi3DGen] {failure.code}: {failure.user_text()}", file=sys.stderr)

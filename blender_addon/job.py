@@ -76,12 +76,14 @@ class Job:
         self._last_ping = time.monotonic()
         self._started = time.monotonic()
         self._cancel_at = 0.0
+        self._log_mark = 0
 
     # ---------------------------------------------------------------------------------------- control
 
     def start(self) -> None:
         """Send the request (the backend's handshake must have arrived)."""
         self.backend.drain()
+        self._log_mark = self.backend.log_mark()
         self.request_id = self.backend.new_request_id()
         self.state = "running"
         self._last_ping = self._started = time.monotonic()
@@ -193,7 +195,7 @@ class Job:
             self._fail(JobFailed("cancelled", "Generation cancelled (the backend was stopped)."))
             return
         if now - max(self.backend.last_frame, self._started) > self.hang_timeout:
-            log = self.backend.log_tail()
+            log = self._log()
             self.backend.kill()
             self._fail(JobFailed("hung", f"The backend stopped responding for {self.hang_timeout:.0f} s.",
                                  "It was stopped; try again (raise the hang timeout in the preferences if a "
@@ -211,21 +213,22 @@ class Job:
         if self.finished:
             return
         if event.kind == "exit":
+            self.backend.kill()  # its output is gone: make sure the process is too, so the next run restarts it
             self._fail(JobFailed("backend_died", f"The backend stopped unexpectedly ({event.error}).",
                                  "It restarts with the next generation; see the log for the cause.",
-                                 log=self.backend.log_tail()))
+                                 log=self._log()))
         elif event.kind == "protocol_error":
             self.backend.kill()
             self._fail(JobFailed("protocol", f"Garbled data from the backend: {event.error}.",
                                  "The backend was restarted; make sure add-on and backend versions match.",
-                                 log=self.backend.log_tail()))
+                                 log=self._log()))
         elif event.message is not None and event.request_id in (self.request_id, 0):
             try:
                 self._on_message(event.message)
             except P.ProtocolError as exc:
                 self.backend.kill()
                 self._fail(JobFailed("protocol", f"The backend sent an invalid mesh: {exc}.",
-                                     "The backend was restarted; try again.", log=self.backend.log_tail()))
+                                     "The backend was restarted; try again.", log=self._log()))
 
     def _on_message(self, msg: P.Message) -> None:
         if isinstance(msg, P.Progress):
@@ -244,7 +247,7 @@ class Job:
             self._on_done(msg)
         elif isinstance(msg, P.Error):
             code = "cancelled" if self.state == "cancelling" else msg.code
-            self._fail(JobFailed(code, msg.message, msg.hint, msg.traceback, self.backend.log_tail()))
+            self._fail(JobFailed(code, msg.message, msg.hint, msg.traceback, self._log()))
 
     def _on_done(self, msg: P.Done) -> None:
         if self.state == "cancelling":
@@ -255,6 +258,10 @@ class Job:
         meshes = [ReceivedMesh(a.start.name, a.finish()) for _, a in sorted(self._meshes.items())]
         self.result = JobResult(meshes, self._normal_map, msg.seconds, dict(msg.stats))
         self.state, self.stage, self.message = "done", "done", ""
+
+    def _log(self) -> str:
+        """The backend's log since this request was sent (earlier requests' lines are not its story)."""
+        return self.backend.log_tail(since=self._log_mark)
 
     def _fail(self, failure: JobFailed) -> None:
         self.failure = failure

@@ -79,7 +79,7 @@ class HI3DGEN_OT_generate(bpy.types.Operator):
             settings, options, placement = _settings_from(self, context)
             objects = generation.run_blocking(context, settings, options, placement)
         except (sources.SourceProblem, ValueError) as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, generation.refuse("bad_input", str(exc)).user_text())
             return {"CANCELLED"}
         except JobFailed as failure:
             self.report({"ERROR"}, failure.user_text())
@@ -95,7 +95,7 @@ class HI3DGEN_OT_generate(bpy.types.Operator):
             settings, options, placement = _settings_from(self, context)
             generation.start(context, settings, options, placement)
         except (sources.SourceProblem, ValueError) as exc:
-            self.report({"ERROR"}, str(exc))
+            self.report({"ERROR"}, generation.refuse("bad_input", str(exc)).user_text())
             return {"CANCELLED"}
         except BackendUnavailable as exc:
             self.report({"ERROR"}, f"{exc.message} {exc.hint}".strip())

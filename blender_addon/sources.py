@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import zlib
@@ -35,45 +36,74 @@ def reference_empty(context: Any) -> Any:
     return None
 
 
+READABLE_FORMATS = ("PNG", "JPEG", "BMP", "TARGA", "WEBP")
+"Formats whose files the backend decodes itself; other images (EXR, HDR, ...) go as a PNG of their pixels."
+
+
 def picture_from_file(path: str) -> Picture:
     full = bpy.path.abspath(path) if path else ""
     if not full:
         raise SourceProblem("Choose an image file first.")
+    if os.path.isdir(full):
+        raise SourceProblem(f"This is a folder, not an image file: {full}")
     if not os.path.isfile(full):
         raise SourceProblem(f"Image file not found: {full}")
-    with open(full, "rb") as f:
-        return Picture(image_name_from_path(full), f.read())
+    try:
+        with open(full, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise SourceProblem(f"Cannot read the image file ({exc.strerror or exc}): {full}. "
+                            "Check its permissions.") from None
+    if not data:
+        raise SourceProblem(f"The image file is empty (0 bytes): {full}")
+    return Picture(image_name_from_path(full), data)
 
 
 def picture_from_image(image: Any) -> Picture:
-    """The encoded bytes of an image datablock (packed data, its file, or a PNG saved to a temp file)."""
+    """The encoded bytes of an image datablock (packed data, its file, or a PNG of its pixels).
+
+    The file is sent as it is only when the image is unchanged since loading and in a format the backend
+    reads; otherwise its current pixels are encoded (the datablock itself is left untouched).
+    """
     if image is None:
         raise SourceProblem("Choose an image first.")
     name = image_name_from_path(image.name)
-    if image.packed_file is not None:
-        return Picture(name, bytes(image.packed_file.data))
-    path = bpy.path.abspath(image.filepath, library=image.library) if image.filepath else ""
-    if path and os.path.isfile(path) and image.source == "FILE":
-        with open(path, "rb") as f:
-            return Picture(name, f.read())
-    if not image.has_data and image.source != "GENERATED":
-        raise SourceProblem(f"Image '{image.name}' has no pixels (its file is missing).")
+    if image.source == "FILE" and not image.is_dirty and image.file_format in READABLE_FORMATS:
+        if image.packed_file is not None:
+            return Picture(name, bytes(image.packed_file.data))
+        path = bpy.path.abspath(image.filepath, library=image.library) if image.filepath else ""
+        if path and os.path.isfile(path):
+            with contextlib.suppress(OSError):  # unreadable: Blender may still hold its pixels
+                with open(path, "rb") as f:
+                    data = f.read()
+                if data:
+                    return Picture(name, data)
     return Picture(name, _encode_pixels(image))
 
 
 def _encode_pixels(image: Any) -> bytes:
     """The image's current pixels as an 8-bit RGBA PNG (the datablock itself is left untouched)."""
-    width, height = int(image.size[0]), int(image.size[1])
-    if width == 0 or height == 0:
-        raise SourceProblem(f"Image '{image.name}' is empty.")
+    width, height = int(image.size[0]), int(image.size[1])  # reading the size loads the pixels
+    if width == 0 or height == 0 or not image.has_data:
+        missing = f" (its file is missing or unreadable: {image.filepath})" if image.filepath else ""
+        raise SourceProblem(f"Image '{image.name}' has no pixels{missing}. Reload or replace it.")
     flat = np.empty(width * height * 4, dtype=np.float32)
     image.pixels.foreach_get(flat)
     rgba = flat.reshape(height, width, 4)[::-1]  # [H, W, 4], top row first
-    if image.is_float and image.colorspace_settings.name != "Non-Color":
-        rgb = np.clip(rgba[..., :3], 0.0, 1.0)  # float buffers hold linear values: encode as sRGB
-        srgb = np.where(rgb <= 0.0031308, 12.92 * rgb, 1.055 * np.power(rgb, 1 / 2.4) - 0.055)
-        rgba = np.concatenate([srgb, rgba[..., 3:]], axis=-1)
+    if image.is_float:
+        rgba = _float_to_display(rgba, image.alpha_mode, image.colorspace_settings.name)
     return encode_png((np.clip(rgba, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+
+
+def _float_to_display(rgba: np.ndarray, alpha_mode: str, colorspace: str) -> np.ndarray:
+    """Blender's float buffers [H, W, 4]: premultiplied, linear -> straight alpha, sRGB-encoded colours."""
+    rgb, alpha = rgba[..., :3], rgba[..., 3:]  # [H, W, 3], [H, W, 1]
+    if alpha_mode not in ("CHANNEL_PACKED", "NONE"):
+        rgb = np.where(alpha > 0.0, rgb / np.maximum(alpha, 1e-8), 0.0)
+    if colorspace != "Non-Color":
+        rgb = np.clip(rgb, 0.0, 1.0)
+        rgb = np.where(rgb <= 0.0031308, 12.92 * rgb, 1.055 * np.power(rgb, 1 / 2.4) - 0.055)
+    return np.concatenate([rgb, alpha], axis=-1).astype(np.float32)
 
 
 def encode_png(rgba: np.ndarray) -> bytes:
