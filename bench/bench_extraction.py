@@ -2,8 +2,8 @@
 
 Input: sphere shells laid out as the mesh decoder's output (a band of occupied cubes around the surface, as the
 real decoder gives: each 64^3 voxel becomes 4^3 cubes at 256^3), at resolutions 64, 128, 256. Baseline in the
-same process: marching cubes on the release's full (res+1)^3 grid. Peak memory is the process's resident-set
-high-water mark above the level before the call, sampled every 2 ms by a thread.
+same process: marching cubes on the release's full (res+1)^3 grid. Peak memory is the kernel's resident-set
+high-water mark during the call (reset before it) above the resident set before it (Linux only).
 
 Run: .venv/bin/python bench/bench_extraction.py
 """
@@ -11,9 +11,7 @@ Run: .venv/bin/python bench/bench_extraction.py
 from __future__ import annotations
 
 import gc
-import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,29 +45,26 @@ def shell(res: int, half_band: float) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(cubes), torch.from_numpy(feats)
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def rss_kib(field: str = "VmRSS") -> int:
+    """A memory figure of this process from /proc/self/status, in KiB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
 
 
 def measure(fn: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[float, float, int]:
-    """(seconds, peak MiB above the starting RSS, faces)."""
+    """(seconds, peak MiB above the resident set before the call, faces).
+
+    The kernel's high-water mark (VmHWM) is reset first (``5`` written to /proc/self/clear_refs), so the
+    peak is this call's own, with no sampling gaps.
+    """
     gc.collect()
-    base, peak, done = rss_bytes(), [0], threading.Event()
-
-    def poll() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], rss_bytes())
-            time.sleep(0.002)
-
-    thread = threading.Thread(target=poll, daemon=True)
-    thread.start()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    base = rss_kib()
     t0 = time.perf_counter()
     _, faces = fn()
     seconds = time.perf_counter() - t0
-    done.set()
-    thread.join()
-    return seconds, max(peak[0] - base, 0) / 2**20, len(faces)
+    return seconds, max(rss_kib("VmHWM") - base, 0) / 1024, len(faces)
 
 
 def main() -> None:

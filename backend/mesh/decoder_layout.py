@@ -55,8 +55,8 @@ def grid_vertices(cubes: torch.Tensor, sdf: torch.Tensor, deform: torch.Tensor, 
 
     ``cubes`` [M, 3] (0..res-1), ``sdf`` [M, 8], ``deform`` [M, 8, 3]; the result is sorted by key.
     """
-    corners = cubes.long()[:, None, :] + CORNERS.to(cubes.device)  # [M, 8, 3]
-    keys = grid_keys(corners.reshape(-1, 3), res)  # [M * 8]
+    offsets = grid_keys(CORNERS.to(cubes.device), res)  # [8]: keys are linear, so corner keys are sums
+    keys = (grid_keys(cubes, res)[:, None] + offsets).reshape(-1)  # [M * 8], no [M, 8, 3] temporary
     unique, inverse = torch.unique(keys, return_inverse=True)  # sorted keys
     n, dev = len(unique), sdf.device
     count = torch.zeros(n, device=dev).index_add_(0, inverse, torch.ones_like(keys, dtype=torch.float32))
