@@ -17,6 +17,7 @@ Nothing is pickled; a reader never allocates more than the limits below for one 
 from __future__ import annotations
 
 import json
+import math
 import struct
 import threading
 import zlib
@@ -31,6 +32,7 @@ MAGIC = b"H3DG"
 HEADER = struct.Struct("<4sHHIII")
 MAX_JSON = 1 << 20  # 1 MiB of JSON per frame
 MAX_PAYLOAD = 64 << 20  # 64 MiB of array bytes per frame
+MAX_MESH_ROWS = 1 << 26  # 67 M vertices or faces per mesh (about 0.8 GiB of faces): bounds what a client allocates
 CHUNK_BYTES = 8 << 20  # meshes stream in chunks of about this size
 ALLOWED_DTYPES = ("<f4", "<f2", "<i4", "<u4", "<u1", "<u2", "<i8")
 
@@ -332,11 +334,10 @@ def _array_fields(cls: type[Message], specs: Any, payload: bytes | bytearray) ->
     offset = 0
     for spec in specs:
         name, dtype, shape = _check_spec(cls, spec)
-        count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-        nbytes = count * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize  # Python ints: no int64 wrap-around for crafted shapes
         if offset + nbytes > len(payload):
             raise ProtocolError(f"array '{name}' runs past the payload")
-        out[name] = np.frombuffer(payload, dtype=dtype, count=count, offset=offset).reshape(shape)
+        out[name] = np.frombuffer(payload, dtype=dtype, count=nbytes // dtype.itemsize, offset=offset).reshape(shape)
         offset += nbytes
     if offset != len(payload):
         raise ProtocolError(f"payload has {len(payload) - offset} unexplained bytes")
@@ -352,7 +353,8 @@ def _check_spec(cls: type[Message], spec: Any) -> tuple[str, np.dtype, tuple[int
     if dtype not in ALLOWED_DTYPES:
         raise ProtocolError(f"array dtype {dtype!r} not allowed")
     if (not isinstance(shape, list) or len(shape) > 8
-            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_PAYLOAD for s in shape)):
+            or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_PAYLOAD for s in shape)
+            or math.prod(max(s, 1) for s in shape) > MAX_PAYLOAD):  # numpy refuses even empty huge shapes
         raise ProtocolError(f"bad shape for array {name!r}")
     return name, np.dtype(dtype), tuple(shape)
 
@@ -494,6 +496,15 @@ class MeshAssembly:
     start: MeshStart
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     filled: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for what in ("n_vertices", "n_faces"):
+            n = getattr(self.start, what)
+            if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_MESH_ROWS:
+                raise ProtocolError(f"mesh {what} {n!r} out of range (0..{MAX_MESH_ROWS})")
+        if not isinstance(self.start.checksums, dict) or not set(self.start.checksums) <= set(MESH_ARRAYS) \
+                or not {"vertices", "faces"} <= set(self.start.checksums):
+            raise ProtocolError("a mesh must list vertices and faces (normals and uvs optional), nothing else")
 
     def add(self, chunk: MeshChunk) -> None:
         key = chunk.array

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 
 import numpy as np
 import pytest
@@ -145,3 +146,30 @@ def test_fuzz_random_json_bodies(body):
     frame = P.HEADER.pack(P.MAGIC, P.PROTOCOL_VERSION, P.Generate.KIND, 0, len(body), 0) + body
     with contextlib.suppress(P.ProtocolError):
         P.decode_bytes(frame)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from([n for n, _ in P.MESH_ARRAYS.items()]), st.sampled_from(sorted(P.ALLOWED_DTYPES)),
+       st.lists(st.one_of(st.integers(0, 2**40), st.sampled_from([2**26, 2**21, 0, 1])), max_size=9),
+       st.binary(max_size=64))
+def test_fuzz_array_specs_never_escape_as_other_errors(name, dtype, shape, payload):
+    """Crafted shapes (products past 2**63, zero-size axes, too many axes) are protocol errors, not crashes."""
+    head = json.dumps({"mesh_index": 0, "array": name, "offset": 0,
+                       "arrays": [{"name": "data", "dtype": dtype, "shape": shape}]}).encode()
+    frame = P.HEADER.pack(P.MAGIC, P.PROTOCOL_VERSION, P.MeshChunk.KIND, 0, len(head), len(payload)) + head + payload
+    with contextlib.suppress(P.ProtocolError):
+        P.decode_bytes(frame)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.one_of(st.integers(-2**40, 2**40), st.booleans(), st.text(max_size=3)),
+       st.one_of(st.integers(-2**40, 2**40), st.none()),
+       st.dictionaries(st.sampled_from(["vertices", "faces", "normals", "colors", "x"]), st.integers(0, 2**32)))
+def test_fuzz_mesh_headers_bound_what_a_client_allocates(n_vertices, n_faces, checksums):
+    start = P.MeshStart(n_vertices=n_vertices, n_faces=n_faces, checksums=checksums)  # type: ignore[arg-type]
+    try:
+        assembly = P.MeshAssembly(start)
+    except P.ProtocolError:
+        return
+    assert 0 <= start.n_vertices <= P.MAX_MESH_ROWS and 0 <= start.n_faces <= P.MAX_MESH_ROWS
+    assert assembly.arrays == {}
