@@ -7,6 +7,7 @@ Blocking runs (background mode, scripts) use ``run_blocking``. Only this main-th
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from dataclasses import dataclass
@@ -120,10 +121,11 @@ def stop_backend() -> None:
 
 def shutdown() -> None:
     """End everything at once (add-on disabled, Blender quitting)."""
-    if bpy.app.timers.is_registered(pump):
-        bpy.app.timers.unregister(pump)
+    _State.manager.kill()  # first: whatever fails below, no backend outlives Blender or the add-on
     _State.active = None
-    _State.manager.kill()
+    with contextlib.suppress(Exception):  # bpy may be half torn down at exit
+        if bpy.app.timers.is_registered(pump):
+            bpy.app.timers.unregister(pump)
 
 
 # ---------------------------------------------------------------------------------------------- runs
@@ -151,7 +153,11 @@ def pump() -> float | None:
     run = _State.active
     if run is None:
         return None
-    finished = run.job.pump()
+    try:
+        finished = run.job.pump()
+    except Exception as exc:  # a timer that raises is dropped by Blender: the run would never end
+        run.job.abort(exc)
+        finished = True
     _State.hello = run.job.backend.hello or _State.hello
     _redraw()
     if not finished:
@@ -217,7 +223,10 @@ def _build(context: Any, result: JobResult, options: BuildOptions,
         raise JobFailed("build_failed", f"Could not build the mesh in Blender: {exc}",
                         "Please report this with the console output.") from exc
     faces = sum(len(m.arrays["faces"]) for m in result.meshes)
-    _State.last_result = f"{', '.join(o.name for o in objects)}: {faces:,} faces in {result.seconds:.1f} s"
+    note = ""
+    if options.with_material and not mesh_builder.wants_material(meshes, result.normal_map, options):
+        note = " (no material: this mesh has no UVs for the normal map)"
+    _State.last_result = f"{', '.join(o.name for o in objects)}: {faces:,} faces in {result.seconds:.1f} s{note}"
     return objects
 
 

@@ -91,6 +91,9 @@ class Job:
             self.backend.send(self._request_message(), self.request_id)
         except BackendUnavailable as exc:
             self._fail(JobFailed("backend_died", exc.message, exc.hint, log=exc.log))
+        except P.ProtocolError as exc:  # nothing was written: the backend is fine
+            self._fail(JobFailed("bad_input", f"The request cannot be sent: {exc}.",
+                                 "Use a smaller image file (re-save it as PNG or JPEG)."))
 
     def _request_message(self) -> P.Generate:
         s = self.settings
@@ -184,6 +187,7 @@ class Job:
         try:
             self.backend.wait_hello(timeout)
         except BackendUnavailable as exc:
+            self.backend.kill()  # a silent or mismatched backend is of no use to the next run either
             self._fail(JobFailed("backend_unavailable", exc.message, exc.hint, log=exc.log))
 
     def check(self, now: float) -> None:
@@ -212,7 +216,9 @@ class Job:
         """Update the job from one event of the reader thread."""
         if self.finished:
             return
-        if event.kind == "exit":
+        if event.kind == "exit" and self.state == "cancelling":  # Stop Backend during a run
+            self._fail(JobFailed("cancelled", "Generation cancelled (the backend was stopped)."))
+        elif event.kind == "exit":
             self.backend.kill()  # its output is gone: make sure the process is too, so the next run restarts it
             self._fail(JobFailed("backend_died", f"The backend stopped unexpectedly ({event.error}).",
                                  "It restarts with the next generation; see the log for the cause.",
@@ -229,6 +235,12 @@ class Job:
                 self.backend.kill()
                 self._fail(JobFailed("protocol", f"The backend sent an invalid mesh: {exc}.",
                                      "The backend was restarted; try again.", log=self._log()))
+            except (MemoryError, ValueError, KeyError, TypeError) as exc:  # never leave the job running
+                self.backend.kill()
+                self._fail(JobFailed("protocol", f"Could not take in the backend's reply "
+                                     f"({type(exc).__name__}: {exc}).",
+                                     "The backend was restarted; try again (a smaller mesh needs less memory).",
+                                     log=self._log()))
 
     def _on_message(self, msg: P.Message) -> None:
         if isinstance(msg, P.Progress):
@@ -258,6 +270,13 @@ class Job:
         meshes = [ReceivedMesh(a.start.name, a.finish()) for _, a in sorted(self._meshes.items())]
         self.result = JobResult(meshes, self._normal_map, msg.seconds, dict(msg.stats))
         self.state, self.stage, self.message = "done", "done", ""
+
+    def abort(self, exc: BaseException) -> None:
+        """An unexpected error while following the job: end the backend and fail (never stay 'running')."""
+        self.backend.kill()
+        self._fail(JobFailed("internal", f"The add-on hit an unexpected error ({type(exc).__name__}: {exc}).",
+                             "The backend was restarted; try again, and report this with the system console "
+                             "output if it repeats.", log=self._log()))
 
     def _log(self) -> str:
         """The backend's log since this request was sent (earlier requests' lines are not its story)."""

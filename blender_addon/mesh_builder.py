@@ -204,13 +204,21 @@ def _rollback() -> Iterator[_Created]:
         raise
 
 
+def wants_material(meshes: Sequence[tuple[str, dict[str, np.ndarray]]], normal_map: np.ndarray | None,
+                   options: BuildOptions) -> bool:
+    """The normal-map material needs the map and UVs that line it up (relief meshes have a front projection;
+    full 3D meshes have none, and a one-view tangent-space map would not fit their back anyway)."""
+    return bool(options.with_material and normal_map is not None and meshes
+                and all(arrays.get("uvs") is not None for _, arrays in meshes))
+
+
 def add_result(context: Any, meshes: Sequence[tuple[str, dict[str, np.ndarray]]],
                normal_map: np.ndarray | None, options: BuildOptions,
                placement: Placement) -> list[bpy.types.Object]:
     """Turn received meshes into selected objects of the Hi3DGen collection; all or nothing."""
     with _rollback() as created:
         material = None
-        if options.with_material and normal_map is not None and meshes:
+        if normal_map is not None and wants_material(meshes, normal_map, options):
             image = normal_map_image(f"{meshes[0][0]} normal", normal_map)
             created.images.append(image)
             material = normal_map_material(f"{meshes[0][0]} Hi3DGen", image)

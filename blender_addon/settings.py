@@ -32,9 +32,9 @@ class BackendConfig:
     device: str = "auto"
     weights_dir: str = ""
     allow_download: bool = False
-    hello_timeout: float = 120.0
+    hello_timeout: float = field(default=120.0, compare=False)
     "Seconds to wait for the handshake (the first start imports torch, which can take a while)."
-    hang_timeout: float = 15.0
+    hang_timeout: float = field(default=15.0, compare=False)
     "Seconds without any frame (pings included) while busy after which the backend counts as hung."
     extra_env: tuple[tuple[str, str], ...] = ()
     "More environment variables for the backend (tests use it for HI3DGEN_FAULT and test engines)."
@@ -58,8 +58,9 @@ class BackendConfig:
         argv = list(self.argv) or [self.python, "-m", "backend", "serve"]
         if not self.prefix:
             return argv
-        assignments = [f"{k}={v}" for k, v in sorted(self.backend_env().items())]
-        return [*self.prefix, "env", *assignments, *argv]
+        # ssh joins its arguments into one line for the remote shell: quote so paths with spaces survive
+        assignments = [shlex.quote(f"{k}={v}") for k, v in sorted(self.backend_env().items())]
+        return [*self.prefix, "env", *assignments, *(shlex.quote(a) for a in argv)]
 
     def process_env(self, inherited: dict[str, str]) -> dict[str, str]:
         """The environment of the local child process."""

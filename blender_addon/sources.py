@@ -36,6 +36,11 @@ def reference_empty(context: Any) -> Any:
     return None
 
 
+MAX_FILE_BYTES = 60 << 20
+"Largest image file sent (one request frame carries at most 64 MiB)."
+MAX_PIXELS = 100_000_000
+"As the backend: larger images are refused before their pixels are read."
+
 READABLE_FORMATS = ("PNG", "JPEG", "BMP", "TARGA", "WEBP")
 "Formats whose files the backend decodes itself; other images (EXR, HDR, ...) go as a PNG of their pixels."
 
@@ -48,6 +53,10 @@ def picture_from_file(path: str) -> Picture:
         raise SourceProblem(f"This is a folder, not an image file: {full}")
     if not os.path.isfile(full):
         raise SourceProblem(f"Image file not found: {full}")
+    size = os.path.getsize(full)
+    if size > MAX_FILE_BYTES:
+        raise SourceProblem(f"The image file is too large ({size >> 20} MiB, at most {MAX_FILE_BYTES >> 20} MiB): "
+                            f"{full}. Re-save it smaller (PNG or JPEG).")
     try:
         with open(full, "rb") as f:
             data = f.read()
@@ -87,6 +96,9 @@ def _encode_pixels(image: Any) -> bytes:
     if width == 0 or height == 0 or not image.has_data:
         missing = f" (its file is missing or unreadable: {image.filepath})" if image.filepath else ""
         raise SourceProblem(f"Image '{image.name}' has no pixels{missing}. Reload or replace it.")
+    if width * height > MAX_PIXELS:
+        raise SourceProblem(f"Image '{image.name}' is {width}x{height} pixels, over the limit of "
+                            f"{MAX_PIXELS // 1_000_000} megapixels. Scale it down first.")
     flat = np.empty(width * height * 4, dtype=np.float32)
     image.pixels.foreach_get(flat)
     rgba = flat.reshape(height, width, 4)[::-1]  # [H, W, 4], top row first

@@ -90,6 +90,8 @@ class Fake:
         pixels[..., 2] = 65535
         send(P.NormalMap(width=6, height=4, pixels=pixels), rid)
         frames = list(P.mesh_frames(0, msg.image_name, grid_mesh(), chunk_bytes=64))
+        if self.mode == "huge_mesh":  # a header that would make the client allocate terabytes
+            frames[0].n_faces = 1 << 40  # type: ignore[union-attr]
         if self.mode == "bad_crc":
             start = frames[0]
             assert isinstance(start, P.MeshStart)

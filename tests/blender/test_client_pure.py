@@ -82,6 +82,16 @@ def test_command_and_environment():
     argv = remote.command()
     assert argv[:3] == ["ssh", "box", "env"] and "PYTHONPATH=/srv/h" in argv
     assert argv[-4:] == ["python3", "-m", "backend", "serve"]
+    spaced = BackendConfig(python="/opt/my env/python", backend_root="/ext", prefix=("ssh", "box"),
+                           weights_dir="/data/my weights")
+    assert "'HI3DGEN_WEIGHTS=/data/my weights'" in spaced.command()  # ssh hands one line to a remote shell
+    assert "'/opt/my env/python'" in spaced.command()
+
+
+def test_timeouts_do_not_restart_the_backend():
+    base = BackendConfig(python="/p", backend_root="/ext")
+    assert base == BackendConfig(python="/p", backend_root="/ext", hang_timeout=60.0, hello_timeout=5.0)
+    assert base != BackendConfig(python="/p", backend_root="/ext", device="cuda")
 
 
 def test_engine_params_keep_declared_names_and_types():
@@ -160,6 +170,7 @@ def test_pump_drives_the_job_without_blocking(backends):
     ("crash", "backend_died", "exited with code 9"),
     ("garbage", "protocol", "Garbled"),
     ("bad_crc", "protocol", "checksum"),
+    ("huge_mesh", "protocol", "out of range"),
     ("no_hello", "backend_unavailable", "failed to start"),
 ])
 def test_failures_are_reported(backends, mode, code, text):
@@ -202,6 +213,40 @@ def test_cancel(backends):
     assert info.value.code == "cancelled"
     assert time.monotonic() - started < 2
     assert proc.alive(), "a cancel keeps the backend for the next request"
+
+
+def test_stopping_the_backend_during_a_run_reads_as_a_cancel(backends):
+    from blender_addon.client import Event
+
+    proc = backends("slow")
+    job = Job(proc, request())
+    while job.state != "running" or job.stage != "sampling":
+        job.pump()
+        time.sleep(0.01)
+    job.cancel()
+    job.feed(Event("exit", error="exited with code -15"))  # what Stop Backend's kill produces
+    assert job.failure is not None and job.failure.code == "cancelled"
+
+
+def test_oversized_request_is_refused_and_the_backend_kept(backends):
+    proc = backends("ok")
+    job = Job(proc, GenerateSettings(image_name="big", image_bytes=bytes(65 << 20)))
+    with pytest.raises(JobFailed) as info:
+        job.wait(30)
+    assert info.value.code == "bad_input" and "smaller image" in info.value.hint
+    assert proc.alive()
+    assert Job(proc, request()).wait(30).meshes  # nothing half-sent: the next request works
+
+
+def test_unexpected_error_while_following_a_job_ends_it(backends):
+    proc = backends("slow")
+    job = Job(proc, request())
+    job.pump()
+    job.abort(RuntimeError("boom"))
+    assert job.finished and job.failure is not None and job.failure.code == "internal"
+    assert "boom" in job.failure.message
+    time.sleep(0.2)
+    assert not proc.alive()
 
 
 def test_manager_restarts_a_dead_backend():
