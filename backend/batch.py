@@ -42,6 +42,8 @@ def run_batch(job: BatchJob, settings: BackendSettings, show_progress: bool) -> 
             failures.append((path, f"{exc.message} {exc.hint}".strip()))
         except MemoryError:
             failures.append((path, "out of memory"))
+        except Exception as exc:  # one bad image must not stop the batch; the reason fits on one line
+            failures.append((path, f"unexpected error: {type(exc).__name__}: {exc}".replace("\n", " ")))
         if show_progress:
             print(file=sys.stderr)
     return failures

@@ -99,17 +99,67 @@ def object_rgba(image: LoadedImage) -> np.ndarray:
     return rgba
 
 
+@dataclass(frozen=True)
+class CropFrame:
+    """Where a square crop came from: the crop, the size it was cut from and the input's size (W, H)."""
+
+    crop: SquareCrop
+    work_size: tuple[int, int]
+    "The image the crop was cut from (alpha-less inputs are downscaled for segmentation first)."
+    input_size: tuple[int, int]
+
+
 def square_crop_rgba(image: LoadedImage, resolution: int = 1024) -> tuple[np.ndarray, np.ndarray]:
     """A decoded image -> (float RGBA [R, R, 4] in [0, 1], premultiplied; bool mask [R, R]) as the app does.
 
     The mask is ``alpha > 128/255``, the normal predictor's test.
     """
-    out = preprocess_image(object_rgba(image), resolution)
+    rgba, mask, _ = square_crop_with_frame(image, resolution)
+    return rgba, mask
+
+
+def square_crop_with_frame(image: LoadedImage, resolution: int = 1024
+                           ) -> tuple[np.ndarray, np.ndarray, CropFrame]:
+    """``square_crop_rgba`` plus the ``CropFrame`` that ``uncrop_normals`` needs to undo it."""
+    source = object_rgba(image)
+    crop = square_crop(source[..., 3])
+    out = premultiply(np.asarray(apply_crop(Image.fromarray(source), crop, resolution)))
     mask = out[..., 3] > 128
     if not mask.any():
         raise BadInput("The object vanished after cropping (its alpha is too faint).",
                        hint="Use an image whose object is clearly opaque.")
-    return out.astype(np.float32) / 255.0, mask
+    height, width = image.rgba.shape[:2]
+    frame = CropFrame(crop, (source.shape[1], source.shape[0]), (width, height))
+    return out.astype(np.float32) / 255.0, mask, frame
+
+
+def uncrop_normals(normals: np.ndarray, mask: np.ndarray, frame: CropFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Normals [R, R, 3] and mask [R, R] of a square crop -> the same at the input's size (flat outside)."""
+    crop = frame.crop
+    side = (crop.side, crop.side)
+    square_n = np.stack([_resize_plane(normals[..., c], side, Image.Resampling.BILINEAR) for c in range(3)], -1)
+    square_m = _resize_plane(mask.astype(np.float32), side, Image.Resampling.NEAREST) > 0.5
+    left, top, right, bottom = crop.box
+    ox, oy = crop.offset
+    work_w, work_h = frame.work_size
+    out_n = np.zeros((work_h, work_w, 3), np.float32)
+    out_n[..., 2] = 1.0
+    out_m = np.zeros((work_h, work_w), bool)
+    out_n[top:bottom, left:right] = square_n[oy:oy + bottom - top, ox:ox + right - left]
+    out_m[top:bottom, left:right] = square_m[oy:oy + bottom - top, ox:ox + right - left]
+    if frame.work_size != frame.input_size:
+        out_n = np.stack([_resize_plane(out_n[..., c], frame.input_size[::-1], Image.Resampling.BILINEAR)
+                          for c in range(3)], -1)
+        out_m = _resize_plane(out_m.astype(np.float32), frame.input_size[::-1], Image.Resampling.NEAREST) > 0.5
+    out_n /= np.maximum(np.linalg.norm(out_n, axis=-1, keepdims=True), 1e-8)
+    out_n[~out_m] = (0.0, 0.0, 1.0)
+    return out_n.astype(np.float32), out_m
+
+
+def _resize_plane(plane: np.ndarray, shape: tuple[int, int], method: Image.Resampling) -> np.ndarray:
+    """Resize a float [H, W] array to ``shape`` (H, W) with Pillow."""
+    pil = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), mode="F")
+    return np.asarray(pil.resize((shape[1], shape[0]), method), dtype=np.float32)
 
 
 def given_normals(normal_map: LoadedImage, image: LoadedImage, shape: tuple[int, int]) -> np.ndarray:

@@ -67,11 +67,12 @@ class Hi3DGenEngine:
         gc.collect()
 
     def normals(self, request: EngineRequest, ctx: JobContext) -> EngineResult:
-        from ..preprocess import square_crop_rgba
+        from ..preprocess import square_crop_with_frame, uncrop_normals
 
         t0 = time.perf_counter()
-        rgba, mask = square_crop_rgba(request.image)
+        rgba, mask, frame = square_crop_with_frame(request.image)
         normals, source = self._normal_map(request, rgba, mask, ctx)
+        normals, mask = uncrop_normals(normals, mask, frame)  # the map alone comes at the input's size
         return EngineResult(normal_map=NormalMapData(normals, mask),
                             stats={"normals": source, "seconds": time.perf_counter() - t0})
 

@@ -54,12 +54,13 @@ class ReliefEngine:
         return None
 
     def normals(self, request: EngineRequest, ctx: JobContext) -> EngineResult:
-        rgba, mask, normals, source = self._prepare(request, ctx)
-        return EngineResult(normal_map=NormalMapData(normals, mask), stats={"normals": source})
+        _, mask, normals, source, box = self._prepare(request, ctx)
+        full_n, full_m = _uncrop(normals, mask, box, request.image.rgba.shape[:2])  # the map alone: input size
+        return EngineResult(normal_map=NormalMapData(full_n, full_m), stats={"normals": source})
 
     def generate(self, request: EngineRequest, ctx: JobContext) -> EngineResult:
         t0 = time.perf_counter()
-        rgba, mask, normals, source = self._prepare(request, ctx)
+        rgba, mask, normals, source, _ = self._prepare(request, ctx)
         p = request.params
         ctx.step("relief", 2, 4, "integrating normals")
         cells, cell_normals = _to_grid(mask, normals, p["resolution"])
@@ -73,7 +74,8 @@ class ReliefEngine:
         return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats)
 
     def _prepare(self, request: EngineRequest, ctx: JobContext
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, tuple[slice, slice]]:
+        """Foreground crop (RGBA, mask), its normals, where they came from, and the crop box."""
         ctx.step("relief", 0, 4, "finding the foreground")
         image = request.image
         mask = foreground_mask(image.rgba, image.has_alpha)
@@ -84,7 +86,7 @@ class ReliefEngine:
         rgba, mask = image.rgba[box], mask[box]
         ctx.step("relief", 1, 4, "normals")
         normals, source = self._normals(request, rgba, mask, box, ctx)
-        return rgba, mask, normals, source
+        return rgba, mask, normals, source, box
 
     def _normals(self, request: EngineRequest, rgba: np.ndarray, mask: np.ndarray,
                  box: tuple[slice, slice], ctx: JobContext) -> tuple[np.ndarray, str]:
@@ -125,6 +127,16 @@ def _crop_box(mask: np.ndarray) -> tuple[slice, slice]:
     r0, r1 = max(rows.min() - pad, 0), min(rows.max() + pad + 1, mask.shape[0])
     c0, c1 = max(cols.min() - pad, 0), min(cols.max() + pad + 1, mask.shape[1])
     return slice(r0, r1), slice(c0, c1)
+
+
+def _uncrop(normals: np.ndarray, mask: np.ndarray, box: tuple[slice, slice],
+            shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Cropped normals and mask back into the full image (flat normals, empty mask outside the crop)."""
+    full_n = np.zeros((*shape, 3), np.float32)
+    full_n[..., 2] = 1.0
+    full_m = np.zeros(shape, bool)
+    full_n[box], full_m[box] = normals, mask
+    return full_n, full_m
 
 
 def _given_normals(normal_map: LoadedImage, image: LoadedImage, box: tuple[slice, slice],

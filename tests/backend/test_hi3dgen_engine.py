@@ -50,6 +50,7 @@ def test_normals_only_through_the_protocol(server):
     out = server.collect(1, timeout=120)
     assert out["error"] is None, out["error"]
     nm = out["normal_map"]
+    assert (nm.height, nm.width) == (128, 128) and nm.pixels.shape == (128, 128, 4)  # the input's size
     rgba = nm.pixels.astype(np.float32) / 65535.0
     inside = rgba[..., 3] > 0.5
     n = rgba[..., :3] * 2 - 1

@@ -113,3 +113,22 @@ def test_condition_image_is_white_outside_and_518() -> None:
     cond = condition_image(normals, mask)
     assert cond.shape == (518, 518, 3) and cond.dtype == np.uint8
     assert tuple(cond[5, 5]) == (255, 255, 255)
+
+
+def test_uncrop_puts_the_square_crop_back_at_the_input_size() -> None:
+    from backend.preprocess import square_crop_with_frame, uncrop_normals
+
+    h, w = 90, 140
+    alpha = np.zeros((h, w), np.float32)
+    alpha[20:70, 30:110] = 1.0
+    rgba = np.dstack([np.full((h, w, 3), 0.5, np.float32), alpha])
+    crop_rgba, mask, frame = square_crop_with_frame(LoadedImage(rgba, True, "RGBA"), resolution=64)
+    tilt = np.zeros((64, 64, 3), np.float32)
+    tilt[..., 0], tilt[..., 2] = 0.6, 0.8  # one tilted normal everywhere in the crop
+    normals, full_mask = uncrop_normals(tilt, mask, frame)
+    assert normals.shape == (h, w, 3) and full_mask.shape == (h, w)
+    assert np.allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-5)
+    inside = full_mask & (alpha > 0)
+    assert inside.sum() > 0.9 * (alpha > 0).sum()  # the object's pixels come back where they were
+    assert np.allclose(normals[inside], (0.6, 0.0, 0.8), atol=1e-3)
+    assert np.allclose(normals[~full_mask], (0.0, 0.0, 1.0))
