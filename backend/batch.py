@@ -10,7 +10,7 @@ from typing import Any
 from .engines import make_engines
 from .engines.base import EngineRequest, EngineResult, validate_params
 from .errors import BackendError
-from .images import load_image
+from .images import apply_mask, load_image
 from .jobs import JobContext
 from .normalmap import encode_png16, to_rgba16
 from .settings import BackendSettings
@@ -27,6 +27,8 @@ class BatchJob:
     export_format: str = "glb"
     convention: str = "opengl"
     normal_map: str = ""
+    mask: str = ""
+    "Mask image path; ``{stem}`` is replaced by each image's file name without suffix."
 
 
 def run_batch(job: BatchJob, settings: BackendSettings, show_progress: bool) -> list[tuple[Path, str]]:
@@ -56,7 +58,10 @@ def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: Ba
     if engine is None:
         raise BadInput(f"Unknown engine '{job.engine}'.", hint=f"Use one of: {', '.join(engines)}.")
     normal_map = load_image(job.normal_map) if job.normal_map else None
-    request = EngineRequest(load_image(str(path)), path.stem, job.seed,
+    image = load_image(str(path))
+    if job.mask:
+        image = apply_mask(image, load_image(job.mask.replace("{stem}", path.stem)))
+    request = EngineRequest(image, path.stem, job.seed,
                             validate_params(engine.params, job.params), settings.device, normal_map)
     result = engine.normals(request, ctx) if job.normals_only else engine.generate(request, ctx)
     _write(job, path.stem, result)

@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                        help="engine parameter, repeatable (e.g. --param resolution=384)")
         p.add_argument("--normal-map", default="", help="use this normal map instead of estimating one")
+        p.add_argument("--mask", default="", metavar="FILE",
+                       help="mask image (white/opaque = object) instead of the alpha or the estimate; "
+                            "{stem} stands for each image's name, e.g. masks/{stem}.png")
         p.add_argument("--convention", default="opengl", choices=("opengl", "directx", "object"),
                        help="colour convention of the written normal map")
         if name == "generate":
@@ -92,7 +95,7 @@ def _batch(args: argparse.Namespace, settings: BackendSettings) -> int:
     job = BatchJob(images=[Path(p) for p in args.images], output=Path(args.output), engine=args.engine,
                    seed=args.seed, params=_parse_params(args.param), normals_only=args.command == "normals",
                    export_format=getattr(args, "format", "glb"), convention=args.convention,
-                   normal_map=args.normal_map)
+                   normal_map=args.normal_map, mask=args.mask)
     t0 = time.perf_counter()
     failures = run_batch(job, settings, show_progress=sys.stderr.isatty())
     done = len(args.images) - len(failures)

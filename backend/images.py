@@ -98,3 +98,21 @@ def _to_rgba(img: "Image.Image") -> tuple[np.ndarray, bool]:  # noqa: F821
     if has_alpha and rgba[..., 3].min() >= 1.0:
         has_alpha = False  # an opaque alpha channel carries no mask
     return np.ascontiguousarray(rgba), has_alpha
+
+
+def apply_mask(image: LoadedImage, mask: LoadedImage) -> LoadedImage:
+    """``image`` with ``mask`` as its alpha: the mask's own alpha when it has one, else its brightness
+    (white = object). A mask of another size is resized to the image (bilinear)."""
+    from PIL import Image
+
+    m = mask.rgba[..., 3] if mask.has_alpha else mask.rgba[..., :3].mean(axis=-1)  # [h, w] in [0, 1]
+    h, w = image.rgba.shape[:2]
+    if m.shape != (h, w):
+        m = np.asarray(Image.fromarray(m.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR))
+    if not (m > 0.5).any():
+        raise BadInput("The mask image marks no pixel as the object.",
+                       hint="White (or opaque) pixels mark the object; black (or transparent) the background.")
+    rgba = image.rgba.copy()
+    rgba[..., 3] = np.clip(m, 0.0, 1.0)
+    return LoadedImage(rgba, True, image.source_mode)
+

@@ -81,7 +81,7 @@ class Generate(Message):
     """Client -> backend: make a mesh from an image. The image travels as encoded file bytes or a path."""
 
     KIND: ClassVar[int] = 2
-    ARRAYS: ClassVar[tuple[str, ...]] = ("image_bytes", "normal_bytes")
+    ARRAYS: ClassVar[tuple[str, ...]] = ("image_bytes", "normal_bytes", "mask_bytes")
     engine: str = "relief"
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)
@@ -98,6 +98,10 @@ class Generate(Message):
     "uint8 [n]: the encoded image file (PNG, JPEG, ...)."
     normal_bytes: np.ndarray | None = None
     "uint8 [n]: an encoded normal-map image supplied by the user."
+    mask_path: str = ""
+    "Optional mask image (path): white or opaque marks the object; it replaces the image's alpha."
+    mask_bytes: np.ndarray | None = None
+    "uint8 [n]: an encoded mask image supplied by the user (see ``mask_path``)."
 
 
 @dataclass

@@ -26,7 +26,7 @@ from .engines import make_engines
 from .engines.base import Engine, EngineRequest, EngineResult, validate_params
 from .errors import BackendError, BadInput, OutOfMemory
 from .faults import Faults
-from .images import decode_image, load_image
+from .images import apply_mask, decode_image, load_image
 from .jobs import JobContext
 from .normalmap import to_rgba16
 from .settings import BackendSettings
@@ -183,6 +183,9 @@ class Server:
         image = _image(msg.image_bytes, msg.image_path, msg.image_name)
         if image is None:
             raise BadInput("The request carries no image.", hint="Send image bytes or an image path.")
+        mask = _image(msg.mask_bytes, msg.mask_path, "mask")
+        if mask is not None:
+            image = apply_mask(image, mask)
         normal_map = _image(msg.normal_bytes, msg.normal_path, "normal map")
         device = msg.device if msg.device != "auto" else self.settings.device
         return engine, EngineRequest(image, _safe_name(msg.image_name), int(msg.seed), params, device, normal_map)

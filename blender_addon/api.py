@@ -30,18 +30,20 @@ class GenerationError(RuntimeError):
 
 def generate(image_path: str, engine: str = "relief", seed: int = 0, *, shading: str = "SMOOTH",
              with_material: bool = False, device: str = "auto", timeout: float | None = None,
-             **params: Any) -> bpy.types.Object:
+             mask_path: str = "", **params: Any) -> bpy.types.Object:
     """Generate a mesh from ``image_path`` and return the new object (placed at the 3D cursor).
 
     ``params`` are the engine's parameters (e.g. ``resolution=384`` for relief, ``ss_steps=25`` for hi3dgen);
-    unknown names are errors. Blocks until done; raises ``GenerationError`` on failure.
+    unknown names are errors. ``mask_path``: an optional mask image (white or opaque = the object). Blocks
+    until done; raises ``GenerationError`` on failure.
     """
     try:
         picture = sources.picture_from_file(image_path)
+        mask = sources.picture_from_file(mask_path).data if mask_path else None
     except sources.SourceProblem as exc:
         raise GenerationError(generation.refuse("bad_input", str(exc))) from None
     settings = GenerateSettings(image_name=picture.name, image_bytes=picture.data, engine=engine, seed=seed,
-                                params=dict(params), strict_params=True, device=device)
+                                params=dict(params), strict_params=True, device=device, mask_bytes=mask)
     options = BuildOptions(shading=shading, with_material=with_material)
     context = bpy.context
     if context.scene is None:

@@ -105,7 +105,8 @@ class Job:
         image = np.frombuffer(s.image_bytes, dtype=np.uint8) if s.image_bytes is not None else None
         return P.Generate(engine=s.engine, seed=int(s.seed), params=params, image_path=s.image_path,
                           image_name=s.image_name, device=s.device, want_normal_map=s.want_normal_map,
-                          image_bytes=image)
+                          image_bytes=image,
+                          mask_bytes=np.frombuffer(s.mask_bytes, dtype=np.uint8) if s.mask_bytes else None)
 
     def cancel(self) -> None:
         """Ask the backend to stop; the job fails with code 'cancelled' once it confirms (or is killed)."""

@@ -30,6 +30,7 @@ def _settings_from(op: Any, context: Any) -> tuple[GenerateSettings, BuildOption
         strict_params=explicit is not None,
         device=_device(context),
         want_normal_map=True,
+        mask_bytes=_mask(op.mask_path if is_set("mask_path") else props.mask_path),
     )
     options = BuildOptions(shading=op.shading if is_set("shading") else props.shading,
                            with_material=op.with_material if is_set("with_material") else props.with_material)
@@ -38,6 +39,11 @@ def _settings_from(op: Any, context: Any) -> tuple[GenerateSettings, BuildOption
     else:
         placement = mesh_builder.Placement.at_cursor(context.scene)
     return settings, options, placement
+
+
+def _mask(path: str) -> bytes | None:
+    """The optional mask image's file bytes (None without one)."""
+    return sources.picture_from_file(path).data if path else None
 
 
 def _device(context: Any) -> str:
@@ -57,6 +63,9 @@ class HI3DGEN_OT_generate(bpy.types.Operator):
     image_path: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Image Path", subtype="FILE_PATH", options={"SKIP_SAVE"},
         description="Image file (empty: the panel's source)")
+    mask_path: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Mask Path", subtype="FILE_PATH", options={"SKIP_SAVE"},
+        description="Optional mask image: white or opaque marks the object (empty: the panel's mask)")
     engine: bpy.props.StringProperty(name="Engine", default="relief", options={"SKIP_SAVE"})  # type: ignore[valid-type]
     seed: bpy.props.IntProperty(name="Seed", default=0, min=0, options={"SKIP_SAVE"})  # type: ignore[valid-type]
     params_json: bpy.props.StringProperty(  # type: ignore[valid-type]

@@ -34,6 +34,10 @@ class HI3DGEN_PG_settings(bpy.types.PropertyGroup):
                ("IMAGE", "Image", "An image already loaded in Blender"),
                ("EMPTY", "Reference", "The image of the active reference-image empty")])
     image_path: bpy.props.StringProperty(name="Image", subtype="FILE_PATH")  # type: ignore[valid-type]
+    mask_path: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Mask", subtype="FILE_PATH",
+        description="Optional mask image (white or opaque = the object), used instead of the image's alpha "
+                    "or the automatic estimate")
     image: bpy.props.PointerProperty(name="Image", type=bpy.types.Image)  # type: ignore[valid-type]
     engine: bpy.props.EnumProperty(name="Engine", items=engine_items)  # type: ignore[valid-type]
     seed: bpy.props.IntProperty(name="Seed", default=0, min=0)  # type: ignore[valid-type]

@@ -90,6 +90,8 @@ class GenerateSettings:
     "True: send ``params`` as given (unknown names are errors). False: keep the names the engine declares."
     device: str = "auto"
     want_normal_map: bool = True
+    mask_bytes: bytes | None = None
+    "An encoded mask image (white or opaque = the object); it replaces the image's alpha in the backend."
 
 
 @dataclass(frozen=True)

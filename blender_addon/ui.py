@@ -69,6 +69,7 @@ class HI3DGEN_PT_main(bpy.types.Panel):
             empty = sources.reference_empty(context)
             text = f"{empty.name} ({empty.data.name})" if empty is not None else "No active reference image"
             layout.label(text=text, icon="IMAGE_REFERENCE" if empty is not None else "ERROR")
+        layout.prop(props, "mask_path", icon="MOD_MASK")
 
     def _draw_run(self, layout: Any, props: Any) -> None:
         run = generation.active()

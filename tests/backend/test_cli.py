@@ -96,3 +96,17 @@ def test_bad_arguments_exit_non_zero(tmp_path):
 
 def test_cli_module_has_no_import_time_work():
     assert "import torch" not in Path(REPO, "backend", "cli.py").read_text().split("def ")[0]
+
+
+def test_mask_per_image_with_the_stem_placeholder(tmp_path):
+    photo = (np.random.default_rng(1).random((80, 80, 3)) * 255).astype(np.uint8)
+    (tmp_path / "masks").mkdir()
+    Image.fromarray(photo).save(tmp_path / "cat.png")
+    mask = np.zeros((80, 80), np.uint8)
+    mask[10:70, 20:60] = 255
+    Image.fromarray(mask).save(tmp_path / "masks" / "cat.png")
+    code, err = run_cli("generate", str(tmp_path / "cat.png"), "-o", str(tmp_path / "out"),
+                        "--mask", str(tmp_path / "masks" / "{stem}.png"), "--param", "resolution=48")
+    assert code == 0, err
+    mesh = trimesh.load(tmp_path / "out" / "cat.glb", force="mesh")
+    assert mesh.is_watertight and mesh.extents[1] > mesh.extents[0] * 1.2  # GLB is Y-up: the tall mask box

@@ -161,3 +161,26 @@ def test_oversized_frame_and_wrong_version(backend):
     err, _ = backend.expect(P.Error)
     assert err.code == "protocol_version"
     _still_serving(backend)
+
+
+def test_a_mask_image_replaces_the_alpha(backend):
+    """An opaque photo with no plain background: the user's mask (white = object) decides the outline."""
+    rng = np.random.default_rng(0)
+    photo = (rng.random((96, 96, 3)) * 255).astype(np.uint8)  # noise everywhere: no background to estimate
+    mask = np.zeros((48, 48), np.uint8)  # half the size: resized to the image
+    mask[12:36, 8:24] = 255
+    backend.send(P.Generate(image_name="photo", params={"resolution": 48},
+                            image_bytes=np.frombuffer(png_bytes(photo), np.uint8),
+                            mask_bytes=np.frombuffer(png_bytes(mask), np.uint8)), 31)
+    out = backend.collect(31)
+    assert out["error"] is None, out["error"]
+    nm = out["normal_map"]
+    alpha = nm.pixels[..., 3] > 32767
+    rows, cols = np.nonzero(alpha)
+    assert alpha.shape[0] / alpha.shape[1] > 1.2  # the normal map covers the mask's tall box, not the photo
+    assert rows.size and cols.size
+    backend.send(P.Generate(image_name="photo", image_bytes=np.frombuffer(png_bytes(photo), np.uint8),
+                            mask_bytes=np.frombuffer(png_bytes(np.zeros((8, 8), np.uint8)), np.uint8)), 32)
+    err = backend.collect(32)["error"]
+    assert err is not None and err.code == "bad_input" and "mask" in err.message
+    _still_serving(backend)

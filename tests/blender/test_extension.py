@@ -161,6 +161,23 @@ def test_api_generate_and_its_errors(ext, picture):
     assert scene_snapshot() == before
 
 
+def test_api_generate_with_a_mask_image(ext, picture, tmp_path):
+    import numpy as np
+
+    clear_scene()
+    mask = np.zeros((96, 96, 4), np.uint8)
+    mask[20:76, 38:58] = 255  # a tall strip inside the disc: white and opaque
+    mask_path = tmp_path / "mask.png"
+    mask_path.write_bytes(ext.sources.encode_png(mask))
+    round_obj = ext.api.generate(str(picture), engine="relief", resolution=32)
+    strip = ext.api.generate(str(picture), engine="relief", resolution=32, mask_path=str(mask_path))
+    x, _, z = strip.dimensions  # image right -> +X, image up -> +Z
+    assert z > 2.0 * x and abs(round_obj.dimensions[0] - round_obj.dimensions[2]) < 0.1
+    with pytest.raises(ext.api.GenerationError) as info:
+        ext.api.generate(str(picture), engine="relief", mask_path=str(tmp_path / "missing.png"))
+    assert info.value.code == "bad_input" and "missing.png" in str(info.value)
+
+
 def test_timer_path_runs_and_can_be_cancelled(ext, picture, backend_env):
     """The interactive path: start, then the timer function (driven here by hand) until the end."""
     backend_env(HI3DGEN_TEST_ENGINES="1")
