@@ -21,6 +21,7 @@ from PIL import Image
 
 from .errors import BadInput
 from .images import LoadedImage
+from .nirne.segmentation import Matting
 
 ALPHA_BBOX_THRESHOLD = 0.8 * 255
 "Pixels with alpha above this define the object's bounding box."
@@ -82,8 +83,9 @@ def preprocess_image(rgba: np.ndarray, resolution: int = 518) -> np.ndarray:
     return premultiply(np.asarray(resized))
 
 
-def object_rgba(image: LoadedImage) -> np.ndarray:
-    """uint8 RGBA of ``image`` whose alpha separates the object (own alpha, else a binary estimate)."""
+def object_rgba(image: LoadedImage, matting: Matting | None = None) -> np.ndarray:
+    """uint8 RGBA of ``image`` whose alpha separates the object (own alpha, else ``matting`` when given,
+    else a binary estimate)."""
     from .nirne.segmentation import foreground_mask
 
     rgba = np.clip(image.rgba * 255.0 + 0.5, 0, 255).astype(np.uint8)  # [H, W, 4]
@@ -94,7 +96,8 @@ def object_rgba(image: LoadedImage) -> np.ndarray:
         scale = SEGMENT_MAX_SIDE / max(h, w)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         rgba = np.asarray(Image.fromarray(rgba).resize(size, Image.Resampling.LANCZOS)).copy()
-    mask = foreground_mask(rgba[..., :3].astype(np.float32) / 255.0, method="estimate")
+    rgb = rgba[..., :3].astype(np.float32) / 255.0
+    mask = foreground_mask(rgb, method="learned", matting=matting) if matting else foreground_mask(rgb, "estimate")
     rgba[..., 3] = np.where(mask, 255, 0)
     return rgba
 
@@ -109,19 +112,20 @@ class CropFrame:
     input_size: tuple[int, int]
 
 
-def square_crop_rgba(image: LoadedImage, resolution: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+def square_crop_rgba(image: LoadedImage, resolution: int = 1024,
+                     matting: Matting | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A decoded image -> (float RGBA [R, R, 4] in [0, 1], premultiplied; bool mask [R, R]) as the app does.
 
     The mask is ``alpha > 128/255``, the normal predictor's test.
     """
-    rgba, mask, _ = square_crop_with_frame(image, resolution)
+    rgba, mask, _ = square_crop_with_frame(image, resolution, matting)
     return rgba, mask
 
 
-def square_crop_with_frame(image: LoadedImage, resolution: int = 1024
+def square_crop_with_frame(image: LoadedImage, resolution: int = 1024, matting: Matting | None = None
                            ) -> tuple[np.ndarray, np.ndarray, CropFrame]:
     """``square_crop_rgba`` plus the ``CropFrame`` that ``uncrop_normals`` needs to undo it."""
-    source = object_rgba(image)
+    source = object_rgba(image, matting)
     crop = square_crop(source[..., 3])
     out = premultiply(np.asarray(apply_crop(Image.fromarray(source), crop, resolution)))
     mask = out[..., 3] > 128

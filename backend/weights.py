@@ -57,6 +57,12 @@ MODELS: dict[str, ModelSpec] = {
                       "vae/*.safetensors", "controlnet/config.json", "controlnet/*.safetensors"),
             description="NiRNE normal estimator (image -> normal map), about 2.6 GB",
         ),
+        ModelSpec(
+            "rmbg", "briaai/RMBG-1.4",
+            required=("model.safetensors",), download=("config.json", "model.safetensors"),
+            description="optional learned background removal for images without alpha (IS-Net, 176 MB; "
+                        "BRIA's licence: non-commercial use)",
+        ),
     )
 }
 

@@ -10,8 +10,11 @@ from .relief import ReliefEngine
 
 def make_engines(settings: BackendSettings) -> dict[str, Engine]:
     """Every engine by name, in the order the add-on lists them."""
-    full = Hi3DGenEngine(settings)
-    engines: list[Engine] = [ReliefEngine(estimator=full.nirne_if_present), full]
+    from ..nirne.matting import MattingProvider
+
+    matting = MattingProvider(settings)  # one learned segmenter (if its weights are present) for both
+    full = Hi3DGenEngine(settings, matting)
+    engines: list[Engine] = [ReliefEngine(estimator=full.nirne_if_present, matting=matting), full]
     if settings.test_engines:
         from .testing import SlowEngine
 

@@ -18,6 +18,7 @@ from ..weights import resolve, status
 from .base import EngineRequest, EngineResult, MeshData, NormalMapData, ParamSpec
 
 if TYPE_CHECKING:
+    from ..nirne.matting import MattingProvider
     from ..pipelines.hi3dgen import GeometryModels
 
 PARAMS = (
@@ -33,6 +34,9 @@ PARAMS = (
     ParamSpec("fill_holes", "bool", False, "Close small holes in the surface."),
     ParamSpec("normals", "enum", "auto", "Normal map source: auto (given, else NiRNE), nirne, or given.",
               options=("auto", "nirne", "given")),
+    ParamSpec("mask", "enum", "auto", "Foreground for images without alpha: auto (the learned model when its "
+              "weights are present, else the plain-background estimate), estimate, or learned.",
+              options=("auto", "estimate", "learned")),
     ParamSpec("normal_resolution", "int", 768, "NiRNE processing resolution (the official app uses 768).",
               64, 2048),
 )
@@ -47,8 +51,9 @@ class Hi3DGenEngine:
     description = "NiRNE normal map -> NoRLD sparse-structure and latent flows -> mesh decoder -> surface."
     params = PARAMS
 
-    def __init__(self, settings: BackendSettings) -> None:
+    def __init__(self, settings: BackendSettings, matting: MattingProvider | None = None) -> None:
         self.settings = settings
+        self._matting = matting
         self._geometry: GeometryModels | None = None
         self._nirne: Any = None
 
@@ -64,13 +69,15 @@ class Hi3DGenEngine:
     def release(self) -> None:
         self._geometry = None
         self._nirne = None
+        if self._matting is not None:
+            self._matting.release()
         gc.collect()
 
     def normals(self, request: EngineRequest, ctx: JobContext) -> EngineResult:
         from ..preprocess import square_crop_with_frame, uncrop_normals
 
         t0 = time.perf_counter()
-        rgba, mask, frame = square_crop_with_frame(request.image)
+        rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
         normals, source = self._normal_map(request, rgba, mask, ctx)
         normals, mask = uncrop_normals(normals, mask, frame)  # the map alone comes at the input's size
         return EngineResult(normal_map=NormalMapData(normals, mask),
@@ -83,7 +90,7 @@ class Hi3DGenEngine:
 
         t0 = time.perf_counter()
         p = request.params
-        rgba, mask = square_crop_rgba(request.image)
+        rgba, mask = square_crop_rgba(request.image, matting=self._segmenter(request))
         normals, source = self._normal_map(request, rgba, mask, ctx)
         models = self._models(request, ctx)
         params = GeometryParams(seed=request.seed, ss_steps=p["ss_steps"], ss_guidance=p["ss_guidance"],
@@ -97,6 +104,12 @@ class Hi3DGenEngine:
         mesh = MeshData(request.name, vertices, faces, normals=vertex_normals)
         stats = {"normals": source, **timings, "faces": int(len(faces)), "seconds": time.perf_counter() - t0}
         return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats)
+
+    def _segmenter(self, request: EngineRequest) -> Any:
+        from ..nirne.matting import choose_matting
+
+        return choose_matting(self._matting, request.params["mask"], request.placement_name,
+                              request.image.has_alpha)
 
     def _models(self, request: EngineRequest, ctx: JobContext) -> GeometryModels:
         if self._geometry is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -17,10 +17,11 @@ from scipy import ndimage
 from ..errors import BadInput
 from ..images import LoadedImage
 from ..jobs import JobContext
+from ..nirne.matting import MattingProvider, choose_matting
 from ..normalmap import from_colors, normalize
 from ..relief.inflate import height_to_normals, inflated_height
 from ..relief.integrate import integrate_normals
-from ..relief.mask import foreground_mask
+from ..relief.mask import clean_mask, foreground_mask
 from ..relief.mesh import relief_mesh
 from .base import EngineRequest, EngineResult, MeshData, NormalMapData, ParamSpec
 
@@ -32,6 +33,9 @@ PARAMS = (
     ParamSpec("thickness", "float", 0.05, "Thickness of the back slab, relative to the object's size.", 0.0, 1.0),
     ParamSpec("normals", "enum", "auto", "Where normals come from (auto: given, then NiRNE, then inflate).",
               options=("auto", "inflate", "nirne", "given")),
+    ParamSpec("mask", "enum", "auto", "Foreground for images without alpha: auto (the learned model when its "
+              "weights are present, else the plain-background estimate), estimate, or learned.",
+              options=("auto", "estimate", "learned")),
     ParamSpec("detail", "float", 0.5, "With inflated normals: surface detail taken from the image's shading.",
               0.0, 4.0),
 )
@@ -44,23 +48,28 @@ class ReliefEngine:
     description = "A closed 2.5D relief of the image's foreground, in about a second on a CPU."
     params = PARAMS
 
-    def __init__(self, estimator: Callable[[str], NormalEstimator | None] | None = None) -> None:
+    def __init__(self, estimator: Callable[[str], NormalEstimator | None] | None = None,
+                 matting: MattingProvider | None = None) -> None:
         self._estimator = estimator or (lambda placement_name: None)
+        self._matting = matting
 
     def status(self) -> dict[str, Any]:
         return {"available": True, "weights_present": True, "missing": []}
 
     def release(self) -> None:
-        return None
+        if self._matting is not None:
+            self._matting.release()
 
     def normals(self, request: EngineRequest, ctx: JobContext) -> EngineResult:
-        _, mask, normals, source, box = self._prepare(request, ctx)
-        full_n, full_m = _uncrop(normals, mask, box, request.image.rgba.shape[:2])  # the map alone: input size
-        return EngineResult(normal_map=NormalMapData(full_n, full_m), stats={"normals": source})
+        prep = self._prepare(request, ctx)
+        full_n, full_m = _uncrop(prep.normals, prep.mask, prep.box, request.image.rgba.shape[:2])  # input size
+        return EngineResult(normal_map=NormalMapData(full_n, full_m),
+                            stats={"normals": prep.normals_source, "mask": prep.mask_source})
 
     def generate(self, request: EngineRequest, ctx: JobContext) -> EngineResult:
         t0 = time.perf_counter()
-        rgba, mask, normals, source, _ = self._prepare(request, ctx)
+        prep = self._prepare(request, ctx)
+        mask, normals = prep.mask, prep.normals
         p = request.params
         ctx.step("relief", 2, 4, "integrating normals")
         cells, cell_normals = _to_grid(mask, normals, p["resolution"])
@@ -70,15 +79,19 @@ class ReliefEngine:
         relief = relief_mesh(height * scale * p["depth"], cells, p["thickness"])
         mesh = MeshData(request.name, relief.vertices, relief.faces, uvs=relief.uvs)
         ctx.step("relief", 4, 4, "done")
-        stats = {"normals": source, "grid": list(cells.shape), "seconds": time.perf_counter() - t0}
+        stats = {"normals": prep.normals_source, "mask": prep.mask_source, "grid": list(cells.shape),
+                 "seconds": time.perf_counter() - t0}
         return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats)
 
-    def _prepare(self, request: EngineRequest, ctx: JobContext
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, str, tuple[slice, slice]]:
-        """Foreground crop (RGBA, mask), its normals, where they came from, and the crop box."""
+    def _prepare(self, request: EngineRequest, ctx: JobContext) -> _Prepared:
+        """Foreground crop (RGBA, mask), its normals, where both came from, and the crop box."""
         ctx.step("relief", 0, 4, "finding the foreground")
         image = request.image
-        mask = foreground_mask(image.rgba, image.has_alpha)
+        matting = choose_matting(self._matting, request.params["mask"], request.placement_name, image.has_alpha)
+        if matting is not None:
+            mask, mask_source = clean_mask(matting(image.rgba[..., :3]) > 0.5), "learned"
+        else:
+            mask, mask_source = foreground_mask(image.rgba, image.has_alpha), "alpha" if image.has_alpha else "estimate"
         if mask.sum() < 16:
             raise BadInput("No foreground object was found in the image.",
                            hint="Use an image with a transparent background, or a plain one around the object.")
@@ -86,7 +99,7 @@ class ReliefEngine:
         rgba, mask = image.rgba[box], mask[box]
         ctx.step("relief", 1, 4, "normals")
         normals, source = self._normals(request, rgba, mask, box, ctx)
-        return rgba, mask, normals, source, box
+        return _Prepared(rgba, mask, normals, source, box, mask_source)
 
     def _normals(self, request: EngineRequest, rgba: np.ndarray, mask: np.ndarray,
                  box: tuple[slice, slice], ctx: JobContext) -> tuple[np.ndarray, str]:
@@ -127,6 +140,15 @@ def _crop_box(mask: np.ndarray) -> tuple[slice, slice]:
     r0, r1 = max(rows.min() - pad, 0), min(rows.max() + pad + 1, mask.shape[0])
     c0, c1 = max(cols.min() - pad, 0), min(cols.max() + pad + 1, mask.shape[1])
     return slice(r0, r1), slice(c0, c1)
+
+
+class _Prepared(NamedTuple):
+    rgba: np.ndarray  # [h, w, 4] the foreground's crop
+    mask: np.ndarray  # [h, w] bool
+    normals: np.ndarray  # [h, w, 3]
+    normals_source: str
+    box: tuple[slice, slice]  # the crop in the full image
+    mask_source: str  # alpha, learned or estimate
 
 
 def _uncrop(normals: np.ndarray, mask: np.ndarray, box: tuple[slice, slice],

@@ -165,6 +165,16 @@ def load_checkpoint(
     return _materialise(model, _read_tensors(st_path, targets, device))
 
 
+def load_into(model: nn.Module, path: Path, device: torch.device | str = "cpu") -> nn.Module:
+    """Strictly load ``path`` (safetensors) into ``model`` built on the meta device; eval mode, no grads.
+
+    Raises ``WeightsMissing`` / ``WeightsInvalid`` naming the file and the first mismatching key.
+    """
+    targets = model.state_dict()
+    check_tensors(expected_shapes(model), read_header(Path(path)), Path(path))
+    return _materialise(model, _read_tensors(Path(path), targets, device))
+
+
 @dataclass(frozen=True)
 class SamplerParams:
     """A flow sampler entry of pipeline.json (FlowEulerGuidanceIntervalSampler)."""

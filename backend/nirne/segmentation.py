@@ -8,7 +8,8 @@ thresholded at 128/255). We do not execute remote code, so the default estimate 
 A learned matting model plugs in as ``matting``: any callable ``rgb [H, W, 3] float in [0, 1] -> alpha
 [H, W] float in [0, 1]``. A reimplemented BiRefNet loaded from its safetensors would be wrapped so, with the
 release's pre/post-processing inside the callable; the mask is then ``alpha > 0.5`` as the release's
-``> 128``. Nothing here loads or downloads a model.
+``> 128``. ``matting.py`` provides one (RMBG-1.4, an IS-Net) when its weights are present; nothing here
+loads or downloads a model.
 """
 
 from __future__ import annotations

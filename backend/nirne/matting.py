@@ -1,0 +1,108 @@
+"""Learned foreground segmentation for images without alpha: an IS-Net-class network (RMBG-1.4 weights).
+
+The official app segments alpha-less images with BiRefNet through remote code; here the optional learned
+model is BRIA's RMBG-1.4 (``briaai/RMBG-1.4``, an IS-Net trained for background removal, the same task),
+reimplemented in ``models/isnet.py`` and loaded strictly from its ``model.safetensors``. Its weights carry
+BRIA's own licence (non-commercial use); they are fetched only on request (``python -m backend download
+rmbg``). Without them the classical plain-background estimate is used.
+
+Pre/post-processing as the model card: resize to 1024 x 1024 (bilinear), ``x / 255 - 0.5``, sigmoid of the
+first side output, resized back, min-max normalised to [0, 1]. The mask is then ``alpha > 0.5``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..settings import BackendSettings
+
+MODEL_NAME = "rmbg"
+WEIGHTS_FILE = "model.safetensors"
+INPUT_SIDE = 1024
+
+
+@dataclass
+class LearnedMatting:
+    """A loaded segmentation network as a ``Matting`` callable: rgb [H, W, 3] in [0, 1] -> alpha [H, W]."""
+
+    model: Any  # IsNetSegmenter
+    device: Any  # torch.device
+    side: int = INPUT_SIDE
+
+    @classmethod
+    def load(cls, folder: Path, device: Any) -> LearnedMatting:
+        """Load ``<folder>/model.safetensors``; the channel width is read off its ``conv_in`` (64 = release)."""
+        import torch
+
+        from ..errors import WeightsInvalid
+        from ..models.isnet import IsNetConfig, IsNetSegmenter
+        from ..models.loading import load_into, read_header
+
+        path = Path(folder) / WEIGHTS_FILE
+        stem = read_header(path).get("conv_in.weight")
+        if stem is None or len(stem) != 4:
+            raise WeightsInvalid(f"{path} has no 'conv_in.weight': not an RMBG-1.4 / IS-Net checkpoint.",
+                                 hint=f"Download it again: python -m backend download {MODEL_NAME}")
+        with torch.device("meta"):
+            model = IsNetSegmenter(IsNetConfig(in_channels=stem[1], width=stem[0] / 64))
+        return cls(load_into(model, path, device), device)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        import torch
+        import torch.nn.functional as F
+
+        h, w = rgb.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(rgb, np.float32)).permute(2, 0, 1)[None].to(self.device)
+        x = F.interpolate(x, size=(self.side, self.side), mode="bilinear", align_corners=False) - 0.5
+        with torch.inference_mode():
+            prob = self.model(x)  # [1, 1, side, side]
+        prob = F.interpolate(prob.float(), size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        lo, hi = prob.min(), prob.max()
+        alpha = (prob - lo) / (hi - lo) if hi > lo else torch.zeros_like(prob)
+        return alpha.cpu().numpy()
+
+
+@dataclass
+class MattingProvider:
+    """The learned model when its weights are present (loaded once, shared by the engines), else None."""
+
+    settings: BackendSettings
+    _loaded: LearnedMatting | None = field(default=None, init=False)
+
+    def available(self) -> bool:
+        from ..weights import status
+
+        return self._loaded is not None or status(MODEL_NAME, self.settings)[0]
+
+    def get(self, placement_name: str = "auto") -> LearnedMatting | None:
+        if self._loaded is None and self.available():
+            from ..devices import choose_placement
+            from ..weights import resolve
+
+            placement = choose_placement(placement_name, "fp32")
+            self._loaded = LearnedMatting.load(resolve(MODEL_NAME, self.settings), placement.device)
+        return self._loaded
+
+    def release(self) -> None:
+        self._loaded = None
+
+
+def choose_matting(provider: MattingProvider | None, choice: str, placement_name: str,
+                   has_alpha: bool) -> LearnedMatting | None:
+    """The learned segmenter to use for one request, or None for alpha / the classical estimate.
+
+    ``choice`` is the engines' ``mask`` parameter: ``auto``, ``estimate`` or ``learned``.
+    """
+    from ..errors import WeightsMissing
+
+    if has_alpha or choice == "estimate":
+        return None
+    learned = provider.get(placement_name) if provider is not None else None
+    if learned is None and choice == "learned":
+        raise WeightsMissing("The learned segmentation model's weights are not present.",
+                             hint=f"Run: python -m backend download {MODEL_NAME} (or choose mask 'auto').")
+    return learned
