@@ -72,11 +72,15 @@ class MattingProvider:
 
     settings: BackendSettings
     _loaded: LearnedMatting | None = field(default=None, init=False)
+    _present: bool | None = field(default=None, init=False)
+    "Whether the weights are there, looked up once (the Hugging Face cache look-up takes ~60 ms)."
 
     def available(self) -> bool:
         from ..weights import status
 
-        return self._loaded is not None or status(MODEL_NAME, self.settings)[0]
+        if self._present is None:
+            self._present = status(MODEL_NAME, self.settings)[0]
+        return self._loaded is not None or self._present
 
     def get(self, placement_name: str = "auto") -> LearnedMatting | None:
         if self._loaded is None and self.available():
@@ -88,7 +92,7 @@ class MattingProvider:
         return self._loaded
 
     def release(self) -> None:
-        self._loaded = None
+        self._loaded, self._present = None, None  # weights downloaded since are seen on the next request
 
 
 def choose_matting(provider: MattingProvider | None, choice: str, placement_name: str,

@@ -102,7 +102,7 @@ def sample_structure(models: GeometryModels, cond: torch.Tensor, generator: torc
     latent = sample_flow_euler(
         models.ss_flow, noise, cond, torch.zeros_like(cond), steps=params.ss_steps,
         cfg_strength=params.ss_guidance, cfg_interval=sampler.cfg_interval, rescale_t=sampler.rescale_t,
-        callback=ctx.stepper("structure"))
+        batch_cfg=batch_guidance(models), callback=ctx.stepper("structure"))
     logits = models.ss_decoder(latent)  # [1, 1, 64, 64, 64]
     coords = torch.argwhere(logits[:, 0] > 0).int()  # [N, 4] in C order, as the release
     if len(coords) == 0:
@@ -122,10 +122,16 @@ def sample_latent(models: GeometryModels, cond: torch.Tensor, coords: torch.Tens
     feats = sample_flow_euler(
         SparseFlow(models.slat_flow, coords), noise, cond, torch.zeros_like(cond), steps=params.slat_steps,
         cfg_strength=params.slat_guidance, cfg_interval=sampler.cfg_interval, rescale_t=sampler.rescale_t,
-        callback=ctx.stepper("latent"))
+        batch_cfg=batch_guidance(models), callback=ctx.stepper("latent"))
     std = torch.tensor(models.pipeline.slat_std, device=device, dtype=feats.dtype)
     mean = torch.tensor(models.pipeline.slat_mean, device=device, dtype=feats.dtype)
     return SparseTensor(coords, feats * std + mean)
+
+
+def batch_guidance(models: GeometryModels) -> bool:
+    """Run cond and uncond as one batch on accelerators; on a CPU two passes are faster (bench_sampler:
+    a batched guided step costs 1.09x (structure) and 1.14x (latent) the two separate passes)."""
+    return models.placement.device.type != "cpu"
 
 
 class SparseFlow:

@@ -14,7 +14,7 @@ from backend import protocol as P
 
 from .conftest import BackendProcess
 
-ROUNDS = int(os.environ.get("HI3DGEN_SOAK_ROUNDS", "60"))
+ROUNDS = int(os.environ.get("HI3DGEN_SOAK_ROUNDS", "200"))  # about 30 s
 
 
 def test_soak_generations_and_cancels(blob_png):
