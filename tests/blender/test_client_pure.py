@@ -200,12 +200,18 @@ def test_hang_is_detected_and_the_backend_killed(backends):
     assert not proc.alive()
 
 
-def test_cancel(backends):
-    proc = backends("slow")
+def sampling_job(proc: BackendProcess) -> Job:
+    """A job against the slow fake, driven until it is sampling (cancellable)."""
     job = Job(proc, request())
     while job.state != "running" or job.stage != "sampling":
         job.pump()
         time.sleep(0.01)
+    return job
+
+
+def test_cancel(backends):
+    proc = backends("slow")
+    job = sampling_job(proc)
     started = time.monotonic()
     job.cancel()
     with pytest.raises(JobFailed) as info:
@@ -219,10 +225,7 @@ def test_stopping_the_backend_during_a_run_reads_as_a_cancel(backends):
     from blender_addon.client import Event
 
     proc = backends("slow")
-    job = Job(proc, request())
-    while job.state != "running" or job.stage != "sampling":
-        job.pump()
-        time.sleep(0.01)
+    job = sampling_job(proc)
     job.cancel()
     job.feed(Event("exit", error="exited with code -15"))  # what Stop Backend's kill produces
     assert job.failure is not None and job.failure.code == "cancelled"
