@@ -108,7 +108,7 @@ def apply_mask(image: LoadedImage, mask: LoadedImage) -> LoadedImage:
     m = mask.rgba[..., 3] if mask.has_alpha else mask.rgba[..., :3].mean(axis=-1)  # [h, w] in [0, 1]
     h, w = image.rgba.shape[:2]
     if m.shape != (h, w):
-        m = np.asarray(Image.fromarray(m.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR))
+        m = np.asarray(Image.fromarray(m.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR))
     if not (m > 0.5).any():
         raise BadInput("The mask image marks no pixel as the object.",
                        hint="White (or opaque) pixels mark the object; black (or transparent) the background.")

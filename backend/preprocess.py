@@ -162,25 +162,25 @@ def uncrop_normals(normals: np.ndarray, mask: np.ndarray, frame: CropFrame) -> t
 
 def _resize_plane(plane: np.ndarray, shape: tuple[int, int], method: Image.Resampling) -> np.ndarray:
     """Resize a float [H, W] array to ``shape`` (H, W) with Pillow."""
-    pil = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), mode="F")
+    pil = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32))  # float32 -> mode "F"
     return np.asarray(pil.resize((shape[1], shape[0]), method), dtype=np.float32)
 
 
-def given_normals(normal_map: LoadedImage, image: LoadedImage, shape: tuple[int, int]) -> np.ndarray:
-    """A user's normal map (OpenGL colours, framed like ``image``) -> unit normals [H, W, 3] in the crop.
+def given_normals(normal_map: LoadedImage, frame: CropFrame, shape: tuple[int, int]) -> np.ndarray:
+    """A user's normal map (OpenGL colours, framed like the image) -> unit normals [H, W, 3] in the crop.
 
-    The map gets the same crop as the image; the padding is the flat normal.
+    The map gets exactly the image's crop (``frame``, from ``square_crop_with_frame``); the padding is the
+    flat normal.
     """
     from .normalmap import from_colors
 
-    alpha = object_rgba(image)[..., 3]
     colors = np.clip(normal_map.rgba[..., :3] * 255.0 + 0.5, 0, 255).astype(np.uint8)
     pil = Image.fromarray(colors)
-    if pil.size != (alpha.shape[1], alpha.shape[0]):
-        pil = pil.resize((alpha.shape[1], alpha.shape[0]), Image.Resampling.BICUBIC)
+    if pil.size != frame.work_size:
+        pil = pil.resize(frame.work_size, Image.Resampling.BICUBIC)
     if shape[0] != shape[1]:
         raise BadInput(f"Normals are produced on a square crop, not {shape}.", hint="Ask for a square shape.")
-    cropped = apply_crop(pil, square_crop(alpha), shape[0], fill=(128, 128, 255))
+    cropped = apply_crop(pil, frame.crop, shape[0], fill=(128, 128, 255))
     return from_colors(np.asarray(cropped, dtype=np.float32) / 255.0)
 
 

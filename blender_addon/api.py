@@ -39,7 +39,7 @@ def generate(image_path: str, engine: str = "relief", seed: int = 0, *, shading:
     """
     try:
         picture = sources.picture_from_file(image_path)
-        mask = sources.picture_from_file(mask_path).data if mask_path else None
+        mask = sources.mask_from_file(mask_path)
     except sources.SourceProblem as exc:
         raise GenerationError(generation.refuse("bad_input", str(exc))) from None
     settings = GenerateSettings(image_name=picture.name, image_bytes=picture.data, engine=engine, seed=seed,

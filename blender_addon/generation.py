@@ -156,7 +156,8 @@ def pump() -> float | None:
     try:
         finished = run.job.pump()
     except Exception as exc:  # a timer that raises is dropped by Blender: the run would never end
-        run.job.abort(exc)
+        with contextlib.suppress(Exception):
+            run.job.abort(exc)
         finished = True
     _State.hello = run.job.backend.hello or _State.hello
     _redraw()

@@ -218,6 +218,7 @@ class Job:
         if self.finished:
             return
         if event.kind == "exit" and self.state == "cancelling":  # Stop Backend during a run
+            self.backend.kill()
             self._fail(JobFailed("cancelled", "Generation cancelled (the backend was stopped)."))
         elif event.kind == "exit":
             self.backend.kill()  # its output is gone: make sure the process is too, so the next run restarts it

@@ -30,7 +30,7 @@ def _settings_from(op: Any, context: Any) -> tuple[GenerateSettings, BuildOption
         strict_params=explicit is not None,
         device=_device(context),
         want_normal_map=True,
-        mask_bytes=_mask(op.mask_path if is_set("mask_path") else props.mask_path),
+        mask_bytes=sources.mask_from_file(op.mask_path if is_set("mask_path") else props.mask_path),
     )
     options = BuildOptions(shading=op.shading if is_set("shading") else props.shading,
                            with_material=op.with_material if is_set("with_material") else props.with_material)
@@ -39,11 +39,6 @@ def _settings_from(op: Any, context: Any) -> tuple[GenerateSettings, BuildOption
     else:
         placement = mesh_builder.Placement.at_cursor(context.scene)
     return settings, options, placement
-
-
-def _mask(path: str) -> bytes | None:
-    """The optional mask image's file bytes (None without one)."""
-    return sources.picture_from_file(path).data if path else None
 
 
 def _device(context: Any) -> str:

@@ -58,9 +58,11 @@ class BackendConfig:
         argv = list(self.argv) or [self.python, "-m", "backend", "serve"]
         if not self.prefix:
             return argv
-        # ssh joins its arguments into one line for the remote shell: quote so paths with spaces survive
-        assignments = [shlex.quote(f"{k}={v}") for k, v in sorted(self.backend_env().items())]
-        return [*self.prefix, "env", *assignments, *(shlex.quote(a) for a in argv)]
+        # ssh joins its arguments into one line for a remote shell: quote there so paths with spaces survive;
+        # other prefixes (wsl, docker exec, ...) pass arguments on as they are
+        quote = shlex.quote if os.path.basename(self.prefix[0]).startswith("ssh") else str
+        assignments = [quote(f"{k}={v}") for k, v in sorted(self.backend_env().items())]
+        return [*self.prefix, "env", *assignments, *(quote(a) for a in argv)]
 
     def process_env(self, inherited: dict[str, str]) -> dict[str, str]:
         """The environment of the local child process."""

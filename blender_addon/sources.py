@@ -68,6 +68,16 @@ def picture_from_file(path: str) -> Picture:
     return Picture(image_name_from_path(full), data)
 
 
+def mask_from_file(path: str) -> bytes | None:
+    """The optional mask image's file bytes (None without a path); problems say it is the mask."""
+    if not path:
+        return None
+    try:
+        return picture_from_file(path).data
+    except SourceProblem as exc:
+        raise SourceProblem(f"Mask: {exc}") from None
+
+
 def picture_from_image(image: Any) -> Picture:
     """The encoded bytes of an image datablock (packed data, its file, or a PNG of its pixels).
 

@@ -78,7 +78,7 @@ class Hi3DGenEngine:
 
         t0 = time.perf_counter()
         rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
-        normals, source = self._normal_map(request, rgba, mask, ctx)
+        normals, source = self._normal_map(request, rgba, mask, frame, ctx)
         normals, mask = uncrop_normals(normals, mask, frame)  # the map alone comes at the input's size
         return EngineResult(normal_map=NormalMapData(normals, mask),
                             stats={"normals": source, "seconds": time.perf_counter() - t0})
@@ -86,12 +86,12 @@ class Hi3DGenEngine:
     def generate(self, request: EngineRequest, ctx: JobContext) -> EngineResult:
         from ..mesh.cleanup import CleanupOptions, clean_mesh
         from ..pipelines.hi3dgen import GeometryParams, generate_geometry
-        from ..preprocess import condition_image, square_crop_rgba
+        from ..preprocess import condition_image, square_crop_with_frame
 
         t0 = time.perf_counter()
         p = request.params
-        rgba, mask = square_crop_rgba(request.image, matting=self._segmenter(request))
-        normals, source = self._normal_map(request, rgba, mask, ctx)
+        rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
+        normals, source = self._normal_map(request, rgba, mask, frame, ctx)
         models = self._models(request, ctx)
         params = GeometryParams(seed=request.seed, ss_steps=p["ss_steps"], ss_guidance=p["ss_guidance"],
                                 slat_steps=p["slat_steps"], slat_guidance=p["slat_guidance"],
@@ -138,12 +138,13 @@ class Hi3DGenEngine:
             self._nirne = NirneEstimator.load(folder, choose_placement(placement_name, self.settings.precision))
         return self._nirne
 
-    def _normal_map(self, request: EngineRequest, rgba: Any, mask: Any, ctx: JobContext) -> tuple[Any, str]:
+    def _normal_map(self, request: EngineRequest, rgba: Any, mask: Any, frame: Any,
+                    ctx: JobContext) -> tuple[Any, str]:
         choice = request.params["normals"]
         if request.normal_map is not None and choice in ("auto", "given"):
             from ..preprocess import given_normals
 
-            return given_normals(request.normal_map, request.image, mask.shape), "given"
+            return given_normals(request.normal_map, frame, mask.shape), "given"
         if choice == "given":
             raise WeightsMissing("Normals 'given' was chosen but no normal map was supplied.",
                                  hint="Supply a normal-map image, or choose 'auto'.", code="bad_input")

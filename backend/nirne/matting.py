@@ -12,6 +12,7 @@ first side output, resized back, min-max normalised to [0, 1]. The mask is then 
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ class LearnedMatting:
 
         path = Path(folder) / WEIGHTS_FILE
         stem = read_header(path).get("conv_in.weight")
-        if stem is None or len(stem) != 4:
+        if stem is None or len(stem) != 4 or stem[1] != 3:
             raise WeightsInvalid(f"{path} has no 'conv_in.weight': not an RMBG-1.4 / IS-Net checkpoint.",
                                  hint=f"Download it again: python -m backend download {MODEL_NAME}")
         with torch.device("meta"):
@@ -78,9 +79,9 @@ class MattingProvider:
     def available(self) -> bool:
         from ..weights import status
 
-        if self._present is None:
+        if not self._present:  # only a found model is remembered: a download is seen on the next request
             self._present = status(MODEL_NAME, self.settings)[0]
-        return self._loaded is not None or self._present
+        return self._loaded is not None or bool(self._present)
 
     def get(self, placement_name: str = "auto") -> LearnedMatting | None:
         if self._loaded is None and self.available():
@@ -101,11 +102,17 @@ def choose_matting(provider: MattingProvider | None, choice: str, placement_name
 
     ``choice`` is the engines' ``mask`` parameter: ``auto``, ``estimate`` or ``learned``.
     """
-    from ..errors import WeightsMissing
+    from ..errors import BackendError, WeightsMissing
 
     if has_alpha or choice == "estimate":
         return None
-    learned = provider.get(placement_name) if provider is not None else None
+    try:
+        learned = provider.get(placement_name) if provider is not None else None
+    except BackendError as exc:  # damaged optional weights: 'auto' falls back, 'learned' says why
+        if choice == "learned":
+            raise
+        print(f"[hi3dgen] learned segmentation unavailable, using the estimate: {exc.message}", file=sys.stderr)
+        learned = None
     if learned is None and choice == "learned":
         raise WeightsMissing("The learned segmentation model's weights are not present.",
                              hint=f"Run: python -m backend download {MODEL_NAME} (or choose mask 'auto').")

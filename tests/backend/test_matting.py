@@ -98,3 +98,23 @@ def test_engines_use_the_learned_mask_only_when_asked_or_present(tmp_path):
         assert learned.collect(5, timeout=120)["done"].stats["mask"] == "estimate"
     finally:
         learned.close()
+
+
+def test_damaged_optional_weights_fall_back_under_auto(tmp_path):
+    folder = tmp_path / "weights" / "rmbg"
+    folder.mkdir(parents=True)
+    (folder / "model.safetensors").write_bytes(b"not a safetensors file")
+    photo = np.full((64, 64, 3), 200, np.uint8)
+    photo[16:48, 20:44] = (40, 90, 160)
+    image = np.frombuffer(png_bytes(photo), np.uint8)
+    proc = BackendProcess(env={"HI3DGEN_WEIGHTS": str(tmp_path / "weights")})
+    try:
+        proc.expect(P.Hello)
+        proc.send(P.Generate(image_bytes=image, params={"resolution": 32}), 1)
+        assert proc.collect(1)["done"].stats["mask"] == "estimate"
+        proc.send(P.Generate(image_bytes=image, params={"resolution": 32, "mask": "learned"}), 2)
+        err = proc.collect(2)["error"]
+        assert err is not None and "model.safetensors" in err.message
+    finally:
+        proc.close()
+

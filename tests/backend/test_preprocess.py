@@ -15,6 +15,7 @@ from backend.preprocess import (
     preprocess_image,
     square_crop,
     square_crop_rgba,
+    square_crop_with_frame,
 )
 
 
@@ -97,7 +98,8 @@ def test_given_normals_follow_the_image_crop() -> None:
     colors[..., 3] = 1.0
     colors[..., :3] = (1.0, 0.5, 0.5)  # +X everywhere
     normal_map = LoadedImage(colors, has_alpha=False, source_mode="RGB")
-    normals = given_normals(normal_map, image, (64, 64))
+    _, _, frame = square_crop_with_frame(image, resolution=64)
+    normals = given_normals(normal_map, frame, (64, 64))  # exactly the image's crop
     assert normals.shape == (64, 64, 3)
     np.testing.assert_allclose(normals[32, 32], [1.0, 0.0, 0.0], atol=0.01)
     np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-4)

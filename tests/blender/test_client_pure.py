@@ -86,6 +86,8 @@ def test_command_and_environment():
                            weights_dir="/data/my weights")
     assert "'HI3DGEN_WEIGHTS=/data/my weights'" in spaced.command()  # ssh hands one line to a remote shell
     assert "'/opt/my env/python'" in spaced.command()
+    direct = BackendConfig(python="/opt/my env/python", backend_root="/ext", prefix=("wsl",))
+    assert "/opt/my env/python" in direct.command()  # no shell in between: no quotes
 
 
 def test_timeouts_do_not_restart_the_backend():

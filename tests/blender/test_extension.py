@@ -175,7 +175,7 @@ def test_api_generate_with_a_mask_image(ext, picture, tmp_path):
     assert z > 2.0 * x and abs(round_obj.dimensions[0] - round_obj.dimensions[2]) < 0.1
     with pytest.raises(ext.api.GenerationError) as info:
         ext.api.generate(str(picture), engine="relief", mask_path=str(tmp_path / "missing.png"))
-    assert info.value.code == "bad_input" and "missing.png" in str(info.value)
+    assert info.value.code == "bad_input" and "Mask: " in str(info.value) and "missing.png" in str(info.value)
 
 
 def test_timer_path_runs_and_can_be_cancelled(ext, picture, backend_env):
