@@ -31,10 +31,15 @@ def clean_mesh(vertices: np.ndarray, faces: np.ndarray,
                options: CleanupOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Apply ``options``; returns (vertices, faces, area-weighted unit vertex normals)."""
     v, f = merge_vertices(vertices, faces)
+    comps = analyse(v, f)  # once: dropping whole components leaves the others' figures as they are
+    flip = (comps.volume < 0) & comps.closed & ~comps.inner
+    rows = flip[comps.labels]
+    f = f.copy()
+    f[rows] = f[rows][:, ::-1]
     if options.remove_floaters:
-        v, f = remove_inner_shells(v, f)
-        v, f = remove_small_components(v, f, options.floater_fraction, options.floater_fraction)
-    v, f = orient_outward(v, f)
+        drop = comps.inner | small_components(comps, options.floater_fraction, options.floater_fraction)
+        if drop.any():
+            v, f = compact(v, f[~drop[comps.labels]])
     if options.fill_holes:
         v, f = fill_holes(v, f)
     if options.target_faces and len(f) > options.target_faces:
@@ -84,50 +89,29 @@ def component_volumes(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarra
 
 def closed_components(faces: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
     """[C] bool: every edge of the component is shared by exactly two of its faces."""
-    edges = np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)  # [3F, 2]
-    _, inverse, counts = np.unique(edges, axis=0, return_inverse=True, return_counts=True)
-    bad = counts[inverse.reshape(-1)] != 2  # [3F]
-    open_faces = bad.reshape(-1, 3).any(axis=1)
+    a, b = faces.reshape(-1), np.roll(faces, -1, axis=1).reshape(-1)  # [3F] each corner -> the next
+    n = np.int64(faces.max(initial=0)) + 1
+    keys = np.minimum(a, b).astype(np.int64) * n + np.maximum(a, b)  # one int64 per undirected edge
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)  # 1-D: a plain sort
+    open_faces = (counts[inverse] != 2).reshape(-1, 3).any(axis=1)  # [F]
     return np.bincount(labels, weights=open_faces, minlength=count) == 0
 
 
-def remove_small_components(vertices: np.ndarray, faces: np.ndarray, face_fraction: float,
-                            area_fraction: float) -> tuple[np.ndarray, np.ndarray]:
-    """Drop components with fewer than ``face_fraction`` of the largest component's faces, or less than
-    ``area_fraction`` of its area."""
+@dataclass
+class Components:
+    """What cleanup needs to know about each connected component, computed once."""
+
+    count: int
+    labels: np.ndarray  # [F] component of each face
+    faces: np.ndarray  # [C] face count
+    area: np.ndarray  # [C]
+    volume: np.ndarray  # [C] signed
+    closed: np.ndarray  # [C] bool
+    inner: np.ndarray  # [C] bool: a hollow's inward wall (closed, negative, inside an outward one's box)
+
+
+def analyse(vertices: np.ndarray, faces: np.ndarray) -> Components:
     count, labels = face_components(vertices, faces)
-    if count <= 1:
-        return vertices, faces
-    n_faces = np.bincount(labels, minlength=count)
-    area = np.bincount(labels, weights=face_areas(vertices, faces), minlength=count)
-    keep = (n_faces >= face_fraction * n_faces.max()) & (area >= area_fraction * area.max())
-    return compact(vertices, faces[keep[labels]])
-
-
-def remove_inner_shells(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Drop closed inward-facing components lying inside (by bounding box) an outward one: hollow walls."""
-    count, labels = face_components(vertices, faces)
-    if count <= 1:
-        return vertices, faces
-    inner = _inner_shells(vertices, faces, labels, count)
-    return compact(vertices, faces[~inner[labels]]) if inner.any() else (vertices, faces)
-
-
-def orient_outward(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Reverse closed components that are wound inward and not enclosed by another (inverted surfaces)."""
-    count, labels = face_components(vertices, faces)
-    volume = component_volumes(vertices, faces, labels, count)
-    flip = (volume < 0) & closed_components(faces, labels, count) & ~_inner_shells(vertices, faces, labels, count)
-    if not flip.any():
-        return vertices, faces
-    f = faces.copy()
-    rows = flip[labels]
-    f[rows] = f[rows][:, ::-1]
-    return vertices, f
-
-
-def _inner_shells(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
-    """[C] bool: closed, negative volume, and inside the bounding box of a positive closed component."""
     volume = component_volumes(vertices, faces, labels, count)
     closed = closed_components(faces, labels, count)
     lo, hi = _component_boxes(vertices, faces, labels, count)
@@ -135,17 +119,58 @@ def _inner_shells(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray, c
     inner = np.zeros(count, bool)
     for c in np.nonzero(closed & (volume < 0))[0]:
         inner[c] = bool(((lo[outer] <= lo[c]).all(1) & (hi[outer] >= hi[c]).all(1)).any())
-    return inner
+    return Components(count, labels, np.bincount(labels, minlength=count),
+                      np.bincount(labels, weights=face_areas(vertices, faces), minlength=count),
+                      volume, closed, inner)
+
+
+def small_components(comps: Components, face_fraction: float, area_fraction: float) -> np.ndarray:
+    """[C] bool: under ``face_fraction`` of the largest kept component's faces or ``area_fraction`` of its
+    area (inner walls do not count as the largest)."""
+    kept = ~comps.inner
+    if not kept.any():
+        return np.zeros(comps.count, bool)
+    few = comps.faces < face_fraction * comps.faces[kept].max()
+    return few | (comps.area < area_fraction * comps.area[kept].max())
+
+
+def remove_small_components(vertices: np.ndarray, faces: np.ndarray, face_fraction: float,
+                            area_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Drop components with fewer than ``face_fraction`` of the largest component's faces, or less than
+    ``area_fraction`` of its area."""
+    comps = analyse(vertices, faces)
+    comps.inner[:] = False
+    small = small_components(comps, face_fraction, area_fraction)
+    return compact(vertices, faces[~small[comps.labels]]) if small.any() else (vertices, faces)
+
+
+def remove_inner_shells(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop closed inward-facing components lying inside (by bounding box) an outward one: hollow walls."""
+    comps = analyse(vertices, faces)
+    return compact(vertices, faces[~comps.inner[comps.labels]]) if comps.inner.any() else (vertices, faces)
+
+
+def orient_outward(vertices: np.ndarray, faces: np.ndarray, comps: Components | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Reverse closed components that are wound inward and not enclosed by another (inverted surfaces)."""
+    comps = comps or analyse(vertices, faces)
+    flip = (comps.volume < 0) & comps.closed & ~comps.inner
+    if not flip.any():
+        return vertices, faces
+    f = faces.copy()
+    rows = flip[comps.labels]
+    f[rows] = f[rows][:, ::-1]
+    return vertices, f
 
 
 def _component_boxes(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray,
                      count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-component bounding boxes ([C, 3] low, [C, 3] high)."""
+    """Per-component bounding boxes ([C, 3] low, [C, 3] high): faces sorted by label, reduced per run."""
     tri = vertices[faces]  # [F, 3, 3]
-    lo, hi = np.full((count, 3), np.inf), np.full((count, 3), -np.inf)
-    np.minimum.at(lo, labels, tri.min(axis=1))
-    np.maximum.at(hi, labels, tri.max(axis=1))
-    return lo, hi
+    order = np.argsort(labels, kind="stable")
+    starts = np.searchsorted(labels[order], np.arange(count))  # every label has at least one face
+    return (np.minimum.reduceat(tri.min(axis=1)[order], starts, axis=0),
+            np.maximum.reduceat(tri.max(axis=1)[order], starts, axis=0))
 
 
 def fill_holes(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
