@@ -324,3 +324,35 @@ def test_panels_draw_every_state(ext, picture, monkeypatch):
     ext.preferences.HI3DGEN_AddonPreferences.draw(type("P", (), {"layout": Recorder(prefs_log), **{
         k: getattr(prefs(ext), k) for k in ("allow_downloads", "check_result")}})(), bpy.context)
     assert ("operator", ("hi3dgen.check_backend",), {"icon": "PLUGIN"}) in prefs_log
+
+
+QUIT_SCRIPT = """
+import importlib, os, sys
+import bpy
+bpy.ops.extensions.package_install_files(repo="user_default", filepath=sys.argv[1], enable_on_install=True)
+ext = importlib.import_module("bl_ext.user_default.hi3dgen")
+proc = ext.generation.backend(bpy.context)
+print("BACKEND_PID", proc.proc.pid, flush=True)
+if sys.argv[2] == "crash":
+    os._exit(3)  # no atexit, no cleanup: as if Blender crashed
+sys.exit(0)  # a normal quit: the add-on's atexit handler ends the backend
+"""
+
+
+@pytest.mark.parametrize("how", ["quit", "crash"])
+def test_quitting_or_crashing_blender_ends_the_backend(built_zip, tmp_path, how):
+    """Blender's own process ends (normally, or abruptly): its backend must not outlive it."""
+    import subprocess
+
+    import psutil
+
+    env = {**os.environ, "HI3DGEN_PYTHON": str(BACKEND_PYTHON), "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
+    done = subprocess.run([sys.executable, "-c", QUIT_SCRIPT, str(built_zip), how], env=env,
+                          capture_output=True, text=True, timeout=120)
+    match = re.search(r"BACKEND_PID (\d+)", done.stdout)
+    assert match, done.stdout + done.stderr
+    pid = int(match.group(1))
+    deadline = time.monotonic() + 10  # after a crash the backend sees its input close and exits itself
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, f"backend {pid} outlived Blender ({how})"
+        time.sleep(0.1)
