@@ -28,7 +28,7 @@ class GenerationError(RuntimeError):
         self.log = failure.log
 
 
-def generate(image_path: str, engine: str = "relief", seed: int = 0, *, shading: str = "SMOOTH",
+def generate(image_path: str, engine: str = "relief", seed: int = 0, *, shading: str = "AUTO",
              with_material: bool = False, device: str = "auto", timeout: float | None = None,
              mask_path: str = "", **params: Any) -> bpy.types.Object:
     """Generate a mesh from ``image_path`` and return the new object (placed at the 3D cursor).

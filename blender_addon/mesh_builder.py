@@ -17,7 +17,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
-from .settings import BuildOptions
+from .settings import AUTO_SMOOTH_DEGREES, BuildOptions
 
 UV_NAME = "UVMap"
 
@@ -25,7 +25,7 @@ UV_NAME = "UVMap"
 # ------------------------------------------------------------------------------------------------ meshes
 
 
-def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, shading: str = "SMOOTH",
+def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, shading: str = "AUTO",
                normals: np.ndarray | None = None, uvs: np.ndarray | None = None) -> bpy.types.Mesh:
     """A new mesh datablock from triangles (vertices [V, 3] float32, faces [F, 3] int32, uvs per vertex)."""
     verts = np.ascontiguousarray(vertices, dtype=np.float32)  # [V, 3]
@@ -77,7 +77,11 @@ def _set_uvs(mesh: bpy.types.Mesh, uvs: np.ndarray, tris: np.ndarray) -> None:
 
 
 def _set_shading(mesh: bpy.types.Mesh, shading: str, normals: np.ndarray | None) -> None:
-    """New faces are smooth; FLAT marks every face sharp, NORMALS also sets the backend's vertex normals."""
+    """New faces are smooth; AUTO marks edges sharper than 30 degrees sharp (a relief's rim), FLAT marks
+    every face sharp, NORMALS also sets the backend's vertex normals."""
+    if shading == "AUTO":
+        mesh.set_sharp_from_angle(angle=math.radians(AUTO_SMOOTH_DEGREES))  # Blender 4.1+, in C
+        return
     if shading == "FLAT":
         sharp = mesh.attributes.new("sharp_face", "BOOLEAN", "FACE")  # what shade_flat() does, 100x faster
         _data(sharp).foreach_set("value", np.ones(len(mesh.polygons), dtype=bool))

@@ -67,8 +67,9 @@ class HI3DGEN_OT_generate(bpy.types.Operator):
         name="Parameters", options={"SKIP_SAVE"},
         description='Engine parameters as JSON, e.g. {"resolution": 128} (empty: the panel\'s values)')
     shading: bpy.props.EnumProperty(  # type: ignore[valid-type]
-        name="Shading", default="SMOOTH", options={"SKIP_SAVE"},
-        items=[("SMOOTH", "Smooth", ""), ("FLAT", "Flat", ""), ("NORMALS", "Backend Normals", "")])
+        name="Shading", default="AUTO", options={"SKIP_SAVE"},
+        items=[("AUTO", "Auto Smooth", ""), ("SMOOTH", "Smooth", ""), ("FLAT", "Flat", ""),
+               ("NORMALS", "Backend Normals", "")])
     with_material: bpy.props.BoolProperty(name="With Material", options={"SKIP_SAVE"})  # type: ignore[valid-type]
 
     _timer: Any = None

@@ -66,8 +66,9 @@ class HI3DGEN_PG_settings(bpy.types.PropertyGroup):
     remove_floaters: bpy.props.BoolProperty(name="Remove Floaters", default=True)  # type: ignore[valid-type]
     # output
     shading: bpy.props.EnumProperty(  # type: ignore[valid-type]
-        name="Shading", default="SMOOTH",
-        items=[("SMOOTH", "Smooth", "Smooth shading"), ("FLAT", "Flat", "Flat shading"),
+        name="Shading", default="AUTO",
+        items=[("AUTO", "Auto Smooth", "Smooth, with edges sharper than 30 degrees kept sharp"),
+               ("SMOOTH", "Smooth", "Smooth shading everywhere"), ("FLAT", "Flat", "Flat shading"),
                ("NORMALS", "Backend Normals", "Custom normals sent by the backend")])
     with_material: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="With Material", default=False,

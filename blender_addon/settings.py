@@ -14,7 +14,9 @@ from typing import Any
 ENV_PYTHON = "HI3DGEN_PYTHON"
 "Environment variable naming the backend interpreter; it overrides the preference."
 DEVICES = ("auto", "cuda", "mps", "cpu")
-SHADINGS = ("SMOOTH", "FLAT", "NORMALS")
+SHADINGS = ("AUTO", "SMOOTH", "FLAT", "NORMALS")
+AUTO_SMOOTH_DEGREES = 30.0
+"AUTO shading: smooth, with edges sharper than this kept sharp (Blender's Shade Auto Smooth default)."
 
 
 @dataclass(frozen=True)
@@ -100,8 +102,8 @@ class GenerateSettings:
 class BuildOptions:
     """How the received mesh becomes Blender data."""
 
-    shading: str = "SMOOTH"
-    "SMOOTH, FLAT, or NORMALS (custom normals from the backend when it sent them, else smooth)."
+    shading: str = "AUTO"
+    "AUTO (smooth by angle), SMOOTH, FLAT, or NORMALS (the backend's custom normals when it sent them)."
     with_material: bool = False
     "Make a material with the normal map (needs the backend's normal map and UVs)."
     collection: str = "Hi3DGen"

@@ -60,7 +60,10 @@ def _pre_35_mesh_calls(builder) -> None:  # noqa: ANN001 - the add-on's mesh_bui
     def uvs(mesh, uv, tris) -> None:  # noqa: ANN001
         mesh.uv_layers.new(name=builder.UV_NAME).data.foreach_set("uv", uv[tris.ravel()].ravel())
 
-    builder._fill_topology, builder._set_uvs = fill, uvs
+    def shading(mesh, shading, normals) -> None:  # noqa: ANN001
+        mesh.use_auto_smooth = True  # 3.4's form of smooth-by-angle (the AUTO default)
+
+    builder._fill_topology, builder._set_uvs, builder._set_shading = fill, uvs, shading
 
 
 def hide_other_tabs() -> None:

@@ -54,17 +54,20 @@ def relief_mesh(heights: np.ndarray, cells: np.ndarray, thickness: float) -> Rel
     index = np.full(used.shape, -1, np.int64)
     index[used] = np.arange(n)
     rows, cols = np.nonzero(used)
+    start, end = _outline_edges(cells, index)
     scale = 1.0 / max(h, w)
-    x = (cols - w / 2.0) * scale
-    up = (h / 2.0 - rows) * scale
-    front = np.stack([x, -z[rows, cols], up], axis=1)
+    grid = np.stack([cols, rows, z[rows, cols] / scale], 1).astype(np.float64)  # [n, 3] in cell units
+    cols_s, rows_s, depth = smooth_outline(grid, start, end).T  # the rim's position and height
+    x = (cols_s - w / 2.0) * scale
+    up = (h / 2.0 - rows_s) * scale
+    front = np.stack([x, -depth * scale, up], axis=1)
     back = np.stack([x, np.full(n, thickness), up], axis=1)
     vertices = np.concatenate([front, back])
     vertices -= (vertices.max(axis=0) + vertices.min(axis=0)) / 2.0  # centre the bounding box
     vertices /= max(np.ptp(vertices[:, 0]), np.ptp(vertices[:, 2]))  # the outline's long side is 1
     vertices = vertices.astype(np.float32)
-    uv = np.stack([cols / w, 1.0 - rows / h], axis=1)
-    faces = np.concatenate([_surfaces(cells, index, n), _walls(cells, index, n)]).astype(np.int32)
+    uv = np.stack([cols_s / w, 1.0 - rows_s / h], axis=1)  # front projection of the smoothed outline
+    faces = np.concatenate([_surfaces(cells, index, n), _walls(start, end, n)]).astype(np.int32)
     return ReliefMesh(vertices, faces, np.concatenate([uv, uv]).astype(np.float32))
 
 
@@ -77,8 +80,30 @@ def _surfaces(cells: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([front, back])
 
 
-def _walls(cells: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
-    """Side quads along every outline edge, each edge oriented so the wall faces away from the cells."""
+def smooth_outline(points: np.ndarray, start: np.ndarray, end: np.ndarray, rounds: int = 4,
+                   limit: float = 0.5) -> np.ndarray:
+    """Taubin-smooth the outline's corners (cell units [N, D]: position, optionally height) along the
+    directed outline edges ``start -> end``, so the side walls follow the silhouette instead of the pixel
+    staircase.
+
+    Only outline vertices move, by at most ``limit`` cells per axis; the connectivity is unchanged, so the
+    mesh stays closed and manifold. Taubin's lambda/mu pair (0.5, -0.53) smooths without shrinking.
+    """
+    nxt = np.full(len(points), -1, np.int64)
+    prv = np.full(len(points), -1, np.int64)
+    nxt[start], prv[end] = end, start
+    on = np.nonzero((nxt >= 0) & (prv >= 0))[0]  # outline vertices with both neighbours
+    out = points.copy()
+    for _ in range(rounds):
+        for factor in (0.5, -0.53):
+            mean = 0.5 * (out[nxt[on]] + out[prv[on]])  # [B, D]
+            out[on] += factor * (mean - out[on])
+    return points + np.clip(out - points, -limit, limit)
+
+
+def _outline_edges(cells: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every outline edge as corner indices (start, end), oriented so the wall built on it faces away from
+    the cells."""
     p = np.pad(cells, 1)
     inner = p[1:-1, 1:-1]
     edges = []
@@ -90,6 +115,9 @@ def _walls(cells: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
     edges.append((index[i + 1, j], index[i, j]))
     i, j = np.nonzero(inner & ~p[1:-1, 2:])  # open right: top-right -> bottom-right
     edges.append((index[i, j + 1], index[i + 1, j + 1]))
-    start = np.concatenate([e[0] for e in edges])
-    end = np.concatenate([e[1] for e in edges])
+    return np.concatenate([e[0] for e in edges]), np.concatenate([e[1] for e in edges])
+
+
+def _walls(start: np.ndarray, end: np.ndarray, n: int) -> np.ndarray:
+    """Side quads along the outline edges (front corner k, back corner k + n)."""
     return np.concatenate([np.stack([start, end, end + n], 1), np.stack([start, end + n, start + n], 1)])
