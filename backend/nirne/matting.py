@@ -57,6 +57,11 @@ class LearnedMatting:
         import torch.nn.functional as F
 
         h, w = rgb.shape[:2]
+        if max(h, w) > 2 * self.side:  # a huge photo: shrink on the CPU first (antialiased, and no 1 GB upload)
+            from PIL import Image
+
+            small = Image.fromarray(np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8))
+            rgb = np.asarray(small.resize((2 * self.side, 2 * self.side), Image.Resampling.BOX), np.float32) / 255.0
         x = torch.from_numpy(np.ascontiguousarray(rgb, np.float32)).permute(2, 0, 1)[None].to(self.device)
         x = F.interpolate(x, size=(self.side, self.side), mode="bilinear", align_corners=False) - 0.5
         with torch.inference_mode():

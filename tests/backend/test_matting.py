@@ -60,6 +60,8 @@ def test_tiny_weights_load_and_segment(tmp_path):
     matting.side = 64  # the release runs at 1024; small here for speed
     alpha = matting(np.random.default_rng(0).random((37, 50, 3)).astype(np.float32))
     assert alpha.shape == (37, 50) and alpha.min() >= 0.0 and alpha.max() <= 1.0
+    big = matting(np.random.default_rng(1).random((300, 200, 3)).astype(np.float32))  # shrunk first
+    assert big.shape == (300, 200)
 
 
 def test_wrong_file_is_a_clear_error(tmp_path):
