@@ -202,6 +202,27 @@ def test_timer_path_runs_and_can_be_cancelled(ext, picture, backend_env):
     assert ext.generation.running_backend() is not None, "a cancel keeps the backend"
 
 
+def test_escape_in_the_modal_operator_cancels(ext, picture, backend_env):
+    """Esc reaches the interactive operator's modal handler, which cancels the run it follows."""
+    from types import SimpleNamespace
+
+    backend_env(HI3DGEN_TEST_ENGINES="1")
+    clear_scene()
+    before = scene_snapshot()
+    settings = ext.settings.GenerateSettings(image_name="disc", image_bytes=picture.read_bytes(),
+                                             engine="test-slow", params={"steps": 500, "step_seconds": 0.02})
+    run = ext.generation.start(bpy.context, settings, ext.settings.BuildOptions(), ext.mesh_builder.Placement())
+    while run.job.stage != "sampling":
+        ext.generation.pump()
+        time.sleep(0.02)
+    modal = ext.operators.HI3DGEN_OT_generate.modal
+    escape = SimpleNamespace(type="ESC", value="PRESS")
+    assert modal(SimpleNamespace(), bpy.context, escape) == {"RUNNING_MODAL"}
+    while ext.generation.pump() is not None:
+        time.sleep(0.02)
+    assert ext.generation.last_error().code == "cancelled" and scene_snapshot() == before
+
+
 def test_timer_path_builds_and_can_stop_the_backend(ext, picture):
     """keep_running off: the backend ends after the generation."""
     clear_scene()
