@@ -178,20 +178,25 @@ def test_api_generate_with_a_mask_image(ext, picture, tmp_path):
     assert info.value.code == "bad_input" and "Mask: " in str(info.value) and "missing.png" in str(info.value)
 
 
-def test_timer_path_runs_and_can_be_cancelled(ext, picture, backend_env):
-    """The interactive path: start, then the timer function (driven here by hand) until the end."""
+def start_slow_run(ext, picture, backend_env):  # noqa: ANN001, ANN201 - fixtures and an ActiveRun
+    """An interactive run of the slow test engine, driven by hand until it is sampling (cancellable)."""
     backend_env(HI3DGEN_TEST_ENGINES="1")
     clear_scene()
-    before = scene_snapshot()
     settings = ext.settings.GenerateSettings(image_name="disc", image_bytes=picture.read_bytes(),
                                              engine="test-slow", params={"steps": 500, "step_seconds": 0.02})
-    options, placement = ext.settings.BuildOptions(), ext.mesh_builder.Placement()
-    run = ext.generation.start(bpy.context, settings, options, placement)
+    run = ext.generation.start(bpy.context, settings, ext.settings.BuildOptions(), ext.mesh_builder.Placement())
     deadline = time.monotonic() + 60
     while run.job.stage != "sampling" and time.monotonic() < deadline:
         ext.generation.pump()
         time.sleep(0.02)
     assert run.job.stage == "sampling" and 0.0 <= run.job.fraction < 1.0
+    return run
+
+
+def test_timer_path_runs_and_can_be_cancelled(ext, picture, backend_env):
+    """The interactive path: start, then the timer function (driven here by hand) until the end."""
+    run = start_slow_run(ext, picture, backend_env)
+    before = scene_snapshot()
     assert ext.generation.cancel()
     cancelled_at = time.monotonic()
     while ext.generation.pump() is not None:
@@ -206,15 +211,8 @@ def test_escape_in_the_modal_operator_cancels(ext, picture, backend_env):
     """Esc reaches the interactive operator's modal handler, which cancels the run it follows."""
     from types import SimpleNamespace
 
-    backend_env(HI3DGEN_TEST_ENGINES="1")
-    clear_scene()
+    start_slow_run(ext, picture, backend_env)
     before = scene_snapshot()
-    settings = ext.settings.GenerateSettings(image_name="disc", image_bytes=picture.read_bytes(),
-                                             engine="test-slow", params={"steps": 500, "step_seconds": 0.02})
-    run = ext.generation.start(bpy.context, settings, ext.settings.BuildOptions(), ext.mesh_builder.Placement())
-    while run.job.stage != "sampling":
-        ext.generation.pump()
-        time.sleep(0.02)
     modal = ext.operators.HI3DGEN_OT_generate.modal
     escape = SimpleNamespace(type="ESC", value="PRESS")
     assert modal(SimpleNamespace(), bpy.context, escape) == {"RUNNING_MODAL"}
