@@ -24,6 +24,7 @@ from ..settings import BackendSettings
 MODEL_NAME = "rmbg"
 WEIGHTS_FILE = "model.safetensors"
 INPUT_SIDE = 1024
+RECHECK_SECONDS = 10.0
 
 
 @dataclass
@@ -78,15 +79,19 @@ class MattingProvider:
 
     settings: BackendSettings
     _loaded: LearnedMatting | None = field(default=None, init=False)
-    _present: bool | None = field(default=None, init=False)
-    "Whether the weights are there, looked up once (the Hugging Face cache look-up takes ~60 ms)."
+    _present: bool = field(default=False, init=False)
+    _checked_at: float = field(default=-1e9, init=False)
+    "Absent weights are looked up again at most every RECHECK_SECONDS (the cache look-up takes ~60 ms)."
 
     def available(self) -> bool:
+        import time
+
         from ..weights import status
 
-        if not self._present:  # only a found model is remembered: a download is seen on the next request
-            self._present = status(MODEL_NAME, self.settings)[0]
-        return self._loaded is not None or bool(self._present)
+        now = time.monotonic()
+        if not self._present and now - self._checked_at > RECHECK_SECONDS:  # a download is seen soon after
+            self._present, self._checked_at = status(MODEL_NAME, self.settings)[0], now
+        return self._loaded is not None or self._present
 
     def get(self, placement_name: str = "auto") -> LearnedMatting | None:
         if self._loaded is None and self.available():
@@ -98,7 +103,7 @@ class MattingProvider:
         return self._loaded
 
     def release(self) -> None:
-        self._loaded, self._present = None, None  # weights downloaded since are seen on the next request
+        self._loaded, self._present, self._checked_at = None, False, -1e9  # look again on the next request
 
 
 def choose_matting(provider: MattingProvider | None, choice: str, placement_name: str,
