@@ -78,9 +78,13 @@ def premultiply(rgba: np.ndarray) -> np.ndarray:
 
 def preprocess_image(rgba: np.ndarray, resolution: int = 518) -> np.ndarray:
     """uint8 RGBA [H, W, 4] with a meaningful alpha -> cropped, padded, resized, premultiplied [R, R, 4]."""
+    return preprocess_with_crop(rgba, resolution)[0]
+
+
+def preprocess_with_crop(rgba: np.ndarray, resolution: int) -> tuple[np.ndarray, SquareCrop]:
+    """``preprocess_image`` and the crop it used."""
     crop = square_crop(rgba[..., 3])
-    resized = apply_crop(Image.fromarray(rgba), crop, resolution)
-    return premultiply(np.asarray(resized))
+    return premultiply(np.asarray(apply_crop(Image.fromarray(rgba), crop, resolution))), crop
 
 
 def object_rgba(image: LoadedImage, matting: Matting | None = None) -> np.ndarray:
@@ -126,8 +130,7 @@ def square_crop_with_frame(image: LoadedImage, resolution: int = 1024, matting: 
                            ) -> tuple[np.ndarray, np.ndarray, CropFrame]:
     """``square_crop_rgba`` plus the ``CropFrame`` that ``uncrop_normals`` needs to undo it."""
     source = object_rgba(image, matting)
-    crop = square_crop(source[..., 3])
-    out = premultiply(np.asarray(apply_crop(Image.fromarray(source), crop, resolution)))
+    out, crop = preprocess_with_crop(source, resolution)
     mask = out[..., 3] > 128
     if not mask.any():
         raise BadInput("The object vanished after cropping (its alpha is too faint).",

@@ -18,6 +18,7 @@ from ..errors import BadInput
 from ..images import LoadedImage
 from ..jobs import JobContext
 from ..nirne.matting import MattingProvider, choose_matting
+from ..nirne.segmentation import foreground_mask as segment
 from ..normalmap import from_colors, normalize
 from ..relief.inflate import height_to_normals, inflated_height
 from ..relief.integrate import integrate_normals
@@ -88,8 +89,8 @@ class ReliefEngine:
         ctx.step("relief", 0, 4, "finding the foreground")
         image = request.image
         matting = choose_matting(self._matting, request.params["mask"], request.placement_name, image.has_alpha)
-        if matting is not None:
-            mask, mask_source = clean_mask(matting(image.rgba[..., :3]) > 0.5), "learned"
+        if matting is not None:  # the same thresholding as the hi3dgen engine's, then specks removed
+            mask, mask_source = clean_mask(segment(image.rgba, "learned", matting)), "learned"
         else:
             mask, mask_source = foreground_mask(image.rgba, image.has_alpha), "alpha" if image.has_alpha else "estimate"
         if mask.sum() < 16:
