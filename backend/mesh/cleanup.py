@@ -32,10 +32,7 @@ def clean_mesh(vertices: np.ndarray, faces: np.ndarray,
     """Apply ``options``; returns (vertices, faces, area-weighted unit vertex normals)."""
     v, f = merge_vertices(vertices, faces)
     comps = analyse(v, f)  # once: dropping whole components leaves the others' figures as they are
-    flip = (comps.volume < 0) & comps.closed & ~comps.inner
-    rows = flip[comps.labels]
-    f = f.copy()
-    f[rows] = f[rows][:, ::-1]
+    v, f = orient_outward(v, f, comps)
     if options.remove_floaters:
         drop = comps.inner | small_components(comps, options.floater_fraction, options.floater_fraction)
         if drop.any():
