@@ -217,14 +217,14 @@ class Job:
         """Update the job from one event of the reader thread."""
         if self.finished:
             return
-        if event.kind == "exit" and self.state == "cancelling":  # Stop Backend during a run
-            self.backend.kill()
-            self._fail(JobFailed("cancelled", "Generation cancelled (the backend was stopped)."))
-        elif event.kind == "exit":
+        if event.kind == "exit":
             self.backend.kill()  # its output is gone: make sure the process is too, so the next run restarts it
-            self._fail(JobFailed("backend_died", f"The backend stopped unexpectedly ({event.error}).",
-                                 "It restarts with the next generation; see the log for the cause.",
-                                 log=self._log()))
+            if self.state == "cancelling":  # Stop Backend during a run
+                self._fail(JobFailed("cancelled", "Generation cancelled (the backend was stopped)."))
+            else:
+                self._fail(JobFailed("backend_died", f"The backend stopped unexpectedly ({event.error}).",
+                                     "It restarts with the next generation; see the log for the cause.",
+                                     log=self._log()))
         elif event.kind == "protocol_error":
             self.backend.kill()
             self._fail(JobFailed("protocol", f"Garbled data from the backend: {event.error}.",
