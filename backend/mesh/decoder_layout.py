@@ -95,4 +95,9 @@ def lookup(sorted_keys: torch.Tensor, keys: torch.Tensor) -> tuple[torch.Tensor,
 
 def deformed_positions(coords: torch.Tensor, deform: torch.Tensor, res: int) -> torch.Tensor:
     """Grid positions -> object space in [-0.5, 0.5]^3, moved by up to half a cube along tanh(deform)."""
-    return coords.float() / res - 0.5 + (1.0 - 1e-8) / (2.0 * res) * torch.tanh(deform)
+    return coords.float() / res - 0.5 + deform_scale(res) * torch.tanh(deform)
+
+
+def deform_scale(res: int) -> float:
+    """How far tanh(deform) = 1 moves a grid point: just under half a cube (the release's ``1 - 1e-8``)."""
+    return (1.0 - 1e-8) / (2.0 * res)

@@ -3,9 +3,10 @@
 The release (``cube2mesh.py``): per-corner sdf (plus a bias of -1/res) and deformation are averaged over the
 cubes sharing a corner; grid points that are no occupied cube's corner count as outside (sdf +1, no
 deformation); scikit-image marching cubes (Lewiner, level 0, ``gradient_direction='ascent'``) runs on the
-dense (res+1)^3 grid; each vertex is placed on the deformed grid by interpolating along its grid edge; the
-face winding is then flipped, which makes it outward (normals toward positive sdf; checked by the tests).
-The 21 FlexiCubes weight channels are ignored.
+dense (res+1)^3 grid; each vertex is placed by trilinear interpolation of the deformed grid over the cube
+that holds it (most vertices lie on a cube edge, where this is linear along the edge, but Lewiner adds
+vertices inside a cube for some ambiguous sign patterns); the face winding is then flipped, which makes it
+outward (normals toward positive sdf; checked by the tests). The 21 FlexiCubes weight channels are ignored.
 
 Memory: instead of the release's dense 257^3 x 10 attributes (plus 1.5 GB of index grids), the dense sdf
 grid spans only the occupied region's bounding box plus one grid point of outside border, clipped to the
@@ -23,7 +24,16 @@ import numpy as np
 import torch
 
 from ..errors import EmptyResult
-from .decoder_layout import GridVertices, deformed_positions, grid_keys, grid_vertices, lookup, sdf_bias, split_features
+from .decoder_layout import (
+    CORNERS,
+    GridVertices,
+    deform_scale,
+    grid_keys,
+    grid_vertices,
+    lookup,
+    sdf_bias,
+    split_features,
+)
 
 EMPTY_HINT = "Try another seed or check the object's mask."
 
@@ -47,7 +57,7 @@ def extract_marching_cubes(cubes: torch.Tensor, feats: torch.Tensor, res: int,
     verts, faces, _, _ = marching_cubes(dense, level=0.0, gradient_direction="ascent")
     if len(faces) == 0:
         raise EmptyResult("The decoded shape has no surface.", hint=EMPTY_HINT)
-    positions = _place(torch.from_numpy(np.ascontiguousarray(verts)), grid, lo, res)
+    positions = _place(torch.from_numpy(np.ascontiguousarray(verts)), grid, lo, dense.shape, res)
     faces = np.ascontiguousarray(faces[:, ::-1])  # the release flips the winding, which makes it outward
     return positions.numpy().astype(np.float32), faces.astype(np.int32)
 
@@ -66,21 +76,24 @@ def _dense_sdf(grid: GridVertices, res: int, full_grid: bool) -> tuple[torch.Ten
     return lo, dense
 
 
-def _place(verts: torch.Tensor, grid: GridVertices, lo: torch.Tensor, res: int) -> torch.Tensor:
-    """Marching-cubes vertices (box index space, on grid edges) -> positions on the deformed grid."""
+def _place(verts: torch.Tensor, grid: GridVertices, lo: torch.Tensor, box: tuple[int, ...],
+           res: int) -> torch.Tensor:
+    """Marching-cubes vertices (box index space) -> trilinear interpolation of the deformed grid over their cubes.
+
+    A vertex's cube is the floor of its coordinates, clamped so that the cube's +1 corner stays in the box
+    (a vertex with an integer coordinate on the box's upper side then sits at the cube's fraction 1), as the
+    release's clamped corner lookup does. Undeformed grid positions are linear, so their interpolation is the
+    vertex itself; only the deformation is gathered from the 8 corners (zero at points no cube touches).
+    """
     verts = verts.double()  # [V, 3]
-    base = torch.floor(verts).long()  # [V, 3]
-    frac = verts - base  # at most one axis is fractional per vertex
-    axis = frac.argmax(dim=1)
-    t = frac.gather(1, axis[:, None])[:, 0].float()  # [V]
-    step = torch.nn.functional.one_hot(axis, 3)
-    a = _deformed(base + lo, grid, res)  # [V, 3]
-    b = _deformed(base + step + lo, grid, res)  # [V, 3]
-    return a + (b - a) * t[:, None]
-
-
-def _deformed(coords: torch.Tensor, grid: GridVertices, res: int) -> torch.Tensor:
-    """Deformed positions of grid points [N, 3]; points that are no occupied cube's corner are not moved."""
-    idx, found = lookup(grid.keys.cpu(), grid_keys(coords, res))
-    deform = torch.where(found[:, None], grid.deform.cpu()[idx], torch.zeros(1, 3))  # [N, 3]
-    return deformed_positions(coords, deform, res)
+    upper = torch.tensor(box, dtype=torch.int64) - 2  # the last cube's lower corner per axis
+    base = torch.minimum(torch.floor(verts).long().clamp(min=0), upper)  # [V, 3]
+    frac = (verts - base).clamp(0.0, 1.0)  # [V, 3] position inside the cube
+    weights = torch.where(CORNERS.bool(), frac[:, None, :], 1.0 - frac[:, None, :]).prod(dim=2)  # [V, 8]
+    vertex, corner = torch.nonzero(weights, as_tuple=True)  # [P]: about 2 per vertex (most lie on an edge)
+    keys = grid_keys(base + lo, res)[vertex] + grid_keys(CORNERS, res)[corner]  # [P]; keys are linear
+    idx, found = lookup(grid.keys.cpu(), keys)
+    shift = torch.tanh(grid.deform.cpu()[idx]).double() * (weights[vertex, corner] * found)[:, None]  # [P, 3]
+    moved = torch.zeros(len(verts), 3, dtype=torch.float64).index_add_(0, vertex, shift)  # [V, 3]
+    positions = (base + frac + lo) / res - 0.5 + deform_scale(res) * moved  # [V, 3]
+    return positions.float()

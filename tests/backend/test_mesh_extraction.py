@@ -205,3 +205,47 @@ def test_gamma_picks_the_diagonal():
     along_02 = fc.split_quads(quads, torch.tensor([0.9, 0.1, 0.9, 0.1]))
     along_13 = fc.split_quads(quads, torch.tensor([0.1, 0.9, 0.1, 0.9]))
     assert along_02.tolist() == [[0, 1, 2], [0, 2, 3]] and along_13.tolist() == [[0, 1, 3], [3, 1, 2]]
+
+
+CHECKERBOARD = [-1.31, 1.65, 0.18, -1.25, 0.61, -1.83, -0.13, 1.49]  # CORNERS order: inside where x + y + z is even
+
+
+def _trilinear_reference(cubes: torch.Tensor, feats: torch.Tensor, res: int) -> tuple[np.ndarray, np.ndarray]:
+    """The release's way, written out for one grid: dense sdf and deformed grid (untouched points not moved),
+    scikit-image's vertices, each placed by trilinear interpolation over the 8 corners of its cube."""
+    from skimage.measure import marching_cubes
+
+    n = res + 1
+    sdf = np.ones((n, n, n), np.float32)  # [n, n, n]
+    grid = np.stack(np.meshgrid(*[np.arange(n)] * 3, indexing="ij"), -1).astype(np.float64)  # [n, n, n, 3]
+    deformed = grid / res - 0.5  # [n, n, n, 3]
+    for cube, f in zip(cubes.numpy(), feats.numpy()):  # one cube per corner in these tests: no averaging
+        for k, corner in enumerate(CORNERS.numpy()):
+            x, y, z = cube + corner
+            sdf[x, y, z] = f[k] - 1.0 / res
+            deformed[x, y, z] += (1.0 - 1e-8) / (2.0 * res) * np.tanh(f[8 + 3 * k: 11 + 3 * k])
+    verts, _, _, _ = marching_cubes(sdf, level=0.0, gradient_direction="ascent")
+    base = np.minimum(np.floor(verts).astype(int), res - 1)  # [V, 3]
+    frac = verts - base  # [V, 3]
+    out = np.zeros_like(frac)
+    for corner in CORNERS.numpy():
+        weight = np.where(corner == 1, frac, 1.0 - frac).prod(1)  # [V]
+        x, y, z = (base + corner).T
+        out += weight[:, None] * deformed[x, y, z]
+    return verts, out
+
+
+def test_vertices_inside_an_ambiguous_cube_are_trilinear_in_the_deformed_corners():
+    """A checkerboard cube: Lewiner resolves it with a vertex inside the cube (three fractional coordinates)."""
+    res = 6
+    cubes = torch.tensor([[2, 2, 2]])
+    feats = torch.zeros(1, 101)
+    feats[0, :8] = torch.tensor(CHECKERBOARD) + 1.0 / res  # undo the bias
+    feats[0, 8:32] = torch.randn(24, generator=torch.Generator().manual_seed(5)) * 2.0
+    index_space, expected = _trilinear_reference(cubes, feats, res)
+    fractional = (np.abs(index_space - np.round(index_space)) > 1e-6).sum(1)  # [V]
+    assert (fractional == 3).any()  # the case this test is about is present
+    for full_grid in (False, True):
+        v, f = extract_marching_cubes(cubes, feats, res, full_grid=full_grid)
+        assert np.allclose(v, expected, atol=1e-6)
+        assert_closed_manifold_outward(v, f)
