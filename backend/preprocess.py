@@ -9,7 +9,9 @@
 5. Premultiply: ``RGB = RGB * alpha`` in float, back to uint8 (truncating). Returns RGBA uint8.
 
 Before DINOv2 the release turns the normal map into an RGB image on white and resizes it to 518 with
-LANCZOS: ``condition_image``.
+LANCZOS: ``condition_image``. A user's normal map with alpha is resized as RGBA, which Pillow does
+premultiplied (as the release's ``encode_image`` resizes any RGBA image), and its colours reach the
+condition image as they are: ``given_colors``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ MARGIN = 1.2
 "The crop is this many times the bbox's long side."
 SEGMENT_MAX_SIDE = 1024
 "Alpha-less images are downscaled to this long side before segmentation, as the release."
+FLAT_COLOR = (128, 128, 255)
+"The flat normal (+Z) as a colour."
 
 
 @dataclass(frozen=True)
@@ -170,31 +174,54 @@ def _resize_plane(plane: np.ndarray, shape: tuple[int, int], method: Image.Resam
 
 
 def given_normals(normal_map: LoadedImage, frame: CropFrame, shape: tuple[int, int]) -> np.ndarray:
-    """A user's normal map (OpenGL colours, framed like the image) -> unit normals [H, W, 3] in the crop.
-
-    The map gets exactly the image's crop (``frame``, from ``square_crop_with_frame``); the padding is the
-    flat normal.
-    """
+    """A user's normal map (OpenGL colours, framed like the image) -> unit normals [H, W, 3] in the crop."""
     from .normalmap import from_colors
 
-    colors = np.clip(normal_map.rgba[..., :3] * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    pil = Image.fromarray(colors)
-    if pil.size != frame.work_size:
-        pil = pil.resize(frame.work_size, Image.Resampling.BICUBIC)
+    return from_colors(given_colors(normal_map, frame, shape).astype(np.float32) / 255.0)
+
+
+def given_colors(normal_map: LoadedImage, frame: CropFrame, shape: tuple[int, int]) -> np.ndarray:
+    """A user's normal map -> its uint8 RGB colours [H, W, 3] in the image's crop (``frame``).
+
+    A map with alpha is resized as an RGBA image, as the release's ``encode_image`` resizes one: Pillow
+    premultiplies by alpha, resamples and divides again, so colours under transparent pixels never bleed into
+    the silhouette; its padding is transparent, and pixels left with zero alpha (nothing to divide by) get the
+    flat normal. An opaque map's padding is the flat normal. The background rule (white outside the mask)
+    comes after, in ``condition_image``, which takes these colours as they are (no renormalisation).
+    """
     if shape[0] != shape[1]:
         raise BadInput(f"Normals are produced on a square crop, not {shape}.", hint="Ask for a square shape.")
-    cropped = apply_crop(pil, frame.crop, shape[0], fill=(128, 128, 255))
-    return from_colors(np.asarray(cropped, dtype=np.float32) / 255.0)
+    channels = 4 if normal_map.has_alpha else 3
+    colors = np.clip(normal_map.rgba[..., :channels] * 255.0 + 0.5, 0, 255).astype(np.uint8)  # [H, W, C]
+    pil = Image.fromarray(colors)  # RGBA resizes premultiplied (Pillow converts to RGBa and back)
+    if pil.size != frame.work_size:
+        pil = pil.resize(frame.work_size, Image.Resampling.BICUBIC)
+    fill = (0, 0, 0, 0) if channels == 4 else FLAT_COLOR
+    cropped = np.asarray(apply_crop(pil, frame.crop, shape[0], fill=fill))  # [R, R, C]
+    rgb = cropped[..., :3].copy()
+    if channels == 4:
+        rgb[cropped[..., 3] == 0] = FLAT_COLOR
+    return rgb
 
 
-def normal_map_on_white(normals: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Unit normals [H, W, 3] + mask -> uint8 RGB as the release's predictor returns it (background white)."""
-    colors = (np.clip(normals, -1.0, 1.0) + 1.0) * 0.5
-    colors[~mask] = 1.0  # the release sets background normals to (1, 1, 1)
-    return (colors * 255.0).astype(np.uint8)
+def normal_colors(normals: np.ndarray) -> np.ndarray:
+    """Unit normals [H, W, 3] -> uint8 colours ``(n + 1) / 2 * 255``, truncated as the release's predictor."""
+    return ((np.clip(normals, -1.0, 1.0) + 1.0) * 0.5 * 255.0).astype(np.uint8)
 
 
-def condition_image(normals: np.ndarray, mask: np.ndarray, size: int = 518) -> np.ndarray:
-    """The image DINOv2 sees: the normal map on white, LANCZOS-resized to ``size`` x ``size`` (uint8 RGB)."""
-    pil = Image.fromarray(normal_map_on_white(normals, mask))
+def normal_map_on_white(normals: np.ndarray, mask: np.ndarray, colors: np.ndarray | None = None) -> np.ndarray:
+    """Unit normals [H, W, 3] (or their uint8 ``colors``) + mask -> uint8 RGB as the release's predictor
+    returns it: background white (the release sets background normals to (1, 1, 1))."""
+    out = normal_colors(normals) if colors is None else colors.copy()
+    out[~mask] = 255
+    return out
+
+
+def condition_image(normals: np.ndarray, mask: np.ndarray, size: int = 518,
+                    colors: np.ndarray | None = None) -> np.ndarray:
+    """The image DINOv2 sees: the normal map on white, LANCZOS-resized to ``size`` x ``size`` (uint8 RGB).
+
+    ``colors`` (uint8 [H, W, 3], from ``given_colors``) replace the normals' colours when a user gave the map.
+    """
+    pil = Image.fromarray(normal_map_on_white(normals, mask, colors))
     return np.asarray(pil.resize((size, size), Image.Resampling.LANCZOS))

@@ -78,7 +78,7 @@ class Hi3DGenEngine:
 
         t0 = time.perf_counter()
         rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
-        normals, source = self._normal_map(request, rgba, mask, frame, ctx)
+        normals, source, _ = self._normal_map(request, rgba, mask, frame, ctx)
         normals, mask = uncrop_normals(normals, mask, frame)  # the map alone comes at the input's size
         return EngineResult(normal_map=NormalMapData(normals, mask),
                             stats={"normals": source, "seconds": time.perf_counter() - t0})
@@ -91,12 +91,13 @@ class Hi3DGenEngine:
         t0 = time.perf_counter()
         p = request.params
         rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
-        normals, source = self._normal_map(request, rgba, mask, frame, ctx)
+        normals, source, colors = self._normal_map(request, rgba, mask, frame, ctx)
         models = self._models(request, ctx)
         params = GeometryParams(seed=request.seed, ss_steps=p["ss_steps"], ss_guidance=p["ss_guidance"],
                                 slat_steps=p["slat_steps"], slat_guidance=p["slat_guidance"],
                                 extraction=p["extraction"])
-        vertices, faces, timings = generate_geometry(models, condition_image(normals, mask), params, ctx)
+        condition = condition_image(normals, mask, colors=colors)  # [518, 518, 3] uint8
+        vertices, faces, timings = generate_geometry(models, condition, params, ctx)
         ctx.step("cleanup", 0, 1, "cleaning the mesh")
         options = CleanupOptions(remove_floaters=p["remove_floaters"], fill_holes=p["fill_holes"],
                                  target_faces=p["decimate_faces"])
@@ -139,15 +140,18 @@ class Hi3DGenEngine:
         return self._nirne
 
     def _normal_map(self, request: EngineRequest, rgba: Any, mask: Any, frame: Any,
-                    ctx: JobContext) -> tuple[Any, str]:
+                    ctx: JobContext) -> tuple[Any, str, Any]:
+        """(unit normals [R, R, 3] in the crop, their source, a given map's own uint8 colours or None)."""
         choice = request.params["normals"]
         if request.normal_map is not None and choice in ("auto", "given"):
-            from ..preprocess import given_normals
+            from ..normalmap import from_colors
+            from ..preprocess import given_colors
 
-            return given_normals(request.normal_map, frame, mask.shape), "given"
+            colors = given_colors(request.normal_map, frame, mask.shape)  # [R, R, 3] uint8
+            return from_colors(colors / 255.0), "given", colors
         if choice == "given":
             raise WeightsMissing("Normals 'given' was chosen but no normal map was supplied.",
                                  hint="Supply a normal-map image, or choose 'auto'.", code="bad_input")
         estimator = replace(self._estimator(request.placement_name, ctx),
                             processing_resolution=request.params["normal_resolution"])
-        return estimator(rgba, mask, ctx), "nirne"
+        return estimator(rgba, mask, ctx), "nirne", None

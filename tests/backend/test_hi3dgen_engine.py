@@ -1,5 +1,6 @@
 """The hi3dgen engine end to end on tiny random networks in the releases' folder layouts, through the
-real ``python -m backend serve`` subprocess: handshake, normals only, generation, reproducibility, cancel."""
+real ``python -m backend serve`` subprocess: handshake, normals only, generation, reproducibility, cancel; and
+in process, what a given normal map makes of the condition image."""
 
 from __future__ import annotations
 
@@ -98,3 +99,40 @@ def test_models_stay_loaded_until_released(server):
     server.send(P.ReleaseModels(), 22)
     assert loads(_generate(server, 23)), "after ReleaseModels they load again"
     assert not loads(_generate(server, 24))
+
+
+def test_a_given_rgba_normal_map_reaches_the_encoder_as_the_release_resizes_it(monkeypatch):
+    """The engine's own path (no networks): the condition image is the premultiplied resize on white."""
+    import backend.pipelines.hi3dgen as geometry
+    from backend.engines.base import EngineRequest, validate_params
+    from backend.engines.hi3dgen import PARAMS, Hi3DGenEngine
+    from backend.images import LoadedImage
+    from backend.jobs import JobContext
+    from backend.preprocess import square_crop_with_frame
+    from backend.settings import BackendSettings
+
+    from .test_preprocess import _dome_normal_map, _release_condition
+
+    class Seen(Exception):
+        pass
+
+    def capture(models, condition, params, ctx):
+        seen.append(condition)
+        raise Seen
+
+    seen: list[np.ndarray] = []
+    monkeypatch.setattr(geometry, "generate_geometry", capture)
+    h, w = 120, 90
+    yy, xx = np.mgrid[0:h, 0:w]
+    alpha = np.clip((30.0 - np.hypot(yy - 60.0, xx - 45.0)) * 128.0, 0, 255)  # a disc with a soft edge
+    image = LoadedImage(np.dstack([np.full((h, w, 3), 0.5), alpha / 255]).astype(np.float32), True, "RGBA")
+    normal_map = _dome_normal_map(h, w, alpha.astype(np.uint8))
+    given = LoadedImage(normal_map.astype(np.float32) / 255, has_alpha=True, source_mode="RGBA")
+    engine = Hi3DGenEngine(BackendSettings())
+    monkeypatch.setattr(engine, "_models", lambda request, ctx: None)
+    request = EngineRequest(image, "disc", 0, validate_params(PARAMS, {}), normal_map=given)
+    with pytest.raises(Seen):
+        engine.generate(request, JobContext())
+    _, mask, frame = square_crop_with_frame(image)
+    expected = _release_condition(normal_map, frame.crop, mask).astype(int)
+    assert np.abs(seen[0].astype(int) - expected).max() <= 1

@@ -9,6 +9,7 @@ from backend.errors import BadInput
 from backend.images import LoadedImage
 from backend.preprocess import (
     condition_image,
+    given_colors,
     given_normals,
     normal_map_on_white,
     premultiply,
@@ -103,6 +104,48 @@ def test_given_normals_follow_the_image_crop() -> None:
     assert normals.shape == (64, 64, 3)
     np.testing.assert_allclose(normals[32, 32], [1.0, 0.0, 0.0], atol=0.01)
     np.testing.assert_allclose(np.linalg.norm(normals, axis=-1), 1.0, atol=1e-4)
+
+
+def _dome_normal_map(h: int, w: int, alpha: np.ndarray) -> np.ndarray:
+    """uint8 RGBA: a dome's normal colours where ``alpha`` > 0, red garbage under the transparent pixels."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    n = np.stack([(x - w / 2) / w, (h / 2 - y) / h, np.ones_like(x)], -1)  # [H, W, 3]
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    rgba = np.dstack([np.round((n + 1) * 127.5), alpha]).astype(np.uint8)  # [H, W, 4]
+    rgba[alpha == 0, :3] = (255, 0, 0)
+    return rgba
+
+
+def _release_condition(normal_map: np.ndarray, crop, mask: np.ndarray) -> np.ndarray:
+    """What the release's Pillow calls make of an RGBA map: crop, transparent padding, an RGBA LANCZOS resize
+    (premultiplied inside Pillow), then the background rule (white outside the mask), then 518."""
+    from PIL import Image
+
+    left, top, right, bottom = crop.box
+    ox, oy = crop.offset
+    square = np.zeros((crop.side, crop.side, 4), np.uint8)  # transparent black, as the release pads
+    square[oy:oy + bottom - top, ox:ox + right - left] = normal_map[top:bottom, left:right]
+    rgb = np.asarray(Image.fromarray(square).resize(mask.shape[::-1], Image.Resampling.LANCZOS))[..., :3].copy()
+    rgb[~mask] = 255
+    return np.asarray(Image.fromarray(rgb).resize((518, 518), Image.Resampling.LANCZOS))
+
+
+def test_rgba_normal_maps_are_resized_premultiplied_as_the_release() -> None:
+    h, w = 60, 80
+    yy, xx = np.mgrid[0:h, 0:w]
+    alpha = np.clip((18.0 - np.hypot(yy - 30.0, (xx - 40.0) * 0.8)) * 128.0, 0, 255)  # a disc, 2 px soft edge
+    image = LoadedImage(np.dstack([np.full((h, w, 3), 0.5), alpha / 255]).astype(np.float32), True, "RGBA")
+    rgba, mask, frame = square_crop_with_frame(image, resolution=256)
+    normal_map = _dome_normal_map(h, w, alpha.astype(np.uint8))
+    given = LoadedImage(normal_map.astype(np.float32) / 255, has_alpha=True, source_mode="RGBA")
+    colors = given_colors(given, frame, mask.shape)
+    ours = condition_image(given_normals(given, frame, mask.shape), mask, colors=colors).astype(int)
+    expected = _release_condition(normal_map, frame.crop, mask).astype(int)
+    assert np.abs(ours - expected).max() <= 1
+    opaque = LoadedImage(given.rgba.copy(), has_alpha=False, source_mode="RGB")  # alpha dropped: red bleeds in
+    dropped = condition_image(given_normals(opaque, frame, mask.shape), mask,
+                              colors=given_colors(opaque, frame, mask.shape)).astype(int)
+    assert np.abs(dropped - expected).max() > 4
 
 
 def test_condition_image_is_white_outside_and_518() -> None:
