@@ -6,6 +6,7 @@ One network evaluation, no noise and no scheduler (``YOSONormalsPipeline`` with 
     down, mid = controlnet(latent, t=0, context=zeros(1, 257, 1024))       # 12 residuals + mid
     latent = unet(latent, t=0, context=zeros, down, mid)                  # [1, 4, H/8, W/8]
     normals = l2_normalise(vae.decode(latent / scaling_factor))           # [1, 3, H, W]
+    normals = l2_normalise(lanczos(normals, input size))                  # the wrapper's way back
 
 Output convention. YOSO reuses diffusers' Marigold image processor and its normals frame: +X right,
 +Y up, +Z toward the viewer, i.e. already the OpenGL camera convention the backend uses, so

@@ -2,7 +2,12 @@
 
 Release path (``hubconf.py::Predictor`` then ``YOSONormalsPipeline``): composite over white, LANCZOS
 resize so the long side is the processing resolution with each side rounded to a multiple of 64, ``[-1, 1]``,
-replicate-pad bottom/right to a multiple of 8; after the networks: unpad, bilinear resize back, renormalise.
+replicate-pad bottom/right to a multiple of 8; after the networks: unpad, then back to the input's size.
+
+The way back: the release's pipeline resizes to its own input (the wrapper's 768 px image, so a no-op), then
+the wrapper writes uint8 colours and resizes them to the input's size with Pillow's LANCZOS (antialiased
+when shrinking). Here the same LANCZOS kernel runs on the float normals (Pillow, mode "F"), which are then
+renormalised.
 """
 
 from __future__ import annotations
@@ -65,7 +70,17 @@ def normalize_channels(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 def resize_normals(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of unit normals [B, 3, h, w] to ``size`` (no antialias, as released), renormalised."""
+    """LANCZOS resize of unit normals [B, 3, h, w] to ``size`` (H, W), as the release's wrapper, renormalised."""
     if tuple(x.shape[2:]) != tuple(size):
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        x = lanczos_resize(x, size)
     return normalize_channels(x)
+
+
+def lanczos_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Pillow's LANCZOS (3 lobes, antialiased when shrinking) on float planes: [B, C, h, w] -> [B, C, H, W]."""
+    planes = x.detach().float().cpu().numpy()  # [B, C, h, w]
+    out = np.empty((*planes.shape[:2], *size), np.float32)  # [B, C, H, W]
+    for b, c in np.ndindex(*planes.shape[:2]):
+        pil = Image.fromarray(np.ascontiguousarray(planes[b, c]))  # float32 -> mode "F"
+        out[b, c] = np.asarray(pil.resize((size[1], size[0]), Image.Resampling.LANCZOS))
+    return torch.from_numpy(out).to(x.device, x.dtype)

@@ -136,3 +136,29 @@ def test_a_given_rgba_normal_map_reaches_the_encoder_as_the_release_resizes_it(m
     _, mask, frame = square_crop_with_frame(image)
     expected = _release_condition(normal_map, frame.crop, mask).astype(int)
     assert np.abs(seen[0].astype(int) - expected).max() <= 1
+
+
+def test_nirne_runs_at_768_unless_asked(monkeypatch):
+    """``normal_resolution`` defaults to the release's 768, changes one request only, and the shared estimator
+    (the relief engine's too) stays at 768."""
+    import backend.nirne.pipeline as nirne
+    from backend.engines.base import EngineRequest, validate_params
+    from backend.engines.hi3dgen import PARAMS, Hi3DGenEngine
+    from backend.images import LoadedImage
+    from backend.jobs import JobContext
+    from backend.settings import BackendSettings
+
+    used: list[int] = []
+
+    def fake_estimate(models, image, mask, *, processing_resolution, ctx=None):
+        used.append(processing_resolution)
+        return np.dstack([np.zeros((*image.shape[:2], 2)), np.ones(image.shape[:2])]).astype(np.float32)
+
+    monkeypatch.setattr(nirne, "estimate_normals", fake_estimate)
+    engine = Hi3DGenEngine(BackendSettings())
+    engine._nirne = nirne.NirneEstimator(models=None)  # as loaded: no resolution given
+    image = LoadedImage(blob_rgba(64).astype(np.float32) / 255, True, "RGBA")
+    for params in ({}, {"normal_resolution": 512}, {}):
+        engine.normals(EngineRequest(image, "blob", 0, validate_params(PARAMS, params)), JobContext())
+    engine.nirne_if_present("auto")(image.rgba, None)
+    assert used == [768, 512, 768, 768]
