@@ -11,7 +11,7 @@ Layout of ``Stable-X/yoso-normal-v1-8-1``::
 Each network is built from its ``config.json`` on the meta device with the diffusers class (our own
 ``ControlNetVAEModel`` for the control branch), its safetensors file is checked key by key and shape by
 shape, and the tensors are assigned in place. Only ``.safetensors`` files are ever opened.
-Tested with diffusers 0.42.1 (supported range: ``diffusers>=0.30,<0.43``).
+Tested with diffusers 0.39.0 (the range ``requirements/backend.txt`` pins: ``diffusers>=0.30,<0.40``).
 """
 
 from __future__ import annotations
