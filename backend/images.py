@@ -193,10 +193,10 @@ def _refuse_other_formats(data: bytes, name: str) -> None:
 def _unidentified(data: bytes, name: str) -> BadInput:
     claimed = next((fmt for test, fmt in _ACCEPTED_SIGNATURES if test(data[:16])), None)
     if claimed is not None:
-        return BadInput(f"The image '{name}' is a {claimed} file of a kind that cannot be decoded "
-                        "(for example floating-point colour, or damaged).",
+        return BadInput(f"Cannot decode the image '{name}': a {claimed} file of an unsupported kind "
+                        "(for example floating-point colour) or damaged.",
                         hint="Re-save it as an 8- or 16-bit PNG.")
-    return BadInput(f"The image '{name}' is not an image in an accepted format ({ACCEPTED_TEXT}).",
+    return BadInput(f"Cannot decode the image '{name}': not an image in an accepted format ({ACCEPTED_TEXT}).",
                     hint="Choose an image file, or re-save it as PNG.")
 
 
