@@ -82,7 +82,7 @@ class ReliefEngine:
         height = integrate_normals(cell_normals, cells)
         ctx.step("relief", 3, 4, "building mesh")
         scale = 1.0 / max(cells.shape)
-        relief = relief_mesh(height * scale * p["depth"], cells, p["thickness"])
+        relief = relief_mesh(height * scale * p["depth"], cells, p["thickness"], ctx.check)
         mesh = MeshData(request.name, relief.vertices, relief.faces, uvs=relief.uvs)
         ctx.step("relief", 4, 4, "done")
         stats = {"normals": prep.normals_source, "mask": prep.mask_source, "grid": list(cells.shape),

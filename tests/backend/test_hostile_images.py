@@ -11,6 +11,7 @@ import subprocess
 import threading
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ from backend.engines.relief import WORK_SIDE, ReliefEngine
 from backend.errors import BadInput, Cancelled
 from backend.images import ACCEPTED_TEXT, MIN_SIDE, decode_image, load_image, read_image_bytes
 from backend.jobs import JobContext
+
+from .conftest import blob_rgba
 
 EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\n%%EndComments\n"
        b"newpath 0 0 moveto 32 32 lineto stroke showpage\n%%EOF\n")
@@ -282,3 +285,26 @@ def test_large_images_work_at_the_working_size_and_cancel_inside_the_first_stage
     assert steps == [0], "cancelled inside the first stage, not after it"
     out = ReliefEngine().normals(request, JobContext())
     assert max(out.normal_map.normals.shape[:2]) <= WORK_SIDE
+
+
+@dataclass
+class _Recorder(JobContext):
+    """A context that records every cancel check and every progress report, in order."""
+
+    events: list[str] = field(default_factory=list)
+
+    def check(self) -> None:
+        self.events.append("check")
+        super().check()
+
+
+@pytest.mark.parametrize("command", ["generate", "normals"])
+def test_every_relief_stage_has_a_cancel_point_inside_it(command):
+    image = decode_image(encode(Image.fromarray(blob_rgba(256))))
+    request = EngineRequest(image, "t", 0, validate_params(ReliefEngine.params, {"resolution": 64}))
+    ctx = _Recorder()
+    ctx.report = lambda stage, step, total, message: ctx.events.append(f"step {step}")
+    getattr(ReliefEngine(), command)(request, ctx)
+    steps = [i for i, e in enumerate(ctx.events) if e.startswith("step")]
+    for before, after in zip(steps, steps[1:]):
+        assert ctx.events[before + 1:after].count("check") >= 2, ctx.events  # one inside, one of the step
