@@ -147,7 +147,6 @@ def decode_image(data: bytes, name: str = "image") -> LoadedImage:
             img = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
         _check_size(img.size, name)
         img.load()
-        ImageOps.exif_transpose(img, in_place=True)  # a phone photo comes out as it was held
     except BadInput:
         raise
     except UnidentifiedImageError:
@@ -159,6 +158,8 @@ def decode_image(data: bytes, name: str = "image") -> LoadedImage:
         raise BadInput(f"Cannot decode the image '{name}': {_prose(exc)}",
                        hint="The file is damaged or not an image Pillow can read; re-save it as PNG.") from None
     _check_size(img.size, name)
+    with contextlib.suppress(*_DECODE_ERRORS):  # unreadable EXIF: the pixels as stored
+        ImageOps.exif_transpose(img, in_place=True)  # a phone photo comes out as it was held
     rgba, has_alpha = _to_rgba(img, name)
     return LoadedImage(rgba, has_alpha, img.mode)
 

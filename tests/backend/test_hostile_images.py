@@ -126,6 +126,15 @@ def test_exif_orientation_is_applied():
     assert out.rgba[2, -3, 0] > 0.9 and out.rgba[2, 2, 0] < 0.1  # now in the top-right corner
 
 
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
+def test_unreadable_exif_keeps_the_pixels_as_stored_and_multi_picture_jpegs_decode():
+    img = Image.new("RGB", (40, 20), (0, 200, 0))
+    out = decode_image(encode(img, "JPEG", exif=b"Exif\x00\x00II*\x00\xff\xff\xff\x7f" + bytes(8)))
+    assert out.rgba.shape == (20, 40, 4)
+    mpo = decode_image(encode(img, "MPO", save_all=True, append_images=[Image.new("RGB", (40, 20))]))
+    assert mpo.rgba.shape == (20, 40, 4) and mpo.rgba[5, 5, 1] > 0.7  # phones' JPEGs: the first picture
+
+
 def test_dark_sixteen_bit_grey_png_is_scaled_by_its_depth_not_its_values():
     pixels = np.full((16, 16), 1000, np.uint16)  # a dark 16-bit image: max 1000, far above 255
     pixels[0, 0] = 0
@@ -217,6 +226,10 @@ def finishes(call: Callable[[], object]) -> BaseException | None:
     return outcome[0]
 
 
+NO_FIFOS = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
+
+
+@NO_FIFOS
 def test_fifo_device_and_socket_are_refused_without_blocking(tmp_path):
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)  # no writer: a plain open() would block for ever
@@ -230,6 +243,7 @@ def test_fifo_device_and_socket_are_refused_without_blocking(tmp_path):
         server.close()
 
 
+@NO_FIFOS
 def test_a_path_swapped_for_a_fifo_after_the_check_does_not_block(tmp_path, monkeypatch):
     fifo = tmp_path / "swapped.png"
     os.mkfifo(fifo)
