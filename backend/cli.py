@@ -11,6 +11,9 @@ from . import __version__
 from .mesh.export import EXPORT_FORMATS
 from .settings import BackendSettings
 
+PATHS_EPILOG = ("Image paths that start with '-' go after '--', behind every option "
+                "(python -m backend generate -o out -- -photo.png), or as ./-photo.png.")
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m backend", description="Hi3DGen backend.")
@@ -19,8 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="speak the binary protocol on stdin/stdout (used by the add-on)")
     _common(serve)
     for name, text in (("generate", "image(s) -> mesh + normal map"), ("normals", "image(s) -> normal map")):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("images", nargs="+", help="input image files")
+        p = sub.add_parser(name, help=text, epilog=PATHS_EPILOG)
+        p.add_argument("images", nargs="+", help="input image files (PNG, JPEG, WebP, BMP, TIFF or TGA)")
         p.add_argument("-o", "--output", default="out", help="output folder (created if missing)")
         p.add_argument("--engine", default="relief", help="relief (default) or hi3dgen")
         p.add_argument("--seed", type=int, default=0)
@@ -102,8 +105,13 @@ def _batch(args: argparse.Namespace, settings: BackendSettings) -> int:
     if sys.stderr.isatty():
         print(f"{done}/{len(args.images)} done in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     for path, reason in failures:
-        print(f"FAILED {path}: {reason}", file=sys.stderr)
+        print(f"FAILED {_one_line(str(path))}: {_one_line(reason)}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _one_line(text: str) -> str:
+    """``text`` with control characters (a newline in a file name) written as escapes: one line per failure."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _parse_params(pairs: list[str]) -> dict[str, object]:

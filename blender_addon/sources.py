@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 import bpy
 import numpy as np
 
+from .files import FileRefused, read_regular_file
 from .settings import image_name_from_path
 
 
@@ -46,20 +46,18 @@ READABLE_FORMATS = ("PNG", "JPEG", "BMP", "TARGA", "WEBP")
 
 
 def picture_from_file(path: str) -> Picture:
+    """The encoded bytes of an image file; only regular files are read, never more than ``MAX_FILE_BYTES``."""
     full = bpy.path.abspath(path) if path else ""
     if not full:
         raise SourceProblem("Choose an image file first.")
-    if os.path.isdir(full):
-        raise SourceProblem(f"This is a folder, not an image file: {full}")
-    if not os.path.isfile(full):
-        raise SourceProblem(f"Image file not found: {full}")
-    size = os.path.getsize(full)
-    if size > MAX_FILE_BYTES:
-        raise SourceProblem(f"The image file is too large ({size >> 20} MiB, at most {MAX_FILE_BYTES >> 20} MiB): "
-                            f"{full}. Re-save it smaller (PNG or JPEG).")
     try:
-        with open(full, "rb") as f:
-            data = f.read()
+        data = read_regular_file(full, MAX_FILE_BYTES)
+    except IsADirectoryError:
+        raise SourceProblem(f"This is a folder, not an image file: {full}") from None
+    except FileNotFoundError:
+        raise SourceProblem(f"Image file not found: {full}") from None
+    except FileRefused as exc:
+        raise SourceProblem(f"{exc} Choose an image file (PNG or JPEG): {full}") from None
     except OSError as exc:
         raise SourceProblem(f"Cannot read the image file ({exc.strerror or exc}): {full}. "
                             "Check its permissions.") from None
@@ -91,10 +89,9 @@ def picture_from_image(image: Any) -> Picture:
         if image.packed_file is not None:
             return Picture(name, bytes(image.packed_file.data))
         path = bpy.path.abspath(image.filepath, library=image.library) if image.filepath else ""
-        if path and os.path.isfile(path):
-            with contextlib.suppress(OSError):  # unreadable: Blender may still hold its pixels
-                with open(path, "rb") as f:
-                    data = f.read()
+        if path:
+            with contextlib.suppress(OSError, FileRefused):  # unreadable: Blender may still hold its pixels
+                data = read_regular_file(path, MAX_FILE_BYTES)
                 if data:
                     return Picture(name, data)
     return Picture(name, _encode_pixels(image))

@@ -41,6 +41,10 @@ PARAMS = (
               0.0, 4.0),
 )
 MARGIN = 0.02
+WORK_SIDE = 2048
+"The engine works on the image scaled to at most this long side (the largest normal map it sends)."
+BLUR_SIGMA = 4.0
+"Wide blurs run at a scale where their sigma is about this many pixels."
 
 
 class ReliefEngine:
@@ -63,7 +67,7 @@ class ReliefEngine:
 
     def normals(self, request: EngineRequest, ctx: JobContext) -> EngineResult:
         prep = self._prepare(request, ctx)
-        full_n, full_m = _uncrop(prep.normals, prep.mask, prep.box, request.image.rgba.shape[:2])  # input size
+        full_n, full_m = _uncrop(prep.normals, prep.mask, prep.box, prep.shape)  # the working image's size
         return EngineResult(normal_map=NormalMapData(full_n, full_m),
                             stats={"normals": prep.normals_source, "mask": prep.mask_source})
 
@@ -74,10 +78,11 @@ class ReliefEngine:
         p = request.params
         ctx.step("relief", 2, 4, "integrating normals")
         cells, cell_normals = _to_grid(mask, normals, p["resolution"])
+        ctx.check()
         height = integrate_normals(cell_normals, cells)
         ctx.step("relief", 3, 4, "building mesh")
         scale = 1.0 / max(cells.shape)
-        relief = relief_mesh(height * scale * p["depth"], cells, p["thickness"])
+        relief = relief_mesh(height * scale * p["depth"], cells, p["thickness"], ctx.check)
         mesh = MeshData(request.name, relief.vertices, relief.faces, uvs=relief.uvs)
         ctx.step("relief", 4, 4, "done")
         stats = {"normals": prep.normals_source, "mask": prep.mask_source, "grid": list(cells.shape),
@@ -85,9 +90,11 @@ class ReliefEngine:
         return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats)
 
     def _prepare(self, request: EngineRequest, ctx: JobContext) -> _Prepared:
-        """Foreground crop (RGBA, mask), its normals, where both came from, and the crop box."""
+        """Foreground crop (RGBA, mask), its normals, where both came from, the crop box and the working image
+        (the input scaled to at most ``WORK_SIDE``)."""
         ctx.step("relief", 0, 4, "finding the foreground")
-        image = request.image
+        image = working_image(request.image)
+        ctx.check()
         matting = choose_matting(self._matting, request.params["mask"], request.placement_name, image.has_alpha)
         if matting is not None:  # the same thresholding as the hi3dgen engine's, then specks removed
             mask, mask_source = clean_mask(segment(image.rgba, "learned", matting)), "learned"
@@ -99,14 +106,14 @@ class ReliefEngine:
         box = _crop_box(mask)
         rgba, mask = image.rgba[box], mask[box]
         ctx.step("relief", 1, 4, "normals")
-        normals, source = self._normals(request, rgba, mask, box, ctx)
-        return _Prepared(rgba, mask, normals, source, box, mask_source)
+        normals, source = self._normals(request, image, rgba, mask, box, ctx)
+        return _Prepared(rgba, mask, normals, source, box, mask_source, image.rgba.shape[:2])
 
-    def _normals(self, request: EngineRequest, rgba: np.ndarray, mask: np.ndarray,
+    def _normals(self, request: EngineRequest, image: LoadedImage, rgba: np.ndarray, mask: np.ndarray,
                  box: tuple[slice, slice], ctx: JobContext) -> tuple[np.ndarray, str]:
         choice = request.params["normals"]
         if choice in ("auto", "given") and request.normal_map is not None:
-            return _given_normals(request.normal_map, request.image, box, mask), "given"
+            return _given_normals(request.normal_map, image.rgba.shape[:2], box, mask), "given"
         if choice == "given":
             raise BadInput("Normals 'given' was chosen but no normal map was supplied.",
                            hint="Supply a normal-map image, or choose 'auto'.")
@@ -116,7 +123,11 @@ class ReliefEngine:
         if choice == "nirne":
             raise BadInput("NiRNE weights are not available.",
                            hint="Download them (python -m backend download yoso-normal) or choose 'inflate'.")
-        height = inflated_height(mask) + request.params["detail"] * shading_detail(rgba, mask)
+        height = inflated_height(mask)
+        ctx.check()
+        if request.params["detail"] > 0.0:
+            height = height + request.params["detail"] * shading_detail(rgba, mask)
+            ctx.check()
         return height_to_normals(height, mask), "inflate"
 
 
@@ -129,10 +140,42 @@ def shading_detail(rgba: np.ndarray, mask: np.ndarray) -> np.ndarray:
     lum = rgba[..., :3] @ np.array([0.2126, 0.7152, 0.0722], np.float32)  # [H, W]
     size = float(np.sqrt(mask.sum()))
     sigma = max(1.0, 0.08 * size)
-    weight = ndimage.gaussian_filter(mask.astype(np.float32), sigma)
-    low = ndimage.gaussian_filter(np.where(mask, lum, 0.0), sigma) / np.maximum(weight, 1e-3)
+    weight = _blur(mask.astype(np.float32), sigma)
+    low = _blur(np.where(mask, lum, 0.0).astype(np.float32), sigma) / np.maximum(weight, 1e-3)
     detail = ndimage.gaussian_filter(lum - low, 0.6) * 0.15 * size
     return np.where(mask, detail, 0.0).astype(np.float32)
+
+
+def _blur(plane: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of [H, W]; wide blurs run on a copy shrunk so sigma is about BLUR_SIGMA pixels.
+
+    The result of a wide blur is smooth, so blurring small and scaling back costs nothing visible and
+    keeps the cost independent of sigma (a full-size blur of sigma 160 takes tens of seconds).
+    """
+    factor = int(sigma // BLUR_SIGMA)
+    if factor < 2:
+        return ndimage.gaussian_filter(plane, sigma)
+    h, w = plane.shape
+    small = _resize(plane, (max(1, h // factor), max(1, w // factor)))  # area average
+    blurred = ndimage.gaussian_filter(small, sigma * small.shape[0] / h)
+    back = Image.fromarray(blurred.astype(np.float32), mode="F").resize((w, h), Image.Resampling.BILINEAR)
+    return np.asarray(back, dtype=np.float32)
+
+
+def working_image(image: LoadedImage, side: int = WORK_SIDE) -> LoadedImage:
+    """``image`` shrunk by a whole factor (block average) so its long side is at most ``side``.
+
+    The same object when it is small enough; the last few rows and columns that do not fill a block are
+    dropped (fewer than the factor, at most 8 pixels).
+    """
+    h, w = image.rgba.shape[:2]
+    k = -(-max(h, w) // side)
+    if k < 2:
+        return image
+    h2, w2 = h // k, w // k
+    rows = image.rgba[:h2 * k, :w2 * k].reshape(h2, k, w2 * k * 4).sum(axis=1)  # [h2, w2 * k * 4]
+    blocks = rows.reshape(h2, w2, k, 4).sum(axis=2) * np.float32(1.0 / (k * k))  # [h2, w2, 4]
+    return LoadedImage(blocks.astype(np.float32), image.has_alpha, image.source_mode)
 
 
 def _crop_box(mask: np.ndarray) -> tuple[slice, slice]:
@@ -148,8 +191,9 @@ class _Prepared(NamedTuple):
     mask: np.ndarray  # [h, w] bool
     normals: np.ndarray  # [h, w, 3]
     normals_source: str
-    box: tuple[slice, slice]  # the crop in the full image
+    box: tuple[slice, slice]  # the crop in the working image
     mask_source: str  # alpha, learned or estimate
+    shape: tuple[int, int]  # the working image's (H, W)
 
 
 def _uncrop(normals: np.ndarray, mask: np.ndarray, box: tuple[slice, slice],
@@ -162,9 +206,9 @@ def _uncrop(normals: np.ndarray, mask: np.ndarray, box: tuple[slice, slice],
     return full_n, full_m
 
 
-def _given_normals(normal_map: LoadedImage, image: LoadedImage, box: tuple[slice, slice],
+def _given_normals(normal_map: LoadedImage, shape: tuple[int, int], box: tuple[slice, slice],
                    mask: np.ndarray) -> np.ndarray:
-    h, w = image.rgba.shape[:2]
+    h, w = shape
     rgb = normal_map.rgba[..., :3]
     if rgb.shape[:2] != (h, w):
         rgb = _resize(rgb, (h, w))

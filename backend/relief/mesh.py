@@ -7,6 +7,7 @@ so normals point outward.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,8 +44,11 @@ def corner_heights(heights: np.ndarray, cells: np.ndarray) -> np.ndarray:
     return np.where(count > 0, total / np.maximum(count, 1.0), 0.0)
 
 
-def relief_mesh(heights: np.ndarray, cells: np.ndarray, thickness: float) -> ReliefMesh:
-    """Closed mesh over the active ``cells`` [h, w]; ``heights`` [h, w] are in world units (long side = 1)."""
+def relief_mesh(heights: np.ndarray, cells: np.ndarray, thickness: float,
+                check: Callable[[], None] = lambda: None) -> ReliefMesh:
+    """Closed mesh over the active ``cells`` [h, w]; ``heights`` [h, w] are in world units (long side = 1).
+
+    ``check`` is called between the vertices and the faces (a cancel point: it may raise)."""
     cells = manifold_cells(cells)
     h, w = cells.shape
     z = corner_heights(heights, cells)  # [h+1, w+1]
@@ -67,6 +71,7 @@ def relief_mesh(heights: np.ndarray, cells: np.ndarray, thickness: float) -> Rel
     vertices /= max(np.ptp(vertices[:, 0]), np.ptp(vertices[:, 2]))  # the outline's long side is 1
     vertices = vertices.astype(np.float32)
     uv = np.stack([cols_s / w, 1.0 - rows_s / h], axis=1)  # front projection of the smoothed outline
+    check()
     faces = np.concatenate([_surfaces(cells, index, n), _walls(start, end, n)]).astype(np.int32)
     return ReliefMesh(vertices, faces, np.concatenate([uv, uv]).astype(np.float32))
 

@@ -26,7 +26,7 @@ from blender_addon.settings import (
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE = Path(__file__).with_name("fake_backend.py")
-BPY_FREE = ("settings.py", "client.py", "job.py", "wire.py", "__init__.py")
+BPY_FREE = ("settings.py", "client.py", "job.py", "wire.py", "files.py", "__init__.py")
 
 
 def fake_config(mode: str, hang_timeout: float = 15.0) -> BackendConfig:

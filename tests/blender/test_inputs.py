@@ -115,7 +115,11 @@ BAD_FILES = [
     ("folder", "is a folder, not an image file"),
     ("empty", "The image file is empty (0 bytes)"),
     ("not_an_image", "Cannot decode the image"),
+    ("fifo", "This is a named pipe, not a regular file"),
+    ("device", "This is a device, not a regular file"),
+    ("eps", "is an EPS/PostScript file, which is not read (accepted: PNG"),
 ]
+DECODED_BY_THE_BACKEND = ("not_an_image", "eps")
 
 
 @pytest.mark.parametrize(("case", "words"), BAD_FILES, ids=[c[0] for c in BAD_FILES])
@@ -127,16 +131,22 @@ def test_bad_file_is_refused_and_the_scene_kept(ext, verdicts, tmp_path, case, w
         path.write_bytes(b"")
     elif case == "not_an_image":
         path.write_bytes(b"plain text, no image signature\n" * 8)  # a GIF/PNG header would parse a size
+    elif case == "fifo":
+        os.mkfifo(path)  # no writer: opening it plainly would block Blender for ever
+    elif case == "device":
+        path = Path("/dev/zero")  # endless: reading it to the end would never finish
+    elif case == "eps":
+        path.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 32 32\nshowpage\n%%EOF\n")
     before = user_scene()
     text = generate_fails(verdicts, image_path=str(path))
-    assert words in text and (case == "not_an_image" or str(path) in text)
+    assert words in text and (case in DECODED_BY_THE_BACKEND or str(path) in text)
     assert ext.generation.last_error().code == "bad_input" and words in ext.generation.last_error().message
     assert scene_state() == before
     with pytest.raises(ext.api.GenerationError) as info:  # the scripting API says the same
         ext.api.generate(str(path))
     assert words in str(info.value) and info.value.code == "bad_input"
     assert scene_state() == before
-    if case != "not_an_image":  # refused by the add-on itself: no backend needed for that
+    if case not in DECODED_BY_THE_BACKEND:  # refused by the add-on itself: no backend needed for that
         ext.generation.stop_backend()
         with pytest.raises(RuntimeError):
             bpy.ops.hi3dgen.generate(image_path=str(path))
@@ -163,7 +173,7 @@ def test_unreadable_file_simulated(ext, verdicts, tmp_path, monkeypatch):  # noq
     def locked(file: Any, *args: Any, **kwargs: Any) -> Any:
         raise PermissionError(13, "Permission denied", str(file))
 
-    monkeypatch.setattr(ext.sources, "open", locked, raising=False)
+    monkeypatch.setattr(ext.files, "open", locked, raising=False)
     before = user_scene()
     text = generate_fails(verdicts, image_path=str(path))
     assert "Cannot read the image file (Permission denied)" in text and "Check its permissions" in text
