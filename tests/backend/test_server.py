@@ -70,8 +70,8 @@ def test_cancel_mid_run_then_next_request_works(blob_png):
     proc = BackendProcess(env={"HI3DGEN_TEST_ENGINES": "1"})
     try:
         proc.expect(P.Hello)
-        proc.send(P.Generate(engine="test-slow", params={"steps": 500, "step_seconds": 0.02},
-                             image_bytes=np.frombuffer(blob_png, np.uint8)), 5)
+        proc.send(P.Generate(engine="test-slow", params={"steps": 10_000, "step_seconds": 0.02},
+                             image_bytes=np.frombuffer(blob_png, np.uint8)), 5)  # only the cancel ends it
         seen, _ = proc.expect(P.Progress)
         assert_stopped_at_next_step(cancel_with_fence(proc, 5), 5, seen)
         out = _generate(proc, 6, blob_png)

@@ -179,11 +179,12 @@ def test_api_generate_with_a_mask_image(ext, picture, tmp_path):
 
 
 def start_slow_run(ext, picture, backend_env):  # noqa: ANN001, ANN201 - fixtures and an ActiveRun
-    """An interactive run of the slow test engine, driven by hand until it is sampling (cancellable)."""
+    """An interactive run of the slow test engine (minutes long: only a cancel ends it), driven by hand until
+    it is sampling (cancellable)."""
     backend_env(HI3DGEN_TEST_ENGINES="1")
     clear_scene()
     settings = ext.settings.GenerateSettings(image_name="disc", image_bytes=picture.read_bytes(),
-                                             engine="test-slow", params={"steps": 500, "step_seconds": 0.02})
+                                             engine="test-slow", params={"steps": 10_000, "step_seconds": 0.02})
     run = ext.generation.start(bpy.context, settings, ext.settings.BuildOptions(), ext.mesh_builder.Placement())
     deadline = time.monotonic() + 60
     while run.job.stage != "sampling" and time.monotonic() < deadline:
