@@ -23,7 +23,19 @@ venvs: $(VENV)/.ready $(BVENV)/.ready
 demo: venvs
 	HI3DGEN_PYTHON=$(abspath $(VENV)/bin/python) $(BVENV)/bin/python scripts/demo.py --out out
 
-test: venvs lint typecheck test-backend test-blender
+# Every suite runs, even after one fails; then a summary, and a non-zero exit if any failed.
+SUITES := lint typecheck test-backend test-blender
+
+test: venvs
+	@failed=""; \
+	for suite in $(SUITES); do \
+		$(MAKE) --no-print-directory $$suite || failed="$$failed $$suite"; \
+	done; \
+	echo; echo "make test summary:"; \
+	for suite in $(SUITES); do \
+		case " $$failed " in *" $$suite "*) echo "  FAILED  $$suite";; *) echo "  ok      $$suite";; esac; \
+	done; \
+	test -z "$$failed"
 
 lint: $(VENV)/.ready
 	$(VENV)/bin/ruff check backend blender_addon tests bench scripts build_addon.py

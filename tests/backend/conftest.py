@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from PIL import Image
 from backend import protocol as P
 
 REPO = Path(__file__).resolve().parents[2]
+FENCE_ID = 9_999  # request id of the Ping that follows a Cancel
 
 
 class BackendProcess:
@@ -103,6 +105,47 @@ class BackendProcess:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait()
+
+
+@dataclass
+class CancelTrace:
+    """What one request sent around its cancel, split at the fence (the Pong answering the Ping sent right
+    after the Cancel): the backend reads frames in order, so by the fence its cancel flag was set."""
+
+    before: list[P.Progress] = field(default_factory=list)
+    after: list[P.Progress] = field(default_factory=list)
+    reply: P.Message | None = None
+    request_id: int = 0
+
+
+def cancel_with_fence(proc: BackendProcess, request_id: int, timeout: float = 120.0) -> CancelTrace:
+    """Cancel ``request_id``, then Ping; read until both the Pong and the request's final reply are in."""
+    proc.send(P.Cancel(), request_id)
+    proc.send(P.Ping(), FENCE_ID)
+    trace, fenced = CancelTrace(), False
+    while not (fenced and trace.reply is not None):
+        msg, rid = proc.next(timeout)
+        if isinstance(msg, P.Pong) and rid == FENCE_ID:
+            fenced = True
+        elif isinstance(msg, P.Progress):
+            (trace.after if fenced else trace.before).append(msg)
+        else:
+            trace.reply, trace.request_id = msg, rid
+    return trace
+
+
+def assert_stopped_at_next_step(trace: CancelTrace, request_id: int, seen: P.Progress) -> None:
+    """The request ended 'cancelled' at the next step boundary after its cancel arrived: steps ran on in
+    order from ``seen`` (the last step the test saw before cancelling), and after the fence at most the step
+    already under way reported, so no step began once the cancel was in."""
+    assert trace.request_id == request_id and isinstance(trace.reply, P.Error), trace.reply
+    assert trace.reply.code == "cancelled", trace.reply
+    frames = [seen, *trace.before, *trace.after]
+    steps = [p.step for p in frames]
+    assert {p.stage for p in frames} == {seen.stage}, "cancelled within the stage it was sent in"
+    assert steps == list(range(seen.step, seen.step + len(steps))), f"steps in order: {steps}"
+    assert len(trace.after) <= 1, f"steps reported after the cancel arrived: {[p.step for p in trace.after]}"
+    assert steps[-1] < seen.total, "stopped before the stage's last step"
 
 
 @pytest.fixture(scope="module")

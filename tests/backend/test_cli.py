@@ -6,7 +6,6 @@ import os
 import pty
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ def run_cli(*args: str, stderr_tty: bool = False) -> tuple[int, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "backend", *args]
     if not stderr_tty:
-        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
         return done.returncode, done.stderr
     leader, follower = pty.openpty()
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=follower)
@@ -36,22 +35,19 @@ def run_cli(*args: str, stderr_tty: bool = False) -> tuple[int, str]:
             break
         chunks.append(data)
     os.close(leader)
-    return proc.wait(timeout=120), b"".join(chunks).decode("utf-8", "replace")
+    return proc.wait(timeout=600), b"".join(chunks).decode("utf-8", "replace")
 
 
 def test_generate_writes_a_watertight_glb_and_a_normal_map(tmp_path):
     image = tmp_path / "blob.png"
     Image.fromarray(blob_rgba(512)).save(image)  # RGBA, 512 px
-    start = time.perf_counter()
     code, err = run_cli("generate", str(image), "-o", str(tmp_path / "out"))
-    seconds = time.perf_counter() - start
     assert code == 0, err
     assert err == "", "not a terminal: quiet"
     mesh = trimesh.load(tmp_path / "out" / "blob.glb", force="mesh")
     assert mesh.is_watertight and mesh.is_winding_consistent and mesh.volume > 0
     assert len(mesh.split(only_watertight=False)) == 1
     assert (tmp_path / "out" / "blob_normal.png").is_file()
-    print(f"cli generate, 512 px RGBA: {seconds:.2f} s including the interpreter and torch start-up")
 
 
 def test_failures_get_one_line_each_and_the_rest_still_runs(tmp_path):

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import time
 
 import numpy as np
+import psutil
 import pytest
 
 from backend import protocol as P
@@ -25,7 +27,7 @@ def _go(proc: BackendProcess, png: bytes, rid: int = 1) -> None:
     proc.send(P.Generate(image_name="b.png", image_bytes=np.frombuffer(png, np.uint8)), rid)
 
 
-def _stream_end(proc: BackendProcess, timeout: float = 20.0) -> object:
+def _stream_end(proc: BackendProcess, timeout: float = 120.0) -> object:
     """Read until the stream ends; return what ended it (None for EOF, or the ProtocolError)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -47,7 +49,7 @@ def test_crash_ends_the_stream_and_the_process(fault, blob_png):
     proc = _start(fault)
     _go(proc, blob_png)
     assert _stream_end(proc) is None
-    assert proc.proc.wait(timeout=10) != 0
+    assert proc.proc.wait(timeout=60) != 0
 
 
 @pytest.mark.parametrize("fault,code", [("garbage@relief", "protocol"), ("truncated_frame@relief", "truncated"),
@@ -74,16 +76,25 @@ def test_oom_is_reported_and_the_backend_keeps_serving(blob_png):
         proc.close()
 
 
+def _wait_stopped(pid: int, timeout: float = 120.0) -> None:
+    """Wait until the process is stopped (SIGSTOP), however long a loaded machine takes to get it there."""
+    deadline = time.monotonic() + timeout
+    while psutil.Process(pid).status() != psutil.STATUS_STOPPED:
+        assert time.monotonic() < deadline, "the hang fault never froze the backend"
+        time.sleep(0.05)
+
+
 def test_hang_is_visible_as_silence(blob_png):
+    """Once frozen, the backend answers nothing, pings included: the client can only notice by its own timer."""
     proc = _start("hang@relief")
     try:
         _go(proc, blob_png)
-        time.sleep(0.5)
+        _wait_stopped(proc.proc.pid)
         proc.send(P.Ping(), 3)
-        with pytest.raises(Exception):  # noqa: B017 - queue.Empty: no Pong from a frozen process
+        with pytest.raises(queue.Empty):  # a stopped process cannot answer, so any wait ends empty
             while True:
                 msg, _ = proc.next(timeout=2.0)
-                assert not isinstance(msg, P.Pong)
+                assert not isinstance(msg, P.Pong), "a frozen backend answered a ping"
     finally:
         os.kill(proc.proc.pid, signal.SIGKILL)
         proc.proc.wait()

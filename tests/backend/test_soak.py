@@ -25,8 +25,8 @@ def test_soak_generations_and_cancels(blob_png):
         image = np.frombuffer(blob_png, np.uint8)
         for i in range(1, ROUNDS + 1):
             if i % 3 == 0:
-                proc.send(P.Generate(engine="test-slow", params={"steps": 100, "step_seconds": 0.005},
-                                     image_bytes=image), i)
+                proc.send(P.Generate(engine="test-slow", params={"steps": 10_000, "step_seconds": 0.005},
+                                     image_bytes=image), i)  # so long that only the cancel ends it
                 proc.expect(P.Progress)
                 proc.send(P.Cancel(), i)
                 out = proc.collect(i)

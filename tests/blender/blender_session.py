@@ -6,10 +6,14 @@ into a temporary folder instead of the real user's configuration.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import struct
 import tempfile
+import threading
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +23,7 @@ USER_RESOURCES = os.environ.setdefault("BLENDER_USER_RESOURCES",
 
 import bpy  # noqa: E402
 
-__all__ = ["bpy", "clear_scene", "scene_snapshot", "write_png", "backend_children"]
+__all__ = ["bpy", "clear_scene", "scene_snapshot", "write_png", "backend_children", "backends_killed_after"]
 
 
 def clear_scene() -> None:
@@ -76,3 +80,26 @@ def backend_children() -> list[int]:
         if ppid == me and state != "Z" and ("backend" in cmdline or "fake_backend" in cmdline):
             found.append(int(entry.name))
     return found
+
+
+@contextlib.contextmanager
+def backends_killed_after(seconds: float) -> Iterator[None]:
+    """A safety net, not an assertion: should the code under test wait on a backend forever, SIGKILL this
+    process's backends after ``seconds``, so the test fails on what it sees (a died backend) instead of
+    hanging the test run."""
+    done = threading.Event()
+
+    def guard() -> None:
+        if done.wait(seconds):
+            return
+        for pid in backend_children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    thread = threading.Thread(target=guard, name="backend-watchdog", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()

@@ -24,9 +24,12 @@ from blender_addon.settings import (
     resolve_python,
 )
 
+from .hang_watch import watch_hangs
+
 REPO = Path(__file__).resolve().parents[2]
 FAKE = Path(__file__).with_name("fake_backend.py")
 BPY_FREE = ("settings.py", "client.py", "job.py", "wire.py", "files.py", "__init__.py")
+SAFETY_SECONDS = 120.0  # how long a wait may run before the test gives up; never an expected duration
 
 
 def fake_config(mode: str, hang_timeout: float = 15.0) -> BackendConfig:
@@ -191,14 +194,16 @@ def test_failures_are_reported(backends, mode, code, text):
         assert not proc.alive()
 
 
-def test_hang_is_detected_and_the_backend_killed(backends):
+def test_hang_is_detected_and_the_backend_killed(backends, monkeypatch):
+    """The fake answers, then freezes: the hang timer fires, counted from the last frame heard."""
+    watch = watch_hangs(monkeypatch, Job)
     proc = backends("hang", hang_timeout=1.5)
     job = Job(proc, request(), hang_timeout=1.5)
-    started = time.monotonic()
     with pytest.raises(JobFailed) as info:
-        job.wait(30)
-    assert info.value.code == "hung"
-    assert 1.4 < time.monotonic() - started < 10
+        job.wait(SAFETY_SECONDS)  # a wait this long ends as 'cancelled' instead: then the timer never fired
+    assert info.value.code == "hung", info.value.message
+    assert "stopped responding" in info.value.message
+    assert watch.silence is not None and watch.silence >= 1.5, "it waited the whole timeout after the last frame"
     assert not proc.alive()
 
 
@@ -214,12 +219,11 @@ def sampling_job(proc: BackendProcess) -> Job:
 def test_cancel(backends):
     proc = backends("slow")
     job = sampling_job(proc)
-    started = time.monotonic()
     job.cancel()
     with pytest.raises(JobFailed) as info:
-        job.wait(10)
+        job.wait(SAFETY_SECONDS)
     assert info.value.code == "cancelled"
-    assert time.monotonic() - started < 2
+    assert info.value.message == "Generation cancelled.", "the backend's own reply, not the grace kill"
     assert proc.alive(), "a cancel keeps the backend for the next request"
 
 
@@ -275,7 +279,7 @@ def test_unstartable_interpreter():
         BackendManager().get(config)
 
 
-def _log_until(proc: BackendProcess, needle: str, timeout: float = 5.0) -> str:
+def _log_until(proc: BackendProcess, needle: str, timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
     while needle not in proc.log_tail() and time.monotonic() < deadline:
         time.sleep(0.02)
