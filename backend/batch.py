@@ -49,8 +49,9 @@ def run_batch(job: BatchJob, settings: BackendSettings, show_progress: bool) -> 
     names = OutputNames()
     for n, path in enumerate(job.images, 1):
         ctx = JobContext(report=_bar(path.name, n, len(job.images)) if show_progress else JobContext().report)
+        note = ""
         try:
-            _one(job, engines, path, ctx, settings, names)
+            note = _one(job, engines, path, ctx, settings, names)
         except BackendError as exc:
             failures.append((path, f"{exc.message} {exc.hint}".strip()))
         except MemoryError:
@@ -59,6 +60,8 @@ def run_batch(job: BatchJob, settings: BackendSettings, show_progress: bool) -> 
             failures.append((path, f"unexpected error: {type(exc).__name__}: {exc}".replace("\n", " ")))
         if show_progress:
             print(file=sys.stderr)
+        if note:
+            print(note, file=sys.stderr)
     return failures
 
 
@@ -79,7 +82,8 @@ class OutputNames:
 
 
 def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: BackendSettings,
-         names: OutputNames) -> None:
+         names: OutputNames) -> str:
+    """Generate and write one image's outputs; returns a note when its files had to be renamed."""
     from .errors import BadInput
 
     engine = engines.get(job.engine)
@@ -95,9 +99,8 @@ def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: Ba
     files = ["_normal.png"] if result.normal_map is not None else []
     files += [("" if i == 0 else f"_{i}") + f".{job.export_format}" for i in range(len(result.meshes))]
     stem = names.claim(path.stem, files)
-    if stem != path.stem:
-        print(f"note: {path} is written as {stem}* ({path.stem}* is used by an earlier input)", file=sys.stderr)
     _write(job, stem, result)
+    return "" if stem == path.stem else f"note: {path} is written as {stem}* ({path.stem}* is used by an earlier input)"
 
 
 def _write(job: BatchJob, stem: str, result: EngineResult) -> None:
