@@ -1,4 +1,10 @@
-"""Batch generation for the CLI: the same engines as the server, in-process, one image after another."""
+"""Batch generation for the CLI: the same engines as the server, in-process, one image after another.
+
+Outputs are ``<stem>.<format>`` (more meshes: ``<stem>_1.<format>``...) and ``<stem>_normal.png``. Two inputs
+of one batch never write the same file: when a name is already taken by an earlier input (``a/x.png`` and
+``b/x.png``, ``x.png`` and ``x.jpg``), the later one becomes ``<stem>-2`` (``-3``...), and a note says so.
+Files left in the folder by an earlier run are replaced. Every file is written atomically.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .atomic import prepare_folder, write_bytes_atomic
 from .engines import make_engines
 from .engines.base import EngineRequest, EngineResult, validate_params
 from .errors import BackendError
@@ -32,14 +39,19 @@ class BatchJob:
 
 
 def run_batch(job: BatchJob, settings: BackendSettings, show_progress: bool) -> list[tuple[Path, str]]:
-    """Process every image; return (image, one-line reason) for each failure. Others still run."""
+    """Process every image; return (image, one-line reason) for each failure. Others still run.
+
+    Raises ``WriteFailed`` before any work when the output folder cannot be created or written.
+    """
+    prepare_folder(job.output)
     engines = make_engines(settings)
     failures: list[tuple[Path, str]] = []
-    job.output.mkdir(parents=True, exist_ok=True)
+    names = OutputNames()
     for n, path in enumerate(job.images, 1):
         ctx = JobContext(report=_bar(path.name, n, len(job.images)) if show_progress else JobContext().report)
+        note = ""
         try:
-            _one(job, engines, path, ctx, settings)
+            note = _one(job, engines, path, ctx, settings, names)
         except BackendError as exc:
             failures.append((path, f"{exc.message} {exc.hint}".strip()))
         except MemoryError:
@@ -48,10 +60,30 @@ def run_batch(job: BatchJob, settings: BackendSettings, show_progress: bool) -> 
             failures.append((path, f"unexpected error: {type(exc).__name__}: {exc}".replace("\n", " ")))
         if show_progress:
             print(file=sys.stderr)
+        if note:
+            print(note, file=sys.stderr)
     return failures
 
 
-def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: BackendSettings) -> None:
+class OutputNames:
+    """The file names this batch has written (case-folded: ``X.glb`` and ``x.glb`` are one file on macOS)."""
+
+    def __init__(self) -> None:
+        self.taken: set[str] = set()
+
+    def claim(self, stem: str, files: list[str]) -> str:
+        """The first of ``stem``, ``stem-2``, ``stem-3``... for which no file ``stem + f`` is taken; claims them."""
+        n, base = 1, stem
+        while any((base + f).casefold() in self.taken for f in files):
+            n += 1
+            base = f"{stem}-{n}"
+        self.taken.update((base + f).casefold() for f in files)
+        return base
+
+
+def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: BackendSettings,
+         names: OutputNames) -> str:
+    """Generate and write one image's outputs; returns a note when its files had to be renamed."""
     from .errors import BadInput
 
     engine = engines.get(job.engine)
@@ -64,7 +96,11 @@ def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: Ba
     request = EngineRequest(image, path.stem, job.seed,
                             validate_params(engine.params, job.params), settings.device, normal_map)
     result = engine.normals(request, ctx) if job.normals_only else engine.generate(request, ctx)
-    _write(job, path.stem, result)
+    files = ["_normal.png"] if result.normal_map is not None else []
+    files += [("" if i == 0 else f"_{i}") + f".{job.export_format}" for i in range(len(result.meshes))]
+    stem = names.claim(path.stem, files)
+    _write(job, stem, result)
+    return "" if stem == path.stem else f"note: {path} is written as {stem}* ({path.stem}* is used by an earlier input)"
 
 
 def _write(job: BatchJob, stem: str, result: EngineResult) -> None:
@@ -73,7 +109,7 @@ def _write(job: BatchJob, stem: str, result: EngineResult) -> None:
     if result.normal_map is not None:
         nm = result.normal_map
         png = encode_png16(to_rgba16(nm.normals, nm.mask, job.convention))
-        (job.output / f"{stem}_normal.png").write_bytes(png)
+        write_bytes_atomic(job.output / f"{stem}_normal.png", png)
     for i, mesh in enumerate(result.meshes):
         suffix = "" if i == 0 else f"_{i}"
         export_mesh(mesh.vertices, mesh.faces, job.output / f"{stem}{suffix}.{job.export_format}", mesh.normals)

@@ -94,13 +94,18 @@ def _download(settings: BackendSettings, models: list[str]) -> int:
 
 def _batch(args: argparse.Namespace, settings: BackendSettings) -> int:
     from .batch import BatchJob, run_batch
+    from .errors import WriteFailed
 
     job = BatchJob(images=[Path(p) for p in args.images], output=Path(args.output), engine=args.engine,
                    seed=args.seed, params=_parse_params(args.param), normals_only=args.command == "normals",
                    export_format=getattr(args, "format", "glb"), convention=args.convention,
                    normal_map=args.normal_map, mask=args.mask)
     t0 = time.perf_counter()
-    failures = run_batch(job, settings, show_progress=sys.stderr.isatty())
+    try:
+        failures = run_batch(job, settings, show_progress=sys.stderr.isatty())
+    except WriteFailed as exc:  # the output folder itself: nothing could be written, so nothing ran
+        print(f"error: {exc.message} {exc.hint}", file=sys.stderr)
+        return 1
     done = len(args.images) - len(failures)
     if sys.stderr.isatty():
         print(f"{done}/{len(args.images)} done in {time.perf_counter() - t0:.1f}s", file=sys.stderr)

@@ -54,3 +54,9 @@ class EmptyResult(BackendError):
     """The model produced no geometry (empty structure or no surface)."""
 
     code = "empty_result"
+
+
+class WriteFailed(BackendError):
+    """An output file or folder cannot be written (not a folder, no permission, disk full)."""
+
+    code = "write_failed"

@@ -6,11 +6,19 @@ Resolution order for a model ``name``:
 3. the Hugging Face cache (``huggingface_hub``, offline look-up);
 4. a download from the Hub into ``<weights_dir>/<name>`` (or the HF cache) - only with ``allow_download``.
 Otherwise ``WeightsMissing`` names the missing files and the command that fetches them.
+
+Weights folders are untrusted: looking files up lists only the folders the required patterns name (at
+most ``MAX_LISTING`` entries each), never a whole tree. Downloads have a connect timeout
+(``CONNECT_TIMEOUT``) and a per-read timeout (``READ_TIMEOUT``), so a dead network fails within seconds;
+a folder left partly filled with no network is reported as offline with the files still missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,12 +81,37 @@ def spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
+MAX_LISTING = 4096
+"Most entries read from one folder while looking for a pattern (a weights folder may be someone's home)."
+CONNECT_TIMEOUT = 10.0
+"Seconds to connect to the Hub and get a file's metadata."
+READ_TIMEOUT = 30
+"Seconds one read of a download may wait for data before the download fails."
+
+
 def missing_files(folder: Path, model: ModelSpec) -> list[str]:
-    """The required patterns with no matching file under ``folder``."""
+    """The required patterns with no matching file under ``folder`` (only their own folders are listed)."""
     if not folder.is_dir():
         return list(model.required)
-    present = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
-    return [pat for pat in model.required if not any(fnmatch.fnmatch(f, pat) for f in present)]
+    return [pat for pat in model.required if not _has_match(folder, pat)]
+
+
+def _has_match(folder: Path, pattern: str) -> bool:
+    """Whether a file matches ``pattern`` ('ckpts/*.json': wildcards in the last part only)."""
+    parent, _, name = pattern.rpartition("/")
+    where = folder / parent if parent else folder
+    if not any(c in name for c in "*?["):
+        return (where / name).is_file()
+    try:
+        with os.scandir(where) as entries:
+            for n, entry in enumerate(entries, 1):
+                if fnmatch.fnmatch(entry.name, name) and entry.is_file():
+                    return True
+                if n >= MAX_LISTING:
+                    return False
+    except OSError:  # absent, not a folder, no permission
+        return False
+    return False
 
 
 def candidate_folders(name: str, settings: BackendSettings) -> list[Path]:
@@ -137,18 +170,74 @@ def _download(model: ModelSpec, settings: BackendSettings, progress: bool) -> Pa
     target = Path(settings.weights_dir).expanduser() / model.name if settings.weights_dir else None
     (enable_progress_bars if progress else disable_progress_bars)()
     try:
-        path = snapshot_download(model.repo_id, allow_patterns=list(model.download),
-                                 local_dir=str(target) if target else None)
+        with hub_timeouts():
+            path = snapshot_download(model.repo_id, allow_patterns=list(model.download),
+                                     local_dir=str(target) if target else None, etag_timeout=CONNECT_TIMEOUT)
     except Exception as exc:  # network errors come in many types; all mean the same to the user
-        raise WeightsMissing(f"Downloading {model.repo_id} failed: {exc}",
+        if _is_offline_error(exc):
+            raise _offline(model, target) from None
+        raise WeightsMissing(f"Downloading {model.repo_id} failed: {type(exc).__name__}: {exc}",
                              hint="Check the network connection, or download the files by hand into "
                                   f"{target or 'the weights folder'}.") from None
     folder = Path(path)
     missing = missing_files(folder, model)
+    if missing and (hub_offline() or not _hub_reachable(model.repo_id)):
+        raise _offline(model, folder)  # the Hub client hands back what is on disk when it cannot connect
     if missing:
         raise WeightsMissing(f"The download of {model.repo_id} lacks: {', '.join(missing)}.",
                              hint="The repository layout may have changed; report this.")
     return folder
+
+
+@contextlib.contextmanager
+def hub_timeouts() -> Iterator[None]:
+    """Per-read download timeout of the Hub client for the duration of the block (its constant is read
+    at import, so the attribute is set here rather than the environment)."""
+    from huggingface_hub import constants
+
+    saved = constants.HF_HUB_DOWNLOAD_TIMEOUT
+    constants.HF_HUB_DOWNLOAD_TIMEOUT = int(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or READ_TIMEOUT)
+    try:
+        yield
+    finally:
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = saved
+
+
+def hub_offline() -> bool:
+    """True when Hub access is switched off (HF_HUB_OFFLINE, now or when huggingface_hub was imported)."""
+    from huggingface_hub import constants
+
+    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+    return flag or bool(constants.HF_HUB_OFFLINE)
+
+
+def _is_offline_error(exc: BaseException) -> bool:
+    """Connection refused, timeouts, DNS failures, offline mode: the network, not the repository."""
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    offline = {"ConnectError", "TimeoutException", "NetworkError", "LocalEntryNotFoundError",
+               "OfflineModeIsEnabled", "ConnectTimeout", "ReadTimeout"}
+    return bool(names & offline) or (exc.__cause__ is not None and _is_offline_error(exc.__cause__))
+
+
+def _hub_reachable(repo_id: str) -> bool:
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().repo_info(repo_id, timeout=CONNECT_TIMEOUT)
+    except Exception:  # any failure to reach the Hub means the same here
+        return False
+    return True
+
+
+def _offline(model: ModelSpec, folder: Path | None) -> WeightsMissing:
+    missing = missing_files(folder, model) if folder is not None else list(model.required)
+    return WeightsMissing(
+        f"Cannot reach the Hugging Face Hub (offline) to download {model.repo_id}; "
+        f"these files are missing: {', '.join(missing)}.",
+        hint="Connect to the network (and unset HF_HUB_OFFLINE) and run the download again, or copy the "
+             f"files by hand into {folder or 'the weights folder'}.")
 
 
 def _hf_cache_folder(model: ModelSpec) -> Path | None:

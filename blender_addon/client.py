@@ -59,6 +59,8 @@ class BackendProcess:
         self._log_lock = threading.Lock()
         self._next_id = 0
         self._id_lock = threading.Lock()
+        if config.prefix_problem:
+            raise BackendUnavailable(config.prefix_problem)
         try:
             self.proc = subprocess.Popen(
                 config.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -18,7 +18,8 @@ import bpy
 from . import mesh_builder, preferences
 from .client import BackendManager, BackendProcess, BackendUnavailable, describe_hello, engine_state
 from .job import Job, JobFailed, JobResult
-from .settings import BuildOptions, GenerateSettings, python_problem
+from .settings import BuildOptions, GenerateSettings
+from .settings import config_problem as settings_problem
 from .wire import protocol as P
 
 TIMER_SECONDS = 0.1
@@ -77,9 +78,8 @@ def running_backend() -> BackendProcess | None:
 
 
 def config_problem(context: Any = None) -> str:
-    """What the user must do before generating ('' when the interpreter setting looks usable)."""
-    config = preferences.backend_config(context)
-    return python_problem(config.python, config.prefix)
+    """What the user must do before generating ('' when the backend settings look usable)."""
+    return settings_problem(preferences.backend_config(context))
 
 
 # ---------------------------------------------------------------------------------------------- backend
@@ -88,7 +88,7 @@ def config_problem(context: Any = None) -> str:
 def backend(context: Any = None) -> BackendProcess:
     """The session's backend with its handshake done (started or restarted as needed)."""
     config = preferences.backend_config(context)
-    problem = python_problem(config.python, config.prefix)
+    problem = settings_problem(config)
     if problem:
         raise BackendUnavailable(problem)
     proc = _State.manager.get(config)
@@ -137,7 +137,7 @@ def start(context: Any, settings: GenerateSettings, options: BuildOptions,
     if is_running():
         raise BackendUnavailable("A generation is already running.", hint="Wait for it or cancel it.")
     config = preferences.backend_config(context)
-    problem = python_problem(config.python, config.prefix)
+    problem = settings_problem(config)
     if problem:
         raise BackendUnavailable(problem)
     proc = _State.manager.get(config, wait=False)

@@ -5,7 +5,14 @@ from typing import Any
 
 import bpy
 
-from .settings import DEVICES, BackendConfig, find_backend_root, resolve_python, split_prefix
+from .settings import (
+    DEVICES,
+    BackendConfig,
+    find_backend_root,
+    parse_prefix,
+    prefix_is_shell,
+    resolve_python,
+)
 
 PACKAGE = __package__ or "hi3dgen"
 ADDON_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -38,7 +45,15 @@ class HI3DGEN_AddonPreferences(bpy.types.AddonPreferences):
     remote_command: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Remote Command",
         description="Optional command prefix to run the backend elsewhere, e.g. 'ssh gpu-box' "
-                    "(Backend Python is then a path on that machine)")
+                    "(Backend Python is then a path on that machine), or locally, e.g. 'nice -n 10'")
+    remote_shell: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Arguments", default="AUTO",
+        description="Whether the Remote Command hands the backend command to a shell that parses it again",
+        items=[("AUTO", "Detect", "A remote shell when a word of the command is ssh or autossh (or wsl "
+                                  "without -e)"),
+               ("SHELL", "Remote Shell", "The command is parsed by a shell on the other side (ssh, a "
+                                         "wrapper script around ssh): it is sent as one quoted string"),
+               ("DIRECT", "Direct", "The prefix runs its arguments as they are (nice, env, docker exec)")])
     remote_backend_dir: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Remote Backend Folder",
         description="With a remote command: the folder on that machine that contains the backend package")
@@ -65,7 +80,15 @@ class HI3DGEN_AddonPreferences(bpy.types.AddonPreferences):
         box = layout.box()
         box.label(text="Remote backend (optional)")
         box.prop(self, "remote_command")
+        box.prop(self, "remote_shell")
         box.prop(self, "remote_backend_dir")
+        prefix, problem = parse_prefix(self.remote_command)
+        if problem:
+            box.label(text=problem, icon="ERROR")
+        elif prefix:
+            shell = prefix_is_shell(prefix, self.remote_shell)
+            box.label(text="Sent as one quoted line to a remote shell" if shell
+                      else "Arguments passed on as they are (no shell)", icon="INFO")
         row = layout.row()
         row.operator("hi3dgen.check_backend", icon="PLUGIN")
         row.operator("hi3dgen.stop_backend", icon="CANCEL")
@@ -87,10 +110,13 @@ def backend_config(context: Any = None) -> BackendConfig:
     prefs = get_preferences(context)
     get = (lambda name, default: getattr(prefs, name, default)) if prefs is not None else (lambda n, d: d)
     pref_python = get("backend_python", "")
+    prefix, problem = parse_prefix(get("remote_command", ""))
     return BackendConfig(
         python=resolve_python(bpy.path.abspath(pref_python) if pref_python else ""),
         backend_root=find_backend_root(ADDON_DIR),
-        prefix=split_prefix(get("remote_command", "")),
+        prefix=prefix,
+        prefix_mode=get("remote_shell", "AUTO"),
+        prefix_problem=problem,
         remote_root=get("remote_backend_dir", ""),
         device=get("device", "auto"),
         weights_dir=bpy.path.abspath(get("weights_dir", "")) if get("weights_dir", "") else "",

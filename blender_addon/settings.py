@@ -17,6 +17,12 @@ DEVICES = ("auto", "cuda", "mps", "cpu")
 SHADINGS = ("AUTO", "SMOOTH", "FLAT", "NORMALS")
 AUTO_SMOOTH_DEGREES = 30.0
 "AUTO shading: smooth, with edges sharper than this kept sharp (Blender's Shade Auto Smooth default)."
+PREFIX_MODES = ("AUTO", "SHELL", "DIRECT")
+"""How the Remote Command prefix hands on the backend command: AUTO detects it from the prefix's words;
+SHELL: a remote shell parses one line (ssh, autossh, wsl), so the command goes as one shell-quoted string;
+DIRECT: the prefix runs its arguments as they are (nice, env, timeout, docker exec)."""
+REMOTE_SHELL_PROGRAMS = ("ssh", "autossh")
+"Programs that join their arguments into one line for a shell on the other side (wsl too, without -e)."
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,10 @@ class BackendConfig:
     "More environment variables for the backend (tests use it for HI3DGEN_FAULT and test engines)."
     argv: tuple[str, ...] = ()
     "A whole command to run instead of ``python -m backend serve`` (tests, custom launchers)."
+    prefix_mode: str = "AUTO"
+    "One of ``PREFIX_MODES``: whether the prefix hands its arguments to a shell that parses them again."
+    prefix_problem: str = ""
+    "Why the Remote Command preference could not be parsed ('' when it could); nothing starts then."
 
     def backend_env(self) -> dict[str, str]:
         """The HI3DGEN_* and Python variables the backend needs (without the inherited environment)."""
@@ -60,11 +70,16 @@ class BackendConfig:
         argv = list(self.argv) or [self.python, "-m", "backend", "serve"]
         if not self.prefix:
             return argv
-        # ssh joins its arguments into one line for a remote shell: quote there so paths with spaces survive;
-        # other prefixes (wsl, docker exec, ...) pass arguments on as they are
-        quote = shlex.quote if os.path.basename(self.prefix[0]).startswith("ssh") else str
-        assignments = [quote(f"{k}={v}") for k, v in sorted(self.backend_env().items())]
-        return [*self.prefix, "env", *assignments, *(quote(a) for a in argv)]
+        inner = ["env", *(f"{k}={v}" for k, v in sorted(self.backend_env().items())), *argv]
+        if self.remote_shell():
+            # a remote shell parses the line once: one quoted string means it runs exactly this, whatever
+            # the paths hold ($(...), quotes, spaces)
+            return [*self.prefix, shlex.join(inner)]
+        return [*self.prefix, *inner]
+
+    def remote_shell(self) -> bool:
+        """True when the prefix's arguments are parsed again by a shell (so they go as one quoted string)."""
+        return prefix_is_shell(self.prefix, self.prefix_mode)
 
     def process_env(self, inherited: dict[str, str]) -> dict[str, str]:
         """The environment of the local child process."""
@@ -115,9 +130,40 @@ def resolve_python(preference: str, environ: dict[str, str] | None = None) -> st
     return (env.get(ENV_PYTHON) or preference or "").strip()
 
 
-def split_prefix(text: str) -> tuple[str, ...]:
-    """Parse the remote-command preference ('ssh gpu-box') into an argv prefix."""
-    return tuple(shlex.split(text)) if text.strip() else ()
+def parse_prefix(text: str) -> tuple[tuple[str, ...], str]:
+    """The remote-command preference ('ssh gpu-box') as an argv prefix, and a problem sentence ('' if none)."""
+    try:
+        return (tuple(shlex.split(text)) if text.strip() else ()), ""
+    except ValueError as exc:  # an unbalanced quote or a trailing backslash
+        return (), (f"The Remote Command preference cannot be read ({exc}): check its quotes and "
+                    "backslashes in Preferences > Add-ons > Hi3DGen.")
+
+
+def prefix_is_shell(prefix: tuple[str, ...], mode: str = "AUTO") -> bool:
+    """Whether ``prefix`` hands its arguments to a shell that parses them (see ``PREFIX_MODES``).
+
+    AUTO: yes when any word of the prefix is ssh or autossh (so ``timeout 60 ssh box`` and ``env ssh box``
+    count), or wsl without ``-e``/``--exec``; a wrapper script of your own needs SHELL set explicitly.
+    """
+    if mode != "AUTO" or not prefix:
+        return mode == "SHELL" and bool(prefix)
+    for n, word in enumerate(prefix):
+        name = word.replace("\\", "/").rsplit("/", 1)[-1].lower().removesuffix(".exe")  # Windows paths too
+        if name in REMOTE_SHELL_PROGRAMS:
+            return True
+        if name == "wsl" and not {"-e", "--exec"} & set(prefix[n + 1:]):
+            return True
+    return False
+
+
+def config_problem(config: BackendConfig) -> str:
+    """A sentence telling the user what is wrong with the backend settings, or '' if they look usable."""
+    if config.prefix_problem:
+        return config.prefix_problem
+    if config.prefix and not config.argv and "=" in config.python:
+        return (f"Backend Python '{config.python}' contains '=': with a Remote Command it is started "
+                "through env, which would take it for a variable. Use a path without '='.")
+    return python_problem(config.python, config.prefix)
 
 
 def python_problem(python: str, prefix: tuple[str, ...] = ()) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import write_atomic
 from ..errors import BadInput
 
 EXPORT_FORMATS = ("glb", "obj", "ply", "stl")
@@ -34,7 +35,8 @@ def export_mesh(vertices: np.ndarray, faces: np.ndarray, path: Path | str, norma
                 file_format: str | None = None) -> Path:
     """Write one mesh (native frame) to ``path``; the format follows ``file_format`` or the suffix.
 
-    Positions, faces and (optionally) vertex normals only, as the release's GLB. Returns the path.
+    Positions, faces and (optionally) vertex normals only, as the release's GLB. Written to a temporary
+    name and renamed (``write_atomic``): a failure leaves no partial file. Returns the path.
     """
     import trimesh
 
@@ -47,5 +49,4 @@ def export_mesh(vertices: np.ndarray, faces: np.ndarray, path: Path | str, norma
         v = to_gltf_frame(v)
         n = None if normals is None else to_gltf_frame(normals)
     mesh = trimesh.Trimesh(v, np.asarray(faces, np.int64), vertex_normals=n, process=False)
-    mesh.export(str(path), file_type=fmt)
-    return path
+    return write_atomic(path, lambda temp: mesh.export(str(temp), file_type=fmt))

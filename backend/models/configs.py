@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,6 +257,7 @@ def config_from_args(class_name: str, args: dict[str, Any]) -> NetworkConfig:
         config = cls(**known, extra=extra)
     except TypeError as exc:
         raise ValueError(f"{class_name}: {exc}") from None
+    check_values(config)
     check_supported(config)
     return config
 
@@ -263,6 +267,94 @@ def config_to_args(config: NetworkConfig) -> dict[str, Any]:
     args = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "extra"}
     args = {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}
     return {**args, **config.extra}
+
+
+MAX_JSON_BYTES = 1 << 20
+"A network or pipeline description is a few kB; anything over this is refused unread."
+
+INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "resolution": (1, 1024), "img_size": (1, 4096), "patch_size": (1, 64), "window_size": (1, 64),
+    "in_channels": (1, 4096), "out_channels": (1, 4096), "latent_channels": (1, 4096),
+    "model_channels": (1, 16384), "cond_channels": (1, 16384), "embed_dim": (1, 16384),
+    "channels": (1, 16384), "io_block_channels": (1, 16384),
+    "num_blocks": (1, 256), "depth": (1, 256), "num_res_blocks": (0, 64), "num_res_blocks_middle": (0, 64),
+    "num_io_res_blocks": (0, 64), "num_heads": (1, 1024), "num_head_channels": (1, 4096),
+    "num_register_tokens": (0, 256), "block_chunks": (0, 256),
+}
+"""Sane ranges of integer arguments (the release's values are well inside): a bigger one is refused before a
+module is built, so a hostile JSON cannot ask for 10^9 layers."""
+FLOAT_BOUNDS: dict[str, tuple[float, float]] = {
+    "mlp_ratio": (0.01, 64.0), "interpolate_offset": (-1.0, 1.0), "layerscale_init": (0.0, 10.0)}
+MAX_TUPLE = 8
+"Most entries of a per-level channel list (``channels``, ``io_block_channels``)."
+
+
+def check_values(config: NetworkConfig) -> None:
+    """Reject arguments of the wrong JSON type or outside ``INT_BOUNDS`` / ``FLOAT_BOUNDS``, and shapes the
+    network cannot have (channels not divisible by heads, a patch larger than the grid...)."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        if f.name != "extra":
+            _check_field(f.name, hints[f.name], getattr(config, f.name))
+    _check_shapes(config)
+
+
+def _check_field(name: str, hint: Any, value: Any) -> None:
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else ()
+    if options and type(None) in options:
+        if value is None:
+            return
+        hint = next(o for o in options if o is not type(None))
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif hint is str:
+        ok = isinstance(value, str) and len(value) <= 64
+    elif origin is tuple:
+        ok = isinstance(value, tuple) and 1 <= len(value) <= MAX_TUPLE and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value)
+    else:  # dict[str, Any]
+        ok = isinstance(value, dict)
+    if not ok:
+        raise ValueError(f"argument {name}={value!r} has the wrong type (expected {_hint_name(hint)})")
+    low, high = INT_BOUNDS.get(name, FLOAT_BOUNDS.get(name, (None, None)))  # type: ignore[arg-type]
+    values = value if isinstance(value, tuple) else (value,)
+    if low is not None and not isinstance(value, (bool, str, dict)) and not all(low <= v <= high for v in values):
+        raise ValueError(f"argument {name}={value!r} is outside the supported range [{low}, {high}]")
+
+
+def _hint_name(hint: Any) -> str:
+    return "a list of integers" if typing.get_origin(hint) is tuple else getattr(hint, "__name__", str(hint))
+
+
+def _check_shapes(config: NetworkConfig) -> None:
+    width = config.embed_dim if isinstance(config, DinoV2Config) else getattr(config, "model_channels", None)
+    if width is not None and not isinstance(config, (SSDecoderConfig,)):
+        heads = config.num_heads if isinstance(config, DinoV2Config) else config.heads  # type: ignore[union-attr]
+        if heads < 1 or width % heads:
+            raise ValueError(f"{width} channels cannot be split into {heads} attention heads")
+    if isinstance(config, (SSFlowConfig, SLatFlowConfig)) and config.resolution % config.patch_size:
+        raise ValueError(f"resolution {config.resolution} is not a multiple of patch_size {config.patch_size}")
+    if isinstance(config, DinoV2Config) and config.img_size < config.patch_size:
+        raise ValueError(f"img_size {config.img_size} is smaller than patch_size {config.patch_size}")
+
+
+def read_json_file(path: Path, max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """The JSON document of a small file; ``ValueError`` when it is too large or not JSON, ``OSError``
+    when it cannot be read."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise ValueError(f"{path} is {size} bytes; a configuration file has at most {max_bytes}")
+    return json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a configuration may hold")
 
 
 def check_supported(config: NetworkConfig) -> None:
@@ -289,7 +381,7 @@ def parse_release_json(path: Path) -> NetworkConfig:
 
     Raises ``ValueError`` (malformed content) or ``OSError`` (unreadable file).
     """
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    data = read_json_file(Path(path))
     if not isinstance(data, dict) or "name" not in data or not isinstance(data.get("args"), dict):
         raise ValueError(f"{path}: expected {{'name': ..., 'args': {{...}}}}")
     return config_from_args(data["name"], data["args"])

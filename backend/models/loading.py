@@ -12,9 +12,9 @@ DINOv2 comes from the Hugging Face folder of ``facebook/dinov2-with-registers-la
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -30,7 +30,9 @@ from .configs import (
     SLatFlowConfig,
     SSDecoderConfig,
     SSFlowConfig,
+    check_values,
     parse_release_json,
+    read_json_file,
 )
 
 PIPELINE_NAMES = (
@@ -42,6 +44,10 @@ PIPELINE_NAMES = (
 "The four geometry networks of pipeline.json, in the order they run."
 
 _REDOWNLOAD = "Delete the file and download the model again."
+FLOAT_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+"Safetensors dtypes a floating-point weight may have (the releases ship these): anything else is refused."
+_DTYPE_NAMES = {"I8": "int8", "U8": "uint8", "I16": "int16", "U16": "uint16", "I32": "int32", "U32": "uint32",
+                "I64": "int64", "U64": "uint64", "F64": "float64", "BOOL": "bool"}
 
 
 def build_network(config: NetworkConfig, device: torch.device | str = "meta") -> nn.Module:
@@ -102,17 +108,44 @@ def check_tensors(
 
 def read_header(path: Path) -> dict[str, tuple[int, ...]]:
     """Names and shapes of the tensors of a safetensors file, without reading the data."""
+    return {k: shape for k, (shape, _) in read_layout(path).items()}
+
+
+def read_layout(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Names, shapes and dtypes ('F32', 'I8'...) of the tensors of a safetensors file, without the data."""
     from safetensors import SafetensorError, safe_open
 
     if not path.is_file():
         raise WeightsMissing(f"Weights file not found: {path}", hint="Download the model again.")
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+            return {k: (tuple(f.get_slice(k).get_shape()), str(f.get_slice(k).get_dtype()))
+                    for k in f.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as exc:
         raise WeightsInvalid(
             f"Weights file {path} is damaged or not a safetensors file: {exc}", hint=_REDOWNLOAD
         ) from None
+
+
+def check_dtypes(layout: dict[str, tuple[tuple[int, ...], str]], floating: set[str], path: Path) -> None:
+    """Every tensor named in ``floating`` must be float32, float16 or bfloat16 in the file."""
+    for key in sorted(floating & layout.keys()):
+        dtype = layout[key][1]
+        if dtype not in FLOAT_DTYPES:
+            name = _DTYPE_NAMES.get(dtype, dtype.lower())
+            raise WeightsInvalid(
+                f"{path}: tensor '{key}' is {name}, expected {', '.join(FLOAT_DTYPES.values())}.",
+                hint="The file is not a release checkpoint (quantised or damaged); " + _REDOWNLOAD,
+            )
+
+
+def _check_file(model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
+    """Keys, shapes and dtypes of ``path`` against ``model`` (built on meta); returns its state targets."""
+    targets = model.state_dict()
+    layout = read_layout(path)
+    check_tensors(expected_shapes(model), {k: shape for k, (shape, _) in layout.items()}, path)
+    check_dtypes(layout, {k for k, v in targets.items() if v.is_floating_point()}, path)
+    return targets
 
 
 def _read_tensors(
@@ -158,11 +191,19 @@ def load_checkpoint(
         raise WeightsInvalid(
             f"{json_path} is not a usable network description: {exc}", hint=_REDOWNLOAD
         ) from None
-    model = build_network(config, "meta")
+    model = _build(config, json_path)
     model.set_compute_dtype(dtype)  # type: ignore[operator]
-    targets = model.state_dict()
-    check_tensors(expected_shapes(model), read_header(st_path), st_path)
+    targets = _check_file(model, st_path)
     return _materialise(model, _read_tensors(st_path, targets, device))
+
+
+def _build(config: NetworkConfig, source: Path) -> nn.Module:
+    """``build_network`` on meta; a configuration the modules still refuse is the file's fault."""
+    try:
+        return build_network(config, "meta")
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        raise WeightsInvalid(f"{source} describes a network that cannot be built: {exc}",
+                             hint=_REDOWNLOAD) from None
 
 
 def load_into(model: nn.Module, path: Path, device: torch.device | str = "cpu") -> nn.Module:
@@ -170,8 +211,7 @@ def load_into(model: nn.Module, path: Path, device: torch.device | str = "cpu") 
 
     Raises ``WeightsMissing`` / ``WeightsInvalid`` naming the file and the first mismatching key.
     """
-    targets = model.state_dict()
-    check_tensors(expected_shapes(model), read_header(Path(path)), Path(path))
+    targets = _check_file(model, Path(path))
     return _materialise(model, _read_tensors(Path(path), targets, device))
 
 
@@ -201,39 +241,100 @@ class PipelineConfig:
     name: str = "TrellisImageTo3DPipeline"
 
 
-def _sampler(entry: dict[str, Any] | None) -> SamplerParams:
+def _number(value: Any, name: str, low: float, high: float, integer: bool = False) -> float:
+    """``value`` as a finite number in [low, high] (an int when ``integer``); ``ValueError`` otherwise."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+        raise ValueError(f"{name}={value!r} is not {'an integer' if integer else 'a finite number'}")
+    if not low <= value <= high:
+        raise ValueError(f"{name}={value!r} is outside [{low}, {high}]")
+    return value
+
+
+def _section(entry: Any, name: str) -> dict[str, Any]:
+    if entry is None:
+        return {}
+    if not isinstance(entry, dict):
+        raise ValueError(f"{name} is not an object")
+    return entry
+
+
+def _sampler(entry: Any, name: str) -> SamplerParams:
+    entry = _section(entry, name)
     if not entry:
         return SamplerParams()
-    params, args = entry.get("params", {}), entry.get("args", {})
+    params, args = _section(entry.get("params"), name + ".params"), _section(entry.get("args"), name + ".args")
     defaults = SamplerParams()
+    interval = params.get("cfg_interval", defaults.cfg_interval)
+    if not isinstance(interval, (list, tuple)) or len(interval) != 2:
+        raise ValueError(f"{name}.params.cfg_interval is not a pair of numbers")
+    low, high = (float(_number(v, f"{name}.params.cfg_interval", 0.0, 1.0)) for v in interval)
+    if low > high:
+        raise ValueError(f"{name}.params.cfg_interval {list(interval)} is not increasing")
     return SamplerParams(
         name=str(entry.get("name", defaults.name)),
-        sigma_min=float(args.get("sigma_min", defaults.sigma_min)),
-        steps=int(params.get("steps", defaults.steps)),
-        cfg_strength=float(params.get("cfg_strength", defaults.cfg_strength)),
-        cfg_interval=tuple(float(v) for v in params.get("cfg_interval", defaults.cfg_interval)),  # type: ignore[arg-type]
-        rescale_t=float(params.get("rescale_t", defaults.rescale_t)),
+        sigma_min=float(_number(args.get("sigma_min", defaults.sigma_min), f"{name}.args.sigma_min", 0.0, 0.5)),
+        steps=int(_number(params.get("steps", defaults.steps), f"{name}.params.steps", 1, 1000, integer=True)),
+        cfg_strength=float(_number(params.get("cfg_strength", defaults.cfg_strength),
+                                   f"{name}.params.cfg_strength", 0.0, 100.0)),
+        cfg_interval=(low, high),
+        rescale_t=float(_number(params.get("rescale_t", defaults.rescale_t), f"{name}.params.rescale_t",
+                                1e-3, 100.0)),
     )
 
 
+def _statistics(values: Any, name: str, positive: bool) -> tuple[float, ...]:
+    """The 8 latent channel statistics of slat_normalization."""
+    if not isinstance(values, list) or len(values) != 8:
+        raise ValueError(f"slat_normalization.{name} is not a list of 8 numbers")
+    low = 1e-6 if positive else -1e6
+    return tuple(float(_number(v, f"slat_normalization.{name}", low, 1e6)) for v in values)
+
+
+def checkpoint_path(rel: Any, source: Path) -> str:
+    """A checkpoint path of pipeline.json, checked to stay inside the model folder ('ckpts/<name>')."""
+    text = rel if isinstance(rel, str) else ""
+    parts = PurePosixPath(text).parts
+    if not text or len(text) > 200 or "\\" in text or ":" in text or text.startswith("/") or ".." in parts:
+        raise WeightsInvalid(f"{source} names the checkpoint {rel!r}, which is not a path inside the model "
+                             "folder (absolute paths and '..' are refused).", hint=_REDOWNLOAD)
+    return text
+
+
+def check_inside(folder: Path, path: Path) -> None:
+    """``path`` (after following links) must lie in ``folder`` or, for a Hugging Face cache snapshot,
+    in that repository's ``blobs`` folder (the cache links every file there)."""
+    root = Path(folder).resolve()
+    roots = [root] + ([root.parent.parent / "blobs"] if root.parent.name == "snapshots" else [])
+    real = Path(path).resolve()
+    if not any(real.is_relative_to(r) for r in roots):
+        raise WeightsInvalid(f"{path} links to {real}, outside the model folder {root}.",
+                             hint="Copy the real files into the model folder instead of linking them.")
+
+
 def read_pipeline_json(folder: Path) -> PipelineConfig:
-    """Parse ``<folder>/pipeline.json``; ``WeightsMissing`` if absent, ``WeightsInvalid`` if malformed."""
+    """Parse ``<folder>/pipeline.json``; ``WeightsMissing`` if absent, ``WeightsInvalid`` if malformed.
+
+    Every value is checked (types, finite numbers in sane ranges, checkpoint paths inside the folder).
+    """
     path = Path(folder) / "pipeline.json"
     if not path.is_file():
         raise WeightsMissing(f"Missing {path}", hint="Download the model again.")
     try:
-        args = json.loads(path.read_text(encoding="utf-8"))["args"]
-        norm = args["slat_normalization"]
+        doc = read_json_file(path)
+        args = _section(doc["args"], "args")
+        norm = _section(args["slat_normalization"], "slat_normalization")
+        models = _section(args["models"], "models")
         config = PipelineConfig(
-            models={str(k): str(v) for k, v in args["models"].items()},
-            slat_mean=tuple(float(v) for v in norm["mean"]),
-            slat_std=tuple(float(v) for v in norm["std"]),
-            sparse_structure_sampler=_sampler(args.get("sparse_structure_sampler")),
-            slat_sampler=_sampler(args.get("slat_sampler")),
+            models={str(k): checkpoint_path(v, path) for k, v in models.items() if k in PIPELINE_NAMES},
+            slat_mean=_statistics(norm["mean"], "mean", positive=False),
+            slat_std=_statistics(norm["std"], "std", positive=True),
+            sparse_structure_sampler=_sampler(args.get("sparse_structure_sampler"), "sparse_structure_sampler"),
+            slat_sampler=_sampler(args.get("slat_sampler"), "slat_sampler"),
             image_cond_model=str(args.get("image_cond_model", "dinov2_vitl14_reg")),
-            name=str(json.loads(path.read_text(encoding="utf-8")).get("name", "")),
+            name=str(doc.get("name", "")),
         )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise WeightsInvalid(f"{path} is malformed: {type(exc).__name__}: {exc}", hint=_REDOWNLOAD) from None
     absent = [n for n in PIPELINE_NAMES if n not in config.models]
     if absent:
@@ -257,7 +358,10 @@ def load_network(
         raise WeightsMissing(f"{folder} lacks: {', '.join(missing)}", hint="Download the model again.")
     if pipeline_name not in pipeline.models:
         raise WeightsInvalid(f"{Path(folder) / 'pipeline.json'} lists no '{pipeline_name}'", hint=_REDOWNLOAD)
-    return load_checkpoint(Path(folder) / pipeline.models[pipeline_name], device, dtype)
+    base = Path(folder) / pipeline.models[pipeline_name]
+    for ext in (".json", ".safetensors"):
+        check_inside(folder, base.with_name(base.name + ext))
+    return load_checkpoint(base, device, dtype)
 
 
 def dinov2_config_from_hf(folder: Path) -> DinoV2Config:
@@ -270,19 +374,21 @@ def dinov2_config_from_hf(folder: Path) -> DinoV2Config:
     if not path.is_file():
         return base
     try:
-        hf = json.loads(path.read_text(encoding="utf-8"))
-        return dataclasses.replace(
+        hf = _section(read_json_file(path), "config")
+        config = dataclasses.replace(
             base,
-            img_size=int(hf.get("image_size", base.img_size)),
-            patch_size=int(hf.get("patch_size", base.patch_size)),
-            embed_dim=int(hf["hidden_size"]),
-            depth=int(hf["num_hidden_layers"]),
-            num_heads=int(hf["num_attention_heads"]),
-            num_register_tokens=int(hf.get("num_register_tokens", base.num_register_tokens)),
-            mlp_ratio=float(hf.get("mlp_ratio", base.mlp_ratio)),
+            img_size=hf.get("image_size", base.img_size),
+            patch_size=hf.get("patch_size", base.patch_size),
+            embed_dim=hf["hidden_size"],
+            depth=hf["num_hidden_layers"],
+            num_heads=hf["num_attention_heads"],
+            num_register_tokens=hf.get("num_register_tokens", base.num_register_tokens),
+            mlp_ratio=hf.get("mlp_ratio", base.mlp_ratio),
         )
-    except (ValueError, KeyError, TypeError) as exc:
+        check_values(config)  # types and ranges, before anything is built
+    except (ValueError, KeyError, TypeError, OSError) as exc:
         raise WeightsInvalid(f"{path} is malformed: {type(exc).__name__}: {exc}", hint=_REDOWNLOAD) from None
+    return config
 
 
 def load_dinov2(
@@ -295,8 +401,11 @@ def load_dinov2(
     from .dinov2 import convert_hf_state_dict
 
     path = Path(folder) / "model.safetensors"
-    header = read_header(path)
-    model = build_network(dinov2_config_from_hf(folder), "meta")
+    check_inside(folder, path)
+    layout = read_layout(path)
+    check_dtypes(layout, set(layout), path)  # every DINOv2 tensor is a floating-point weight
+    header = {k: shape for k, (shape, _) in layout.items()}
+    model = _build(dinov2_config_from_hf(folder), Path(folder) / "config.json")
     as_meta = {k: torch.empty(s, device="meta") for k, s in header.items()}
     try:
         converted = convert_hf_state_dict(as_meta)

@@ -16,7 +16,7 @@ Tested with diffusers 0.39.0 (the range ``requirements/backend.txt`` pins: ``dif
 
 from __future__ import annotations
 
-import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,15 +66,62 @@ def component_files(folder: Path) -> tuple[dict[str, Path], list[str]]:
     return found, missing
 
 
+MAX_INT = 16384
+"Largest integer a component config may hold (channels, sizes); the release's largest is 1280."
+MAX_LIST = 16
+COUNT_BOUNDS = {"layers_per_block": (1, 16), "transformer_layers_per_block": (1, 16), "norm_num_groups": (1, 1024)}
+"Loop counts a hostile config could inflate: refused before any module is built."
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
 def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``; a damaged file gives ``WeightsInvalid``."""
+    """A JSON object from ``path`` (at most 1 MB); a damaged file gives ``WeightsInvalid``."""
+    from backend.models.configs import read_json_file
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = read_json_file(path)
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise WeightsInvalid(f"Cannot read {path}: {exc}", hint=_REDOWNLOAD) from None
     if not isinstance(data, dict):
         raise WeightsInvalid(f"{path} is not a JSON object.", hint=_REDOWNLOAD)
     return data
+
+
+def check_config(config: dict[str, Any], path: Path) -> None:
+    """Every value of a component config is a plain JSON value in sane bounds (``WeightsInvalid`` if not)."""
+    for key, value in config.items():
+        problem = _value_problem(value, depth=0)
+        low, high = COUNT_BOUNDS.get(key, (None, None))
+        if not problem and low is not None:
+            counts = value if isinstance(value, list) else [value]
+            if not all(isinstance(c, int) and not isinstance(c, bool) and low <= c <= high for c in counts):
+                problem = f"must be an integer (or list of them) in [{low}, {high}]"
+        if not problem and key == "block_out_channels":
+            problem = _channels_problem(value, config.get("norm_num_groups"))
+        if problem:
+            raise WeightsInvalid(f"{path}: {key}={value!r} {problem}.", hint=_REDOWNLOAD)
+
+
+def _value_problem(value: Any, depth: int) -> str:
+    if value is None or isinstance(value, bool):
+        return ""
+    if isinstance(value, int):
+        return "" if abs(value) <= MAX_INT else f"is beyond the supported {MAX_INT}"
+    if isinstance(value, float):
+        return "" if math.isfinite(value) and abs(value) <= 1e6 else "is not a sane finite number"
+    if isinstance(value, str):
+        return "" if len(value) <= 256 else "is too long"
+    if isinstance(value, list) and depth < 2 and len(value) <= MAX_LIST:
+        return next((p for p in (_value_problem(v, depth + 1) for v in value) if p), "")
+    return "is not a supported value (nested objects, long lists)"
+
+
+def _channels_problem(value: Any, groups: Any) -> str:
+    if not isinstance(value, list) or not value or not all(isinstance(c, int) and c >= 1 for c in value):
+        return "must be a list of positive integers"
+    if isinstance(groups, int) and groups >= 1 and any(c % groups for c in value):
+        return f"must be multiples of norm_num_groups={groups}"
+    return ""
 
 
 def check_model_index(index: dict[str, Any], path: Path) -> None:
@@ -96,7 +143,7 @@ def build_component(name: str, config: dict[str, Any], device: torch.device | st
     try:
         with torch.device(device):
             return classes[name].from_config(config)
-    except (TypeError, ValueError, KeyError) as exc:
+    except (TypeError, ValueError, KeyError, RuntimeError, ZeroDivisionError, AttributeError) as exc:
         raise WeightsInvalid(f"The {name} config cannot build a network: {exc}", hint=_REDOWNLOAD) from None
 
 
@@ -115,10 +162,16 @@ def rename_legacy_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 def check_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path,
                 optional: tuple[str, ...] = ()) -> None:
     """Every key of ``model`` present with its shape (bar ``optional`` prefixes), and no extra key."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    targets = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in targets.items()}
     missing = [k for k in expected if k not in state and not k.startswith(optional)]
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k in expected if k in state and tuple(state[k].shape) != expected[k]]
+    typed = next((k for k, v in targets.items()
+                  if k in state and v.is_floating_point() and state[k].dtype not in FLOAT_DTYPES), None)
+    if typed is not None and not (missing or unexpected or wrong):
+        raise WeightsInvalid(f"{path}: tensor '{typed}' is {str(state[typed].dtype).removeprefix('torch.')}, "
+                             "expected float32, float16 or bfloat16.", hint=_REDOWNLOAD)
     if missing or unexpected or wrong:
         if missing:
             first = f"missing key '{missing[0]}'"
@@ -137,7 +190,10 @@ def load_component(folder: Path, name: str, weights: Path, device: torch.device,
 
     from .controlnet import UNUSED_PREFIXES
 
-    model = build_component(name, read_json(folder / name / "config.json"))
+    config_path = folder / name / "config.json"
+    config = read_json(config_path)
+    check_config(config, config_path)
+    model = build_component(name, config)
     state = rename_legacy_keys(load_safetensors(weights))
     optional = UNUSED_PREFIXES if name == "controlnet" else ()
     check_state(model, state, weights, optional)
@@ -174,6 +230,10 @@ def load_nirne(folder: Path | str, device: torch.device | str, dtype: torch.dtyp
         raise WeightsMissing(f"The NiRNE weights folder {folder} lacks: {', '.join(missing)}.",
                              hint=_REDOWNLOAD)
     check_model_index(read_json(folder / "model_index.json"), folder / "model_index.json")
+    from backend.models.loading import check_inside
+
+    for path in files.values():
+        check_inside(folder, path)
     device = torch.device(device)
     nets = {name: load_component(folder, name, files[name], device, dtype) for name in COMPONENTS}
     if zero_context_shortcut:

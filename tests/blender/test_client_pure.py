@@ -7,6 +7,10 @@ No bpy is imported here.
 from __future__ import annotations
 
 import ast
+import dataclasses
+import os
+import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -18,8 +22,11 @@ from blender_addon.job import Job, JobFailed
 from blender_addon.settings import (
     BackendConfig,
     GenerateSettings,
+    config_problem,
     engine_params,
     find_backend_root,
+    parse_prefix,
+    prefix_is_shell,
     python_problem,
     resolve_python,
 )
@@ -83,14 +90,98 @@ def test_command_and_environment():
     assert env["HI3DGEN_ALLOW_DOWNLOAD"] == "0"
     remote = BackendConfig(python="python3", backend_root="/ext", prefix=("ssh", "box"), remote_root="/srv/h")
     argv = remote.command()
-    assert argv[:3] == ["ssh", "box", "env"] and "PYTHONPATH=/srv/h" in argv
-    assert argv[-4:] == ["python3", "-m", "backend", "serve"]
+    assert argv[:2] == ["ssh", "box"] and len(argv) == 3  # one line for the remote shell
+    words = shlex.split(argv[2])
+    assert words[0] == "env" and "PYTHONPATH=/srv/h" in words
+    assert words[-4:] == ["python3", "-m", "backend", "serve"]
     spaced = BackendConfig(python="/opt/my env/python", backend_root="/ext", prefix=("ssh", "box"),
                            weights_dir="/data/my weights")
-    assert "'HI3DGEN_WEIGHTS=/data/my weights'" in spaced.command()  # ssh hands one line to a remote shell
-    assert "'/opt/my env/python'" in spaced.command()
-    direct = BackendConfig(python="/opt/my env/python", backend_root="/ext", prefix=("wsl",))
+    assert "'HI3DGEN_WEIGHTS=/data/my weights'" in spaced.command()[2]
+    assert "'/opt/my env/python'" in spaced.command()[2]
+    direct = BackendConfig(python="/opt/my env/python", backend_root="/ext", prefix=("nice", "-n", "10"))
+    assert direct.command()[:4] == ["nice", "-n", "10", "env"]
     assert "/opt/my env/python" in direct.command()  # no shell in between: no quotes
+
+
+@pytest.mark.parametrize("prefix, mode, shell", [
+    (("ssh", "box"), "AUTO", True),
+    (("timeout", "60", "ssh", "box"), "AUTO", True),
+    (("env", "/usr/bin/ssh", "-p", "2222", "box"), "AUTO", True),
+    (("autossh", "-M", "0", "box"), "AUTO", True),
+    (("C:\\Windows\\System32\\wsl.exe",), "AUTO", True),
+    (("wsl", "--exec"), "AUTO", False),
+    (("nice", "-n", "10"), "AUTO", False),
+    (("env", "FOO=1"), "AUTO", False),
+    (("docker", "exec", "-i", "box"), "AUTO", False),
+    (("my-gpu-wrapper",), "AUTO", False),
+    (("my-gpu-wrapper",), "SHELL", True),
+    (("ssh", "box"), "DIRECT", False),
+    ((), "SHELL", False),
+])
+def test_remote_shell_detection(prefix, mode, shell):
+    assert prefix_is_shell(prefix, mode) is shell
+
+
+def test_unreadable_prefix_is_a_settings_problem():
+    prefix, problem = parse_prefix("ssh 'gpu box")
+    assert prefix == () and "Remote Command" in problem and "quotes" in problem
+    assert parse_prefix("  ") == ((), "")
+    assert parse_prefix("timeout 60 ssh 'gpu box'") == (("timeout", "60", "ssh", "gpu box"), "")
+    config = BackendConfig(python=sys.executable, backend_root=str(REPO), prefix_problem=problem)
+    assert config_problem(config) == problem
+    with pytest.raises(BackendUnavailable, match="Remote Command"):
+        BackendProcess(config)
+    equals = BackendConfig(python="/srv/a=b/python", backend_root="/ext", prefix=("ssh", "box"))
+    assert "'='" in config_problem(equals)
+    assert config_problem(BackendConfig(python=sys.executable, backend_root="/ext")) == ""
+
+
+PRINT_ENV = "import os, sys; sys.stdout.write(os.environ['HI3DGEN_WEIGHTS'] + '|' + os.environ.get('FOO', ''))"
+
+
+def fake_ssh(folder: Path, name: str = "ssh") -> Path:
+    """A stand-in for ssh: drops the host and runs the rest as one line through ``sh -c``, as sshd does."""
+    script = folder / name
+    script.write_text('#!/bin/sh\nshift\nexec sh -c "$*"\n')
+    script.chmod(0o755)
+    return script
+
+
+def hostile_folder(tmp_path: Path) -> tuple[str, Path]:
+    marker = tmp_path / "INJECTED"
+    return f"{tmp_path}/w $(touch {marker}) `touch {marker}` '\"; touch {marker}", marker
+
+
+@pytest.mark.parametrize("how", ["timeout-ssh", "env-ssh", "wrapper", "nice", "env"])
+def test_prefix_runs_only_the_backend_command(tmp_path, how):
+    weights, marker = hostile_folder(tmp_path)
+    ssh, wrapper = fake_ssh(tmp_path), fake_ssh(tmp_path, "gpu-run")
+    prefix, mode = {
+        "timeout-ssh": (("timeout", "60", str(ssh), "gpu-box"), "AUTO"),
+        "env-ssh": (("env", str(ssh), "gpu-box"), "AUTO"),
+        "wrapper": ((str(wrapper), "gpu-box"), "SHELL"),
+        "nice": (("nice", "-n", "5"), "AUTO"),
+        "env": (("env", "FOO=1"), "AUTO"),
+    }[how]
+    config = BackendConfig(python=sys.executable, backend_root=str(REPO), prefix=prefix, prefix_mode=mode,
+                           weights_dir=weights, argv=(sys.executable, "-c", PRINT_ENV))
+    done = subprocess.run(config.command(), env=config.process_env(dict(os.environ)), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == weights + ("|1" if how == "env" else "|")  # the folder arrived byte for byte
+    assert not marker.exists(), "a part of the weights folder ran as a command"
+
+
+def test_backend_speaks_through_a_remote_shell(tmp_path):
+    weights, marker = hostile_folder(tmp_path)
+    config = dataclasses.replace(fake_config("ok"), prefix=(str(fake_ssh(tmp_path)), "gpu-box"),
+                                 weights_dir=weights)
+    proc = BackendProcess(config)
+    try:
+        assert proc.wait_hello(20.0).backend_version and proc.ping(20.0) is not None
+    finally:
+        proc.stop()
+    assert proc.proc.poll() is not None and not marker.exists()
 
 
 def test_timeouts_do_not_restart_the_backend():

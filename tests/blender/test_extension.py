@@ -282,6 +282,22 @@ def test_missing_interpreter_is_explained(ext, picture, monkeypatch):
     assert "No backend Python is set" in ext.generation.config_problem()
 
 
+def test_unreadable_remote_command_is_a_settings_error(ext, picture):
+    ext.generation.stop_backend()
+    prefs(ext).remote_command = "ssh 'gpu-box"
+    try:
+        with pytest.raises(RuntimeError, match="Remote Command preference cannot be read"):  # reported ERROR
+            bpy.ops.hi3dgen.check_backend()
+        assert "Remote Command preference cannot be read" in prefs(ext).check_result
+        assert "Remote Command" in texts(draw_panel(ext.ui.HI3DGEN_PT_main, bpy.context))
+        with pytest.raises(RuntimeError, match="Remote Command"):
+            bpy.ops.hi3dgen.generate(image_path=str(picture))
+        assert backend_children() == []
+    finally:
+        prefs(ext).remote_command = ""
+        prefs(ext).check_result = ""
+
+
 def test_check_backend_and_unregister_stop_everything(ext):
     bpy.ops.hi3dgen.check_backend()
     text = prefs(ext).check_result
@@ -348,7 +364,8 @@ def test_panels_draw_every_state(ext, picture, monkeypatch):
     assert "Running, pid" in texts(draw_panel(ext.ui.HI3DGEN_PT_backend, bpy.context))
     prefs_log: list = []
     ext.preferences.HI3DGEN_AddonPreferences.draw(type("P", (), {"layout": Recorder(prefs_log), **{
-        k: getattr(prefs(ext), k) for k in ("allow_downloads", "check_result")}})(), bpy.context)
+        k: getattr(prefs(ext), k) for k in ("allow_downloads", "check_result", "remote_command", "remote_shell")}})(),
+        bpy.context)
     assert ("operator", ("hi3dgen.check_backend",), {"icon": "PLUGIN"}) in prefs_log
 
 
