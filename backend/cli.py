@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "generate":
             p.add_argument("--format", default="glb", choices=EXPORT_FORMATS)
         _common(p)
-    info = sub.add_parser("info", help="print versions, devices, engines and weights status")
+    info = sub.add_parser("info", help="print versions, devices, engines with their parameters, and weights")
+    info.add_argument("--json", action="store_true", help="one machine-readable JSON object instead of text")
     _common(info)
     dl = sub.add_parser("download", help="download model weights from the Hugging Face Hub")
     dl.add_argument("models", nargs="+", help="model names (see `info`)")
@@ -57,22 +58,12 @@ def main(argv: list[str] | None = None) -> int:
 
         return serve_stdio(settings)
     if args.command == "info":
-        return _info(settings)
+        from .info import print_info
+
+        return print_info(settings, as_json=args.json)
     if args.command == "download":
         return _download(settings, args.models)
     return _batch(args, settings)
-
-
-def _info(settings: BackendSettings) -> int:
-    from .server import Server
-
-    hello = Server(sys.stdin.buffer, sys.stdout.buffer, settings).hello()
-    print(f"backend {hello.backend_version}, python {hello.python_version}, torch {hello.torch_version or '-'}")
-    print(f"devices: {', '.join(hello.devices)}")
-    for e in hello.engines:
-        state = "ready" if e["available"] else f"missing: {', '.join(e['missing'])}"
-        print(f"engine {e['name']}: {state}")
-    return 0
 
 
 def _download(settings: BackendSettings, models: list[str]) -> int:
