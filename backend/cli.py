@@ -39,19 +39,24 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="one machine-readable JSON object instead of text")
     _common(info)
     dl = sub.add_parser("download", help="download model weights from the Hugging Face Hub")
-    dl.add_argument("models", nargs="+", help="model names (see `info`)")
-    _common(dl)
+    dl.add_argument("models", nargs="+", metavar="NAME", help="model names, as `info` lists them "
+                    "(trellis-normal, dinov2, yoso-normal; rmbg is the optional segmenter)")
+    _weights_dir(dl)
     return parser
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
+    _weights_dir(p)
+
+
+def _weights_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights-dir", default=None, help="folder with one sub-folder per model")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = BackendSettings.from_env(device=args.device, weights_dir=args.weights_dir,
+    settings = BackendSettings.from_env(device=getattr(args, "device", None), weights_dir=args.weights_dir,
                                         allow_download=True if args.command == "download" else None)
     if args.command == "serve":
         from .server import serve_stdio

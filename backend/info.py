@@ -1,6 +1,7 @@
-"""``python -m backend info``: versions, devices, and engines with their parameters.
+"""``python -m backend info``: versions, devices, engines with their parameters, and every downloadable model.
 
-The same facts as the handshake the add-on reads (``Server.hello``), printed for people, or as one JSON
+The same facts as the handshake the add-on reads (``Server.hello``), plus every model
+``download`` knows (``backend/weights.py``) and whether it is present; printed for people, or as one JSON
 object with ``--json``.
 """
 
@@ -17,11 +18,18 @@ def info_report(settings: BackendSettings) -> dict[str, Any]:
     """Everything ``info`` prints, as plain JSON-able data (never touches the network)."""
     from . import protocol as P
     from .server import Server
+    from .weights import MODELS, status
 
     hello = Server(sys.stdin.buffer, sys.stdout.buffer, settings).hello()
+    models = []
+    for spec in MODELS.values():
+        present, missing = status(spec.name, settings)
+        models.append({"name": spec.name, "repo_id": spec.repo_id, "description": spec.description,
+                       "present": present, "missing": missing})
     return {"backend_version": hello.backend_version, "protocol": P.PROTOCOL_VERSION,
             "python_version": hello.python_version, "torch_version": hello.torch_version,
-            "devices": hello.devices, "weights_dir": settings.weights_dir, "engines": hello.engines}
+            "devices": hello.devices, "weights_dir": settings.weights_dir, "engines": hello.engines,
+            "models": models}
 
 
 def print_info(settings: BackendSettings, as_json: bool = False) -> int:
@@ -39,6 +47,10 @@ def print_info(settings: BackendSettings, as_json: bool = False) -> int:
         print("  parameters (--param NAME=VALUE):")
         for param in engine["params"]:
             print(f"    {param['name']:<18} {_value_range(param):<34} {param['description']}")
+    print("\nmodels (python -m backend download NAME ...):")
+    for model in report["models"]:
+        state = "present" if model["present"] else "missing"
+        print(f"  {model['name']:<15} {state:<8} {model['repo_id']:<38} {model['description']}")
     return 0
 
 

@@ -44,3 +44,23 @@ def test_info_json_is_machine_readable(tmp_path):
     assert relief["mask"]["options"] == ["auto", "estimate", "learned"]
     assert engines["relief"]["available"] and not engines["hi3dgen"]["available"]
     assert engines["hi3dgen"]["missing"] == ["trellis-normal", "dinov2", "yoso-normal"]
+
+
+def test_info_lists_every_downloadable_model_and_whether_it_is_present(tmp_path):
+    from backend.weights import MODELS
+
+    (tmp_path / "rmbg").mkdir()
+    (tmp_path / "rmbg" / "model.safetensors").write_bytes(b"")  # presence is a file check, not a load
+    done = run_cli_stdout("info", "--weights-dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    lines = {line.split()[0]: line.split()[1] for line in done.stdout.split("models (")[1].splitlines()[1:]}
+    assert lines == {**{name: "missing" for name in MODELS}, "rmbg": "present"}
+    report = json.loads(run_cli_stdout("info", "--json", "--weights-dir", str(tmp_path)).stdout)
+    assert {m["name"]: m["present"] for m in report["models"]} == {**{n: False for n in MODELS}, "rmbg": True}
+
+
+def test_download_takes_no_device_and_names_the_known_models(tmp_path):
+    done = run_cli_stdout("download", "rmbg", "--device", "cpu", "--weights-dir", str(tmp_path))
+    assert done.returncode == 2 and "--device" in done.stderr  # argparse: unrecognized argument
+    done = run_cli_stdout("download", "no-such-model", "--weights-dir", str(tmp_path))
+    assert done.returncode == 1 and "Known models: trellis-normal, dinov2, yoso-normal, rmbg" in done.stderr
