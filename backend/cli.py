@@ -57,7 +57,8 @@ def _weights_dir(p: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = BackendSettings.from_env(device=getattr(args, "device", None), weights_dir=args.weights_dir,
-                                        allow_download=True if args.command == "download" else None)
+                                        allow_download=True if args.command == "download" else None,
+                                        context="serve" if args.command == "serve" else "cli")
     if args.command == "serve":
         from .server import serve_stdio
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import WeightsMissing
 from ..jobs import JobContext
 from ..settings import BackendSettings
-from ..weights import resolve, status
+from ..weights import missing_error, resolve, status
 from .base import EngineRequest, EngineResult, MeshData, NormalMapData, ParamSpec
 
 if TYPE_CHECKING:
@@ -77,6 +77,7 @@ class Hi3DGenEngine:
         from ..preprocess import square_crop_with_frame, uncrop_normals
 
         t0 = time.perf_counter()
+        self._require_weights(request, geometry=False)
         rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
         normals, source = self._normal_map(request, rgba, mask, frame, ctx)
         normals, mask = uncrop_normals(normals, mask, frame)  # the map alone comes at the input's size
@@ -90,6 +91,7 @@ class Hi3DGenEngine:
 
         t0 = time.perf_counter()
         p = request.params
+        self._require_weights(request, geometry=True)
         rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
         normals, source = self._normal_map(request, rgba, mask, frame, ctx)
         models = self._models(request, ctx)
@@ -104,6 +106,17 @@ class Hi3DGenEngine:
         mesh = MeshData(request.name, vertices, faces, normals=vertex_normals)
         stats = {"normals": source, **timings, "faces": int(len(faces)), "seconds": time.perf_counter() - t0}
         return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats)
+
+    def _require_weights(self, request: EngineRequest, geometry: bool) -> None:
+        """Raise one ``WeightsMissing`` naming every absent model this request needs (none when downloading)."""
+        if self.settings.allow_download:
+            return
+        given = request.normal_map is not None and request.params["normals"] in ("auto", "given")
+        needed = [*(GEOMETRY_MODELS if geometry and self._geometry is None else ()),
+                  *((NORMAL_MODEL,) if self._nirne is None and not given else ())]
+        absent = [m for m in needed if not status(m, self.settings)[0]]
+        if absent:
+            raise missing_error(absent, self.settings)
 
     def _segmenter(self, request: EngineRequest) -> Any:
         from ..nirne.matting import choose_matting
