@@ -34,8 +34,9 @@ PARAMS = (
     ParamSpec("fill_holes", "bool", False, "Close small holes in the surface."),
     ParamSpec("normals", "enum", "auto", "Normal map source: auto (given, else NiRNE), nirne, or given.",
               options=("auto", "nirne", "given")),
-    ParamSpec("mask", "enum", "auto", "Foreground for images without alpha: auto (the learned model when its "
-              "weights are present, else the plain-background estimate), estimate, or learned.",
+    ParamSpec("mask", "enum", "auto", "Foreground: auto (the alpha channel, else the learned model when its "
+              "weights are present, else the plain-background estimate); estimate or learned force that "
+              "source and ignore the alpha.",
               options=("auto", "estimate", "learned")),
     ParamSpec("normal_resolution", "int", 768, "NiRNE processing resolution (the official app uses 768).",
               64, 2048),
@@ -78,6 +79,7 @@ class Hi3DGenEngine:
 
         t0 = time.perf_counter()
         self._require_weights(request, geometry=False)
+        request = self._for_mask(request)
         rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
         normals, source = self._normal_map(request, rgba, mask, frame, ctx)
         normals, mask = uncrop_normals(normals, mask, frame)  # the map alone comes at the input's size
@@ -92,6 +94,7 @@ class Hi3DGenEngine:
         t0 = time.perf_counter()
         p = request.params
         self._require_weights(request, geometry=True)
+        request = self._for_mask(request)
         rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
         normals, source = self._normal_map(request, rgba, mask, frame, ctx)
         models = self._models(request, ctx)
@@ -117,6 +120,11 @@ class Hi3DGenEngine:
         absent = [m for m in needed if not status(m, self.settings)[0]]
         if absent:
             raise missing_error(absent, self.settings)
+
+    def _for_mask(self, request: EngineRequest) -> EngineRequest:
+        from ..nirne.matting import image_for_mask
+
+        return replace(request, image=image_for_mask(request.image, request.params["mask"]))
 
     def _segmenter(self, request: EngineRequest) -> Any:
         from ..nirne.matting import choose_matting

@@ -17,7 +17,7 @@ from scipy import ndimage
 from ..errors import BadInput
 from ..images import LoadedImage
 from ..jobs import JobContext
-from ..nirne.matting import MattingProvider, choose_matting
+from ..nirne.matting import MattingProvider, choose_matting, image_for_mask
 from ..nirne.segmentation import foreground_mask as segment
 from ..normalmap import from_colors, normalize
 from ..relief.inflate import height_to_normals, inflated_height
@@ -34,8 +34,9 @@ PARAMS = (
     ParamSpec("thickness", "float", 0.05, "Thickness of the back slab, relative to the object's size.", 0.0, 1.0),
     ParamSpec("normals", "enum", "auto", "Where normals come from (auto: given, then NiRNE, then inflate).",
               options=("auto", "inflate", "nirne", "given")),
-    ParamSpec("mask", "enum", "auto", "Foreground for images without alpha: auto (the learned model when its "
-              "weights are present, else the plain-background estimate), estimate, or learned.",
+    ParamSpec("mask", "enum", "auto", "Foreground: auto (the alpha channel, else the learned model when its "
+              "weights are present, else the plain-background estimate); estimate or learned force that "
+              "source and ignore the alpha.",
               options=("auto", "estimate", "learned")),
     ParamSpec("detail", "float", 0.5, "With inflated normals: surface detail taken from the image's shading.",
               0.0, 4.0),
@@ -87,7 +88,7 @@ class ReliefEngine:
     def _prepare(self, request: EngineRequest, ctx: JobContext) -> _Prepared:
         """Foreground crop (RGBA, mask), its normals, where both came from, and the crop box."""
         ctx.step("relief", 0, 4, "finding the foreground")
-        image = request.image
+        image = image_for_mask(request.image, request.params["mask"])
         matting = choose_matting(self._matting, request.params["mask"], request.placement_name, image.has_alpha)
         if matting is not None:  # the same thresholding as the hi3dgen engine's, then specks removed
             mask, mask_source = clean_mask(segment(image.rgba, "learned", matting)), "learned"
