@@ -109,8 +109,9 @@ class MattingProvider:
 
 def image_for_mask(image: LoadedImage, choice: str) -> LoadedImage:
     """``image`` as the engines' ``mask`` parameter wants it: a forced ``estimate`` or ``learned`` ignores
-    the alpha channel (the image is taken as opaque); ``auto`` keeps it (alpha, then learned, then estimate)."""
-    if choice not in ("estimate", "learned") or not image.has_alpha:
+    the image's own alpha (the image is taken as opaque); ``auto`` keeps it (alpha, then learned, then
+    estimate). A mask image the user gave always wins."""
+    if choice not in ("estimate", "learned") or not image.has_alpha or image.mask_given:
         return image
     rgba = image.rgba.copy()  # [H, W, 4]
     rgba[..., 3] = 1.0

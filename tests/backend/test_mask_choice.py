@@ -84,3 +84,14 @@ def test_hi3dgen_forced_learned_without_weights_is_an_error(hi3dgen):
     with pytest.raises(WeightsMissing) as info:
         _hi3dgen_mask(hi3dgen, "learned")
     assert "python -m backend download rmbg" in info.value.hint
+
+
+def test_a_given_mask_image_wins_over_a_forced_mode(tmp_path):
+    from backend.images import apply_mask
+
+    own = _two_objects()
+    mask = LoadedImage(np.repeat(own.rgba[..., 3:], 4, axis=-1), False, "L")  # white = the right-hand box
+    request = _request({"mask": "estimate"}, RELIEF_PARAMS)
+    request.image = apply_mask(own, mask)
+    result = ReliefEngine().normals(request, JobContext())
+    assert result.stats["mask"] == "alpha" and _mask_column(result.normal_map.mask) > 58
