@@ -2,6 +2,9 @@
 
     .venv-blender/bin/python build_addon.py [--output dist] [--blender-python PY] [--no-validate]
 
+The validator runs in --blender-python, else in the interpreter running this script when it has bpy,
+else in the repository's .venv-blender.
+
 Zip layout (the extension's root): blender_manifest.toml, the add-on's modules (blender_addon/*.py) and
 the ``backend/`` package (its .py files) as a sub-folder, so the add-on can import ``backend.protocol``
 and start ``python -m backend serve`` with the extension folder on PYTHONPATH. No caches, no tests.
@@ -57,10 +60,17 @@ def build(output: Path) -> Path:
     return target
 
 
+def validator_pythons(blender_python: str | None) -> list[Path]:
+    """Interpreters to ask for bpy, in order: --blender-python if given, else the one running this script,
+    then the repository's .venv-blender."""
+    if blender_python:
+        return [Path(blender_python)]
+    return [Path(sys.executable), REPO / ".venv-blender" / "bin" / "python"]
+
+
 def find_validator(blender_python: str | None) -> tuple[str, Path]:
-    """(python, blender_ext.py) from --blender-python or the repository's .venv-blender."""
-    candidates = [Path(blender_python)] if blender_python else [REPO / ".venv-blender" / "bin" / "python"]
-    for python in candidates:
+    """(python, blender_ext.py) from the first of ``validator_pythons`` that can import bpy."""
+    for python in validator_pythons(blender_python):
         if not python.exists():
             continue
         out = subprocess.run([str(python), "-c", "import bpy, os; print(os.path.dirname(bpy.__file__))"],
@@ -71,7 +81,8 @@ def find_validator(blender_python: str | None) -> tuple[str, Path]:
             script = root / VALIDATOR
             if script.exists():
                 return str(python), script
-    raise SystemExit("No Python with bpy found: pass --blender-python PATH (or use --no-validate).")
+    raise SystemExit("No Python with bpy found (neither this one nor .venv-blender): pass --blender-python PATH "
+                     "(or use --no-validate).")
 
 
 def validate(zip_path: Path, blender_python: str | None) -> None:

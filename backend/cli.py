@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("generate", "image(s) -> mesh + normal map"), ("normals", "image(s) -> normal map")):
         p = sub.add_parser(name, help=text, epilog=PATHS_EPILOG)
         p.add_argument("images", nargs="+", help="input image files (PNG, JPEG, WebP, BMP, TIFF or TGA)")
-        p.add_argument("-o", "--output", default="out", help="output folder (created if missing)")
+        p.add_argument("-o", "--output", default="out", help="output folder (default: out, in the current folder; created if missing)")
         p.add_argument("--engine", default="relief", help="relief (default) or hi3dgen")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -38,44 +38,41 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "generate":
             p.add_argument("--format", default="glb", choices=EXPORT_FORMATS)
         _common(p)
-    info = sub.add_parser("info", help="print versions, devices, engines and weights status")
+    info = sub.add_parser("info", help="print versions, devices, engines with their parameters, and weights")
+    info.add_argument("--json", action="store_true", help="one machine-readable JSON object instead of text")
     _common(info)
     dl = sub.add_parser("download", help="download model weights from the Hugging Face Hub")
-    dl.add_argument("models", nargs="+", help="model names (see `info`)")
-    _common(dl)
+    dl.add_argument("models", nargs="+", metavar="NAME", help="model names, as `info` lists them "
+                    "(trellis-normal, dinov2, yoso-normal; rmbg is the optional segmenter)")
+    _weights_dir(dl)
     return parser
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
+    _weights_dir(p)
+
+
+def _weights_dir(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights-dir", default=None, help="folder with one sub-folder per model")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = BackendSettings.from_env(device=args.device, weights_dir=args.weights_dir,
-                                        allow_download=True if args.command == "download" else None)
+    settings = BackendSettings.from_env(device=getattr(args, "device", None), weights_dir=args.weights_dir,
+                                        allow_download=True if args.command == "download" else None,
+                                        context="serve" if args.command == "serve" else "cli")
     if args.command == "serve":
         from .server import serve_stdio
 
         return serve_stdio(settings)
     if args.command == "info":
-        return _info(settings)
+        from .info import print_info
+
+        return print_info(settings, as_json=args.json)
     if args.command == "download":
         return _download(settings, args.models)
     return _batch(args, settings)
-
-
-def _info(settings: BackendSettings) -> int:
-    from .server import Server
-
-    hello = Server(sys.stdin.buffer, sys.stdout.buffer, settings).hello()
-    print(f"backend {hello.backend_version}, python {hello.python_version}, torch {hello.torch_version or '-'}")
-    print(f"devices: {', '.join(hello.devices)}")
-    for e in hello.engines:
-        state = "ready" if e["available"] else f"missing: {', '.join(e['missing'])}"
-        print(f"engine {e['name']}: {state}")
-    return 0
 
 
 def _download(settings: BackendSettings, models: list[str]) -> int:

@@ -66,6 +66,8 @@ class LoadedImage:
     rgba: np.ndarray  # [H, W, 4] float32
     has_alpha: bool
     source_mode: str
+    mask_given: bool = False
+    "The alpha is a mask image the user gave (``apply_mask``), which the ``mask`` parameter never overrides."
 
 
 # ------------------------------------------------------------------------------------------- files
@@ -277,4 +279,5 @@ def apply_mask(image: LoadedImage, mask: LoadedImage) -> LoadedImage:
                        hint="White (or opaque) pixels mark the object; black (or transparent) the background.")
     rgba = image.rgba.copy()
     rgba[..., 3] = np.clip(m, 0.0, 1.0)
-    return LoadedImage(rgba, True, image.source_mode)
+    return LoadedImage(rgba, True, image.source_mode, mask_given=True)
+

@@ -20,6 +20,8 @@ class BackendSettings:
     "Test-only fault injection spec (backend/faults.py)."
     test_engines: bool = False
     "Also offer the test-only engines (backend/engines/testing.py)."
+    context: str = "serve"
+    "Who reads the errors: 'serve' (the add-on, through the protocol) or 'cli' (a shell); picks the hints' words."
 
     @classmethod
     def from_env(cls, **overrides: object) -> "BackendSettings":

@@ -149,15 +149,32 @@ def resolve(name: str, settings: BackendSettings, progress: bool = False) -> Pat
     if found is not None:
         return found
     if not settings.allow_download:
-        where = settings.weights_dir or "<weights folder>"
-        missing = missing_files(candidate_folders(name, settings)[0], model) if settings.weights_dir else []
-        raise WeightsMissing(
-            f"Weights for '{name}' ({model.repo_id}) are not present"
-            + (f"; missing: {', '.join(missing)}" if missing else "") + ".",
-            hint=f"Allow downloads in the add-on preferences, or run: python -m backend download {name} "
-                 f"--weights-dir {where}",
-        )
+        raise missing_error([name], settings)
     return _download(model, settings, progress)
+
+
+def missing_error(names: list[str], settings: BackendSettings) -> WeightsMissing:
+    """One ``WeightsMissing`` naming every absent model of ``names`` (and its missing files) at once."""
+    parts = []
+    for name in names:
+        model = spec(name)
+        files = missing_files(candidate_folders(name, settings)[0], model) if settings.weights_dir else []
+        parts.append(f"'{name}' ({model.repo_id}" + (f"; missing: {', '.join(files)}" if files else "") + ")")
+    return WeightsMissing(f"Weights for {', '.join(parts)} are not present.",
+                          hint=download_hint(names, settings))
+
+
+def download_hint(names: list[str], settings: BackendSettings) -> str:
+    """What to do about absent ``names``, in the words of where the backend runs (``settings.context``)."""
+    command = f"python -m backend download {' '.join(names)}"
+    if settings.context == "cli":
+        if settings.weights_dir:
+            return f"Run: {command} --weights-dir {settings.weights_dir}"
+        return (f"Run: {command} (into the Hugging Face cache), or add --weights-dir DIR to it and to this "
+                "command.")
+    folder = f" --weights-dir {settings.weights_dir}" if settings.weights_dir else (
+        " --weights-dir DIR and set DIR as the Weights Folder")
+    return f"Turn on Allow Weight Downloads in the add-on preferences, or run: {command}{folder}."
 
 
 def _download(model: ModelSpec, settings: BackendSettings, progress: bool) -> Path:

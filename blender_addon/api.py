@@ -1,14 +1,17 @@
-"""Public scripting API: one blocking call that turns an image file into a mesh object.
+"""Public scripting API: one blocking call that turns an image into a mesh object.
 
 Inside Blender the add-on is the package ``bl_ext.<repository>.hi3dgen`` (usually ``user_default``)::
 
     import importlib
     hi3dgen = importlib.import_module("bl_ext.user_default.hi3dgen")
     obj = hi3dgen.api.generate("/path/cat.png", engine="relief", seed=0, resolution=384)
+    obj = hi3dgen.api.generate(bpy.data.images["cat.png"])          # an image datablock
+    obj = hi3dgen.api.generate(bpy.data.objects["Ref"])             # a reference-image empty
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import bpy
@@ -28,17 +31,20 @@ class GenerationError(RuntimeError):
         self.log = failure.log
 
 
-def generate(image_path: str, engine: str = "relief", seed: int = 0, *, shading: str = "AUTO",
-             with_material: bool = False, device: str = "auto", timeout: float | None = None,
-             mask_path: str = "", **params: Any) -> bpy.types.Object:
-    """Generate a mesh from ``image_path`` and return the new object (placed at the 3D cursor).
+def generate(image: str | bpy.types.Image | bpy.types.Object, engine: str = "relief", seed: int = 0, *,
+             shading: str = "AUTO", with_material: bool = False, device: str = "auto",
+             timeout: float | None = None, mask_path: str = "", **params: Any) -> bpy.types.Object:
+    """Generate a mesh from ``image`` and return the new object.
 
-    ``params`` are the engine's parameters (e.g. ``resolution=384`` for relief, ``ss_steps=25`` for hi3dgen);
-    unknown names are errors. ``mask_path``: an optional mask image (white or opaque = the object). Blocks
-    until done; raises ``GenerationError`` on failure.
+    ``image`` is an image file path, an image datablock (packed, file-backed or generated: its pixels), or a
+    reference-image empty (an empty showing an image); the object is placed at the 3D cursor, or beside
+    the empty, turned like it, as the panel does. ``params`` are the engine's parameters (e.g.
+    ``resolution=384`` for relief, ``ss_steps=25`` for hi3dgen); unknown names are errors. ``mask_path``:
+    an optional mask image (white or opaque = the object). Blocks until done; raises ``GenerationError``
+    on failure.
     """
     try:
-        picture = sources.picture_from_file(image_path)
+        picture = _picture(image)
         mask = sources.mask_from_file(mask_path)
     except sources.SourceProblem as exc:
         raise GenerationError(generation.refuse("bad_input", str(exc))) from None
@@ -49,8 +55,31 @@ def generate(image_path: str, engine: str = "relief", seed: int = 0, *, shading:
     if context.scene is None:
         raise GenerationError(JobFailed("no_scene", "There is no scene to add the object to."))
     try:
-        objects = generation.run_blocking(context, settings, options,
-                                          mesh_builder.Placement.at_cursor(context.scene), timeout)
+        if picture.reference is not None:
+            if context.view_layer is not None:  # a script may just have moved the empty: matrix_world lags
+                context.view_layer.update()
+            placement = mesh_builder.Placement.beside(picture.reference)
+        else:
+            placement = mesh_builder.Placement.at_cursor(context.scene)
+        objects = generation.run_blocking(context, settings, options, placement, timeout)
     except JobFailed as failure:
         raise GenerationError(failure) from None
     return objects[0]
+
+
+def _picture(image: Any) -> sources.Picture:
+    """The picture of a path, an image datablock or a reference-image empty (``SourceProblem`` otherwise)."""
+    if isinstance(image, (str, os.PathLike)):
+        return sources.picture_from_file(os.fspath(image))
+    if isinstance(image, bpy.types.Image):
+        return sources.picture_from_image(image)
+    if isinstance(image, bpy.types.Object):
+        empty = sources.as_reference_empty(image)
+        if empty is None:
+            raise sources.SourceProblem(f"Object '{image.name}' is not a reference-image empty with an image "
+                                        "(Add > Image > Reference).")
+        picture = sources.picture_from_image(empty.data)
+        picture.reference = empty
+        return picture
+    raise sources.SourceProblem(f"Cannot generate from {type(image).__name__}: give an image file path, an "
+                                "image datablock or a reference-image empty.")

@@ -30,7 +30,11 @@ class Picture:
 
 def reference_empty(context: Any) -> Any:
     """The active object if it is an empty that shows an image, else None."""
-    obj = getattr(context, "active_object", None)
+    return as_reference_empty(getattr(context, "active_object", None))
+
+
+def as_reference_empty(obj: Any) -> Any:
+    """``obj`` if it is an empty that shows an image, else None."""
     if obj is not None and obj.type == "EMPTY" and obj.empty_display_type == "IMAGE" and obj.data is not None:
         return obj
     return None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import WeightsMissing
 from ..jobs import JobContext
 from ..settings import BackendSettings
-from ..weights import resolve, status
+from ..weights import missing_error, resolve, status
 from .base import EngineRequest, EngineResult, MeshData, NormalMapData, ParamSpec
 
 if TYPE_CHECKING:
@@ -34,8 +34,9 @@ PARAMS = (
     ParamSpec("fill_holes", "bool", False, "Close small holes in the surface."),
     ParamSpec("normals", "enum", "auto", "Normal map source: auto (given, else NiRNE), nirne, or given.",
               options=("auto", "nirne", "given")),
-    ParamSpec("mask", "enum", "auto", "Foreground for images without alpha: auto (the learned model when its "
-              "weights are present, else the plain-background estimate), estimate, or learned.",
+    ParamSpec("mask", "enum", "auto", "Foreground: auto (the alpha channel, else the learned model when its "
+              "weights are present, else the plain-background estimate); estimate or learned force that "
+              "source and ignore the alpha.",
               options=("auto", "estimate", "learned")),
     ParamSpec("normal_resolution", "int", 768, "NiRNE processing resolution (the official app uses 768).",
               64, 2048),
@@ -77,6 +78,8 @@ class Hi3DGenEngine:
         from ..preprocess import square_crop_with_frame, uncrop_normals
 
         t0 = time.perf_counter()
+        self._require_weights(request, geometry=False)
+        request = self._for_mask(request)
         rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
         normals, source, _ = self._normal_map(request, rgba, mask, frame, ctx)
         normals, mask = uncrop_normals(normals, mask, frame)  # the map alone comes at the input's size
@@ -90,6 +93,8 @@ class Hi3DGenEngine:
 
         t0 = time.perf_counter()
         p = request.params
+        self._require_weights(request, geometry=True)
+        request = self._for_mask(request)
         rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
         normals, source, colors = self._normal_map(request, rgba, mask, frame, ctx)
         models = self._models(request, ctx)
@@ -105,6 +110,22 @@ class Hi3DGenEngine:
         mesh = MeshData(request.name, vertices, faces, normals=vertex_normals)
         stats = {"normals": source, **timings, "faces": int(len(faces)), "seconds": time.perf_counter() - t0}
         return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats)
+
+    def _require_weights(self, request: EngineRequest, geometry: bool) -> None:
+        """Raise one ``WeightsMissing`` naming every absent model this request needs (none when downloading)."""
+        if self.settings.allow_download:
+            return
+        given = request.normal_map is not None and request.params["normals"] in ("auto", "given")
+        needed = [*(GEOMETRY_MODELS if geometry and self._geometry is None else ()),
+                  *((NORMAL_MODEL,) if self._nirne is None and not given else ())]
+        absent = [m for m in needed if not status(m, self.settings)[0]]
+        if absent:
+            raise missing_error(absent, self.settings)
+
+    def _for_mask(self, request: EngineRequest) -> EngineRequest:
+        from ..nirne.matting import image_for_mask
+
+        return replace(request, image=image_for_mask(request.image, request.params["mask"]))
 
     def _segmenter(self, request: EngineRequest) -> Any:
         from ..nirne.matting import choose_matting

@@ -17,7 +17,7 @@ from scipy import ndimage
 from ..errors import BadInput
 from ..images import LoadedImage
 from ..jobs import JobContext
-from ..nirne.matting import MattingProvider, choose_matting
+from ..nirne.matting import MattingProvider, choose_matting, image_for_mask
 from ..nirne.segmentation import foreground_mask as segment
 from ..normalmap import from_colors, normalize
 from ..relief.inflate import height_to_normals, inflated_height
@@ -34,8 +34,9 @@ PARAMS = (
     ParamSpec("thickness", "float", 0.05, "Thickness of the back slab, relative to the object's size.", 0.0, 1.0),
     ParamSpec("normals", "enum", "auto", "Where normals come from (auto: given, then NiRNE, then inflate).",
               options=("auto", "inflate", "nirne", "given")),
-    ParamSpec("mask", "enum", "auto", "Foreground for images without alpha: auto (the learned model when its "
-              "weights are present, else the plain-background estimate), estimate, or learned.",
+    ParamSpec("mask", "enum", "auto", "Foreground: auto (the alpha channel, else the learned model when its "
+              "weights are present, else the plain-background estimate); estimate or learned force that "
+              "source and ignore the alpha.",
               options=("auto", "estimate", "learned")),
     ParamSpec("detail", "float", 0.5, "With inflated normals: surface detail taken from the image's shading.",
               0.0, 4.0),
@@ -93,7 +94,7 @@ class ReliefEngine:
         """Foreground crop (RGBA, mask), its normals, where both came from, the crop box and the working image
         (the input scaled to at most ``WORK_SIDE``)."""
         ctx.step("relief", 0, 4, "finding the foreground")
-        image = working_image(request.image)
+        image = image_for_mask(working_image(request.image), request.params["mask"])
         ctx.check()
         matting = choose_matting(self._matting, request.params["mask"], request.placement_name, image.has_alpha)
         if matting is not None:  # the same thresholding as the hi3dgen engine's, then specks removed
@@ -175,7 +176,7 @@ def working_image(image: LoadedImage, side: int = WORK_SIDE) -> LoadedImage:
     h2, w2 = h // k, w // k
     rows = image.rgba[:h2 * k, :w2 * k].reshape(h2, k, w2 * k * 4).sum(axis=1)  # [h2, w2 * k * 4]
     blocks = rows.reshape(h2, w2, k, 4).sum(axis=2) * np.float32(1.0 / (k * k))  # [h2, w2, 4]
-    return LoadedImage(blocks.astype(np.float32), image.has_alpha, image.source_mode)
+    return LoadedImage(blocks.astype(np.float32), image.has_alpha, image.source_mode, image.mask_given)
 
 
 def _crop_box(mask: np.ndarray) -> tuple[slice, slice]:

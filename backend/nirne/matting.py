@@ -13,12 +13,13 @@ first side output, resized back, min-max normalised to [0, 1]. The mask is then 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..images import LoadedImage
 from ..settings import BackendSettings
 
 MODEL_NAME = "rmbg"
@@ -106,13 +107,26 @@ class MattingProvider:
         self._loaded, self._present, self._checked_at = None, False, -1e9  # look again on the next request
 
 
+def image_for_mask(image: LoadedImage, choice: str) -> LoadedImage:
+    """``image`` as the engines' ``mask`` parameter wants it: a forced ``estimate`` or ``learned`` ignores
+    the image's own alpha (the image is taken as opaque); ``auto`` keeps it (alpha, then learned, then
+    estimate). A mask image the user gave always wins."""
+    if choice not in ("estimate", "learned") or not image.has_alpha or image.mask_given:
+        return image
+    rgba = image.rgba.copy()  # [H, W, 4]
+    rgba[..., 3] = 1.0
+    return replace(image, rgba=rgba, has_alpha=False)
+
+
 def choose_matting(provider: MattingProvider | None, choice: str, placement_name: str,
                    has_alpha: bool) -> LearnedMatting | None:
     """The learned segmenter to use for one request, or None for alpha / the classical estimate.
 
-    ``choice`` is the engines' ``mask`` parameter: ``auto``, ``estimate`` or ``learned``.
+    ``choice`` is the engines' ``mask`` parameter: ``auto``, ``estimate`` or ``learned``; ``has_alpha`` is
+    the image's after ``image_for_mask``. A forced ``learned`` without its weights raises ``WeightsMissing``.
     """
     from ..errors import BackendError, WeightsMissing
+    from ..weights import download_hint
 
     if has_alpha or choice == "estimate":
         return None
@@ -124,6 +138,7 @@ def choose_matting(provider: MattingProvider | None, choice: str, placement_name
         print(f"[hi3dgen] learned segmentation unavailable, using the estimate: {exc.message}", file=sys.stderr)
         learned = None
     if learned is None and choice == "learned":
-        raise WeightsMissing("The learned segmentation model's weights are not present.",
-                             hint=f"Run: python -m backend download {MODEL_NAME} (or choose mask 'auto').")
+        settings = provider.settings if provider is not None else BackendSettings()
+        raise WeightsMissing("Mask 'learned' was chosen but the segmentation model's weights are not present.",
+                             hint=f"{download_hint([MODEL_NAME], settings)} Or choose mask 'auto' or 'estimate'.")
     return learned
