@@ -208,14 +208,16 @@ class Error(Message):
 
 @dataclass
 class Cancel(Message):
-    """Client -> backend: stop the request with this frame's request id at the next step."""
+    """Client -> backend: stop the request with this frame's request id at the next step.
+
+    Only a request already running or waiting is cancelled; a Cancel for an id not sent yet is ignored."""
 
     KIND: ClassVar[int] = 10
 
 
 @dataclass
 class Shutdown(Message):
-    """Client -> backend: finish and exit."""
+    """Client -> backend: cancel the running request, drop the waiting ones (each answered 'cancelled'), exit."""
 
     KIND: ClassVar[int] = 11
 

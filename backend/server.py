@@ -48,7 +48,7 @@ MAX_PATH_CHARS = 4096
 DEVICE_PATTERN = re.compile(r"(auto|cpu|mps|cuda(:[0-9]{1,3})?)")
 
 
-@dataclass
+@dataclass(eq=False)  # compared by identity: two requests may carry equal fields
 class _Request:
     """A request taken from the stream: waiting, then running; ``cancel`` is set by Cancel or Shutdown."""
 
