@@ -1,6 +1,7 @@
 """Test-only fault injection, switched on by the HI3DGEN_FAULT environment variable read at start-up.
 
-``HI3DGEN_FAULT=<kind>[@<where>]`` where kind is one of FAULT_KINDS and where is a progress stage name
+``HI3DGEN_FAULT=<kind>[@<where>]`` where kind is one of FAULT_KINDS (``hang`` freezes the whole process,
+``stall`` only the worker thread) and where is a progress stage name
 (e.g. ``relief``), ``mesh`` (inside the mesh stream, the default) or ``start`` (before the handshake).
 """
 
@@ -9,12 +10,15 @@ from __future__ import annotations
 import os
 import signal
 import struct
+import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from .protocol import HEADER, MAGIC, MAX_PAYLOAD, PROTOCOL_VERSION
 
-FAULT_KINDS = ("crash", "hang", "garbage", "truncated_frame", "oversized_frame", "exit_mid_mesh", "oom")
+FAULT_KINDS = ("crash", "hang", "stall", "garbage", "truncated_frame", "oversized_frame", "exit_mid_mesh", "oom")
+STALL_SECONDS = 3600.0
+"A ``stall`` blocks the worker this long without a cancel point, while the reader thread keeps serving."
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ class Faults:
             raise MemoryError("injected out-of-memory")
         if self.kind == "hang":
             os.kill(os.getpid(), signal.SIGSTOP)  # the whole process freezes, as a deadlock would
+            return
+        if self.kind == "stall":
+            time.sleep(STALL_SECONDS)  # only the worker is stuck, as in a long native call
             return
         _misbehave(self.kind, raw_out)
 

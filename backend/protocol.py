@@ -44,6 +44,8 @@ class ProtocolError(Exception):
         super().__init__(message)
         self.code = code
         self.skip = skip
+        self.request_id = 0
+        "The frame's request id when its header was readable (the error then answers that request)."
 
 
 # --------------------------------------------------------------------------------------------- messages
@@ -172,12 +174,31 @@ class Done(Message):
     stats: dict[str, Any] = field(default_factory=dict)
 
 
+ERROR_CODES: dict[str, str] = {
+    "bad_input": "the request, a parameter or its image cannot be used",
+    "unknown_engine": "no engine of that name",
+    "weights_missing": "model files are absent",
+    "weights_invalid": "a model file is corrupt or does not fit the network",
+    "cancelled": "the client cancelled the request, or the backend dropped it while shutting down",
+    "out_of_memory": "the device ran out of memory",
+    "empty_result": "the model produced no geometry",
+    "busy": "too many requests (or bytes) are waiting already; the request was not queued",
+    "protocol": "a frame could not be decoded",
+    "protocol_version": "a frame of another protocol version",
+    "frame_too_large": "a frame over the size limits",
+    "truncated": "the stream ended inside a frame",
+    "internal": "an unexpected error in the backend (a bug: please report it)",
+}
+"Every ``Error.code`` the backend sends, with its meaning (adding a code keeps the protocol version)."
+
+
 @dataclass
 class Error(Message):
     """Backend -> client: the request (or a frame) failed. The backend keeps serving unless ``fatal``."""
 
     KIND: ClassVar[int] = 9
     code: str = "internal"
+    "One of ``ERROR_CODES``."
     message: str = ""
     hint: str = ""
     "What the user can do about it."
@@ -187,14 +208,16 @@ class Error(Message):
 
 @dataclass
 class Cancel(Message):
-    """Client -> backend: stop the request with this frame's request id at the next step."""
+    """Client -> backend: stop the request with this frame's request id at the next step.
+
+    Only a request already running or waiting is cancelled; a Cancel for an id not sent yet is ignored."""
 
     KIND: ClassVar[int] = 10
 
 
 @dataclass
 class Shutdown(Message):
-    """Client -> backend: finish and exit."""
+    """Client -> backend: cancel the running request, drop the waiting ones (each answered 'cancelled'), exit."""
 
     KIND: ClassVar[int] = 11
 
@@ -231,6 +254,17 @@ MESSAGE_TYPES: dict[int, type[Message]] = {
 _SCALAR_TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,), "float": (int, float), "str": (str,), "bool": (bool,),
 }
+
+
+_FIELD_WORDS = {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false",
+                "dict": "an object", "list": "a list"}
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a bool", int: "a number", float: "a number", str: "a string", dict: "an object",
+            list: "a list"}.get(type(value), type(value).__name__)
 
 
 # --------------------------------------------------------------------------------------------- encoding
@@ -323,10 +357,12 @@ def _scalar_fields(cls: type[Message], head: dict[str, Any]) -> dict[str, Any]:
             continue  # missing fields keep their defaults; unknown extra fields are ignored
         value = head[f.name]
         expected = _SCALAR_TYPES.get(str(f.type))
+        if str(f.type).startswith(("dict", "list")):
+            expected = (dict,) if str(f.type).startswith("dict") else (list,)
         if expected and (not isinstance(value, expected) or (bool not in expected and isinstance(value, bool))):
-            raise ProtocolError(f"{cls.__name__}.{f.name} must be {f.type}, got {type(value).__name__}")
-        if str(f.type).startswith(("dict", "list")) and not isinstance(value, (dict, list)):
-            raise ProtocolError(f"{cls.__name__}.{f.name} must be {f.type}")
+            wanted = _FIELD_WORDS.get(str(f.type).split("[")[0], str(f.type))
+            raise ProtocolError(f"{cls.__name__}.{f.name} must be {wanted}, not {_json_kind(value)}",
+                                code="bad_input")
         out[f.name] = value
     return out
 
@@ -388,6 +424,8 @@ class FrameReader:
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
         self._pushback = b""
+        self.last_size = 0
+        "Bytes of the last frame ``read`` returned (header, JSON and payload)."
 
     def read(self) -> tuple[Message, int] | None:
         raw = self._read_exact(HEADER.size, allow_eof=True)
@@ -404,7 +442,12 @@ class FrameReader:
         body = self._read_exact(json_len)
         payload = self._read_exact(payload_len)
         assert body is not None and payload is not None
-        return decode_body(kind, body, payload), request_id
+        self.last_size = HEADER.size + json_len + payload_len
+        try:
+            return decode_body(kind, body, payload), request_id
+        except ProtocolError as exc:  # the whole frame is consumed: nothing to skip, the next frame follows
+            exc.skip, exc.request_id = 0, request_id
+            raise
 
     def resync(self, limit: int = MAX_JSON + MAX_PAYLOAD) -> bool:
         """Skip bytes until the next magic (left unread). False if the stream ended first."""

@@ -3,6 +3,11 @@
 One worker (the main thread) runs requests one at a time, so models load once and stay loaded; a reader
 thread decodes incoming frames, answers Ping at once and turns Cancel into an event the worker checks
 between steps. stdout carries frames only: anything else printing to fd 1 is redirected to stderr.
+
+Requests waiting behind the running one are bounded (``MAX_WAITING``, ``MAX_WAITING_BYTES``; more are
+refused as ``busy``). A Cancel reaches only a request already running or waiting. Shutdown and the end of
+input cancel the running request and drop the waiting ones; a worker stuck without a cancel point gets
+``EXIT_GRACE_SECONDS`` before the process exits anyway.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import gc
 import os
 import platform
 import queue
+import re
 import sys
 import threading
 import time
@@ -23,7 +29,7 @@ import numpy as np
 from . import __version__
 from . import protocol as P
 from .engines import make_engines
-from .engines.base import Engine, EngineRequest, EngineResult, validate_params
+from .engines.base import Engine, EngineRequest, EngineResult, check_seed, validate_params
 from .errors import BackendError, BadInput, OutOfMemory
 from .faults import Faults
 from .images import apply_mask, decode_image, load_image
@@ -32,46 +38,85 @@ from .normalmap import to_rgba16
 from .settings import BackendSettings
 
 MAX_NORMAL_MAP_SIDE = 2048
+MAX_WAITING = 8
+"Requests (beyond the running one) that may wait; more are refused with code 'busy'."
+MAX_WAITING_BYTES = 160 << 20
+"Frame bytes that may wait (two requests of the largest frame size); more are refused with code 'busy'."
+EXIT_GRACE_SECONDS = 5.0
+"After Shutdown or end of input: how long a worker stuck without a cancel point may take before the process exits."
+MAX_PATH_CHARS = 4096
+DEVICE_PATTERN = re.compile(r"(auto|cpu|mps|cuda(:[0-9]{1,3})?)")
 
 
-@dataclass
-class _Current:
-    request_id: int = 0
+@dataclass(eq=False)  # compared by identity: two requests may carry equal fields
+class _Request:
+    """A request taken from the stream: waiting, then running; ``cancel`` is set by Cancel or Shutdown."""
+
+    msg: P.Message
+    request_id: int
+    nbytes: int = 0
     cancel: threading.Event = field(default_factory=threading.Event)
+    dropped: bool = False
+    "Cancelled by Shutdown before it ran: answered, never run."
     last_progress: float = field(default_factory=time.monotonic)
 
 
 class Server:
-    """Serves one client over a pair of binary streams until Shutdown or end of input."""
+    """Serves one client over a pair of binary streams until Shutdown or end of input.
+
+    ``exit_grace``: seconds after Shutdown or end of input after which the process ends itself even if
+    the worker is stuck (None: never, for in-process use).
+    """
 
     def __init__(self, inp: BinaryIO, out: BinaryIO, settings: BackendSettings,
-                 engines: dict[str, Engine] | None = None) -> None:
+                 engines: dict[str, Engine] | None = None, exit_grace: float | None = None) -> None:
         self.reader = P.FrameReader(inp)
         self.writer = P.FrameWriter(out)
         self.raw_out = out
         self.settings = settings
         self.faults = Faults.parse(settings.fault)
         self.engines = engines if engines is not None else make_engines(settings)
-        self.inbox: queue.Queue[tuple[P.Message, int] | None] = queue.Queue()
-        self.current: _Current | None = None
-        self.cancelled_early: set[int] = set()
+        self.exit_grace = exit_grace
+        self.inbox: queue.Queue[_Request | None] = queue.Queue()
+        self.current: _Request | None = None
+        self.waiting: list[_Request] = []
+        "Requests in the inbox, oldest first (guarded by ``_lock``)."
+        self.stopping = False
+        self._lock = threading.Lock()
+        self._served = threading.Event()
 
     # ------------------------------------------------------------------------------------ main loop
 
     def serve(self) -> int:
         """Handshake, then run requests until Shutdown or EOF. Returns the exit code."""
-        self.faults.fire("start", self.raw_out)
-        self.writer.send(self.hello())
-        threading.Thread(target=self._read_loop, name="frame-reader", daemon=True).start()
-        while True:
-            item = self.inbox.get()
-            if item is None or isinstance(item[0], P.Shutdown):
-                return 0
-            msg, request_id = item
-            if isinstance(msg, P.ReleaseModels):
-                self.release_models()
-            elif isinstance(msg, P.Generate):  # Normals is a Generate too
-                self.run_request(msg, request_id)
+        try:
+            self.faults.fire("start", self.raw_out)
+            self.writer.send(self.hello())
+            threading.Thread(target=self._read_loop, name="frame-reader", daemon=True).start()
+            while (item := self.inbox.get()) is not None:
+                self._take(item)
+                try:
+                    self._run(item)
+                finally:
+                    self.current = None
+            return 0
+        finally:
+            self._served.set()
+
+    def _take(self, item: _Request) -> None:
+        with self._lock:
+            self.waiting.remove(item)
+            self.current = item
+
+    def _run(self, item: _Request) -> None:
+        if item.dropped:
+            if isinstance(item.msg, P.Generate):
+                self._send_error(item.request_id, "cancelled", "Dropped: the backend is shutting down.",
+                                 "Start the backend again and resend the request.")
+        elif isinstance(item.msg, P.ReleaseModels):
+            self.release_models()
+        elif isinstance(item.msg, P.Generate):  # Normals is a Generate too
+            self.run_request(item)
 
     def hello(self) -> P.Hello:
         torch_version, devices = _torch_info()
@@ -99,8 +144,7 @@ class Server:
             if item is None:
                 break
             self._dispatch(*item)
-        self._cancel_current()
-        self.inbox.put(None)
+        self._stop()
 
     def _dispatch(self, msg: P.Message, request_id: int) -> None:
         if isinstance(msg, P.Ping):
@@ -108,46 +152,82 @@ class Server:
             since = time.monotonic() - current.last_progress if current else 0.0
             self.writer.send(P.Pong(busy=current is not None, seconds_since_progress=since), request_id)
         elif isinstance(msg, P.Cancel):
-            current = self.current
-            if current is not None and current.request_id == request_id:
-                current.cancel.set()
-            else:
-                self.cancelled_early.add(request_id)
+            self._cancel(request_id)
         elif isinstance(msg, P.Shutdown):
-            self._cancel_current()
-            self.inbox.put((msg, request_id))
+            self._stop()
         elif isinstance(msg, (P.Generate, P.ReleaseModels)):
-            self.inbox.put((msg, request_id))
+            self._enqueue(_Request(msg, request_id, self.reader.last_size))
         else:
             self._send_error(request_id, "protocol", f"{type(msg).__name__} is not a request.",
                              "Send Generate, Normals, Cancel, Ping, ReleaseModels or Shutdown.")
 
+    def _cancel(self, request_id: int) -> None:
+        """Cancel the running or waiting request(s) with this id; an id not seen (yet) is ignored."""
+        with self._lock:
+            for item in (self.current, *self.waiting):
+                if item is not None and item.request_id == request_id:
+                    item.cancel.set()
+
+    def _enqueue(self, item: _Request) -> None:
+        with self._lock:
+            refusal = self._refusal(item)
+            if not refusal:
+                self.waiting.append(item)
+                self.inbox.put(item)
+        if refusal:
+            self._send_error(item.request_id, *refusal)
+
+    def _refusal(self, item: _Request) -> tuple[str, str, str] | None:
+        """Why ``item`` cannot wait, as (code, message, hint); None when it can. Holds ``_lock``."""
+        if self.stopping:
+            return ("cancelled", "Refused: the backend is shutting down.", "Start the backend again.")
+        queued = sum(w.nbytes for w in self.waiting)
+        if len(self.waiting) >= MAX_WAITING or queued + item.nbytes > MAX_WAITING_BYTES:
+            return ("busy", f"The backend is busy: {len(self.waiting)} request(s) ({queued >> 20} MiB) are "
+                            "waiting already.", "Wait for the running generation to finish, or cancel it.")
+        return None
+
+    def _stop(self) -> None:
+        """Shutdown or end of input: cancel the running request, drop the waiting ones, then end."""
+        with self._lock:
+            if self.stopping:
+                return
+            self.stopping = True
+            for item in (self.current, *self.waiting):
+                if item is not None:
+                    item.cancel.set()
+                    item.dropped = item is not self.current
+            self.inbox.put(None)
+        if self.exit_grace is not None:
+            threading.Thread(target=self._exit_if_stuck, args=(self.exit_grace,), name="exit-watchdog",
+                             daemon=True).start()
+
+    def _exit_if_stuck(self, grace: float) -> None:
+        if self._served.wait(grace):
+            return
+        print(f"[hi3dgen] the running request did not stop within {grace:.0f} s of the end of the session; "
+              "exiting anyway", file=sys.stderr, flush=True)
+        os._exit(0)
+
     def _on_bad_frame(self, exc: P.ProtocolError) -> bool:
         """Report a bad frame; return False when the input cannot be read any further."""
-        self._send_error(0, exc.code, f"Bad frame from the client: {exc}",
-                         "The add-on and backend versions may differ; update or restart both.")
+        hint = ("Check the request's field types." if exc.code == "bad_input"
+                else "The add-on and backend versions may differ; update or restart both.")
+        self._send_error(exc.request_id, exc.code, f"Bad frame from the client: {exc}", hint)
         if exc.code == "truncated":
             return False
         if exc.skip is None:
             return self.reader.resync()
         return True
 
-    def _cancel_current(self) -> None:
-        current = self.current
-        if current is not None:
-            current.cancel.set()
-
     # ------------------------------------------------------------------------------------ one request
 
-    def run_request(self, msg: P.Generate, request_id: int) -> None:
-        current = _Current(request_id)
-        if request_id in self.cancelled_early:
-            self.cancelled_early.discard(request_id)
-            current.cancel.set()
-        self.current = current
+    def run_request(self, item: _Request) -> None:
+        msg, request_id = item.msg, item.request_id
+        assert isinstance(msg, P.Generate)
         started = time.perf_counter()
         try:
-            ctx = JobContext(report=self._reporter(current), cancel_event=current.cancel)
+            ctx = JobContext(report=self._reporter(item), cancel_event=item.cancel)
             ctx.check()
             engine, request = self._request(msg)
             result = engine.normals(request, ctx) if isinstance(msg, P.Normals) else engine.generate(request, ctx)
@@ -164,10 +244,8 @@ class Server:
             else:
                 self._send_error(request_id, "internal", f"Unexpected error: {exc}",
                                  "Please report it with the log shown in the add-on.", traceback.format_exc())
-        finally:
-            self.current = None
 
-    def _reporter(self, current: _Current):  # noqa: ANN202 - a ProgressFn
+    def _reporter(self, current: _Request):  # noqa: ANN202 - a ProgressFn
         def report(stage: str, step: int, total: int, message: str) -> None:
             current.last_progress = time.monotonic()
             self.faults.fire(stage, self.raw_out)
@@ -177,18 +255,19 @@ class Server:
     def _request(self, msg: P.Generate) -> tuple[Engine, EngineRequest]:
         engine = self.engines.get(msg.engine)
         if engine is None:
-            raise BadInput(f"Unknown engine '{msg.engine}'.", hint=f"Use one of: {', '.join(self.engines)}.",
+            raise BadInput(f"Unknown engine {msg.engine[:60]!r}.", hint=f"Use one of: {', '.join(self.engines)}.",
                            code="unknown_engine")
         params = validate_params(engine.params, msg.params)
+        seed = check_seed(msg.seed)
+        device = _device(msg.device) or self.settings.device
         image = _image(msg.image_bytes, msg.image_path, msg.image_name)
         if image is None:
             raise BadInput("The request carries no image.", hint="Send image bytes or an image path.")
-        mask = _image(msg.mask_bytes, msg.mask_path, "mask")
+        mask = _image(msg.mask_bytes, msg.mask_path, "mask", "mask")
         if mask is not None:
             image = apply_mask(image, mask)
-        normal_map = _image(msg.normal_bytes, msg.normal_path, "normal map")
-        device = msg.device if msg.device != "auto" else self.settings.device
-        return engine, EngineRequest(image, _safe_name(msg.image_name), int(msg.seed), params, device, normal_map)
+        normal_map = _image(msg.normal_bytes, msg.normal_path, "normal map", "normal map")
+        return engine, EngineRequest(image, _safe_name(msg.image_name), seed, params, device, normal_map)
 
     def _send_result(self, result: EngineResult, request_id: int, ctx: JobContext, want_normal_map: bool) -> None:
         if want_normal_map and result.normal_map is not None:
@@ -218,12 +297,23 @@ class Server:
 # ---------------------------------------------------------------------------------------- helpers
 
 
-def _image(data: np.ndarray | None, path: str, name: str):  # noqa: ANN202 - LoadedImage | None
+def _image(data: np.ndarray | None, path: str, name: str, what: str = "image"):  # noqa: ANN202 - LoadedImage | None
     if data is not None:
-        return decode_image(data.tobytes(), name)
+        return decode_image(data.tobytes(), name[:100])
     if path:
+        if "\0" in path or len(path) > MAX_PATH_CHARS:
+            raise BadInput(f"The {what} path is not a usable file path ({len(path)} characters"
+                           f"{', with a NUL byte' if chr(0) in path else ''}).", hint="Choose the file again.")
         return load_image(path)
     return None
+
+
+def _device(name: str) -> str:
+    """The requested device ('' for auto), refused unless it is a device name."""
+    name = name.strip().lower()
+    if not DEVICE_PATTERN.fullmatch(name):
+        raise BadInput(f"Unknown device {name[:40]!r}.", hint="Use auto, cpu, cuda, cuda:N or mps.")
+    return "" if name == "auto" else name
 
 
 def _safe_name(name: str) -> str:
@@ -279,4 +369,4 @@ def serve_stdio(settings: BackendSettings) -> int:
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints from libraries go to the log
     sys.stdout = sys.stderr
     frames_in = os.fdopen(os.dup(sys.stdin.fileno()), "rb", buffering=1 << 16)
-    return Server(frames_in, frames_out, settings).serve()
+    return Server(frames_in, frames_out, settings, exit_grace=EXIT_GRACE_SECONDS).serve()

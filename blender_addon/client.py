@@ -54,6 +54,8 @@ class BackendProcess:
         self.hello: P.Hello | None = None
         self.hello_event = threading.Event()
         self.last_frame = time.monotonic()
+        self.garbled = ""
+        "The first bad frame seen before the handshake (stray output on the backend's stdout)."
         self._log: collections.deque[str] = collections.deque(maxlen=LOG_LINES)
         self._log_count = 0
         self._log_lock = threading.Lock()
@@ -88,7 +90,10 @@ class BackendProcess:
                 if exc.code == "truncated":  # the output ended mid-frame: the backend went away while replying
                     cut = " in the middle of a reply"
                     break
-                self._put(Event("protocol_error", error=f"{exc} ({exc.code})"))
+                if self.hello is None:  # stray output before the handshake is skipped, remembered for the timeout
+                    self.garbled = self.garbled or f"{exc} ({exc.code})"
+                else:
+                    self._put(Event("protocol_error", error=f"{exc} ({exc.code})"))
                 if exc.skip is None and not self._reader.resync():
                     break
                 continue
@@ -167,6 +172,11 @@ class BackendProcess:
         time.sleep(0.2)  # let the log thread catch the last lines of a crash
         if self.alive():
             self.kill()
+            if self.garbled:
+                raise BackendUnavailable(f"The backend wrote garbled data instead of its handshake ({self.garbled}).",
+                                         hint="The Backend Python must run this add-on's backend, and nothing "
+                                              "else may print to its standard output; see the log.",
+                                         log=self.log_tail())
             raise BackendUnavailable(f"The backend did not answer within {timeout:.0f} s.",
                                      hint="Check the Backend Python preference; see the log.",
                                      log=self.log_tail())
@@ -193,17 +203,22 @@ class BackendProcess:
                 return event.message
             if event.kind == "exit":
                 raise BackendUnavailable(f"The backend went away: {event.error}.", log=self.log_tail())
+            if event.kind == "protocol_error":
+                self.kill()
+                raise BackendUnavailable(f"Garbled data from the backend: {event.error}.",
+                                         hint="It was stopped; make sure add-on and backend versions match.",
+                                         log=self.log_tail())
         raise BackendUnavailable(f"No answer to a ping within {timeout:.0f} s.", log=self.log_tail())
 
     def drain(self) -> None:
-        """Drop events left over from earlier requests (an end-of-stream event stays)."""
+        """Drop messages left over from earlier requests (an end of stream or a garbled frame stays)."""
         kept: list[Event] = []
         while True:
             try:
                 event = self.events.get_nowait()
             except queue.Empty:
                 break
-            if event.kind == "exit":
+            if event.kind in ("exit", "protocol_error"):
                 kept.append(event)
         for event in kept:
             self.events.put(event)

@@ -21,6 +21,12 @@ from .wire import protocol as P
 
 PING_SECONDS = 2.0
 CANCEL_GRACE_SECONDS = 5.0
+CODE_HINTS = {
+    "busy": "The backend is still working on earlier requests: wait for them to finish, or cancel them.",
+    "bad_input": "Check the image and the parameters.",
+    "cancelled": "Start it again when ready.",
+}
+"What to do, for backend errors that arrive without a hint of their own."
 
 
 class JobFailed(Exception):
@@ -88,7 +94,13 @@ class Job:
         self.state = "running"
         self._last_ping = self._started = time.monotonic()
         try:
-            self.backend.send(self._request_message(), self.request_id)
+            message = self._request_message()
+        except (ValueError, TypeError, OverflowError) as exc:  # a seed or value no frame can carry
+            self._fail(JobFailed("bad_input", f"The request cannot be sent: {exc}.",
+                                 "Check the seed and the parameters."))
+            return
+        try:
+            self.backend.send(message, self.request_id)
         except BackendUnavailable as exc:
             self._fail(JobFailed("backend_died", exc.message, exc.hint, log=exc.log))
         except P.ProtocolError as exc:  # nothing was written: the backend is fine
@@ -261,7 +273,9 @@ class Job:
             self._on_done(msg)
         elif isinstance(msg, P.Error):
             code = "cancelled" if self.state == "cancelling" else msg.code
-            self._fail(JobFailed(code, msg.message, msg.hint, msg.traceback, self._log()))
+            hint = msg.hint or CODE_HINTS.get(code, "")
+            self._fail(JobFailed(code, msg.message or f"The backend refused the request ({code}).", hint,
+                                 msg.traceback, self._log()))
 
     def _on_done(self, msg: P.Done) -> None:
         if self.state == "cancelling":

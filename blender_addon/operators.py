@@ -1,6 +1,5 @@
 """Thin operators: build settings from properties, call the generation functions, report their messages."""
 
-import json
 from typing import Any, Literal
 
 import bpy
@@ -8,7 +7,7 @@ import bpy
 from . import generation, mesh_builder, sources
 from .client import BackendUnavailable
 from .job import JobFailed
-from .settings import BuildOptions, GenerateSettings, image_name_from_path
+from .settings import BuildOptions, GenerateSettings, checked_params, image_name_from_path, parse_params_json
 
 OpResult = set[Literal["RUNNING_MODAL", "CANCELLED", "FINISHED", "PASS_THROUGH", "INTERFACE"]]
 
@@ -21,12 +20,12 @@ def _settings_from(op: Any, context: Any) -> tuple[GenerateSettings, BuildOption
     else:
         picture = sources.picture_from_context(context, props)
     is_set = op.properties.is_property_set
-    explicit = json.loads(op.params_json) if op.params_json else None
+    explicit = parse_params_json(op.params_json)
     settings = GenerateSettings(
         image_name=picture.name or image_name_from_path(op.image_path), image_bytes=picture.data,
         engine=op.engine if is_set("engine") else (props.engine or "relief"),
         seed=op.seed if is_set("seed") else props.seed,
-        params=explicit if explicit is not None else props.param_values(),
+        params=explicit if explicit is not None else checked_params(props.param_values()),
         strict_params=explicit is not None,
         device=_device(context),
         want_normal_map=True,

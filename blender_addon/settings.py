@@ -6,6 +6,8 @@ bpy-free client and job code. Environment variables are read only inside functio
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -201,14 +203,51 @@ def engine_params(engine: dict[str, Any] | None, values: dict[str, Any]) -> dict
 
 
 def _convert(spec: dict[str, Any], value: Any) -> Any:
+    """The value as the declared type where that loses nothing; else as it is (the backend refuses it)."""
     kind = spec.get("type")
-    if kind == "int":
-        return int(value)
-    if kind == "float":
-        return float(value)
-    if kind == "bool":
+    if kind == "bool" and isinstance(value, int) and value in (0, 1):  # 0 and 1 from scripts, as bool
         return bool(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    if kind == "int" and isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if kind == "float" and isinstance(value, int) and abs(value) < 2**1000:
+        return float(value)
     return value
+
+
+def parse_params_json(text: str) -> dict[str, Any] | None:
+    """Engine parameters typed as JSON: an object, or None when ``text`` is blank; ``ValueError`` otherwise."""
+    if not text.strip():
+        return None
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"The parameters are not valid JSON ({exc}). Write them as an object, "
+                         'e.g. {"resolution": 128}.') from None
+    if not isinstance(value, dict):
+        raise ValueError(f"The parameters must be a JSON object of names and values, e.g. "
+                         f'{{"resolution": 128}}, not {_json_kind(value)}.')
+    return checked_params(value)
+
+
+def checked_params(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` unchanged if every number in it is finite; ``ValueError`` naming the first that is not."""
+    for name, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"Parameter '{name}' is {value}; use a finite number.")
+    return values
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number the backend accepts")
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {bool: "true/false", int: "a number", float: "a number", str: "a string", list: "a list"}.get(
+        type(value), type(value).__name__)
 
 
 def image_name_from_path(path: str) -> str:

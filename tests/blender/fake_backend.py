@@ -4,8 +4,9 @@
 
 MODE: ok (a quad-grid mesh with normals and UVs, plus a normal map), slow (progress until cancelled),
 crash (exits in the middle of the mesh stream), garbage (writes non-frames mid-stream), hang (stops
-answering anything, pings included), error (replies with an Error), bad_crc (a mesh with a wrong checksum),
-no_hello (exits before the handshake).
+answering anything, pings included), error (replies with an Error), busy (an Error 'busy' without a hint),
+bad_crc (a mesh with a wrong checksum), no_hello (exits before the handshake), hello_garbage (noise right
+after the handshake), garbage_hello (noise instead of the handshake), stray_hello (noise, then a handshake).
 """
 
 from __future__ import annotations
@@ -47,11 +48,20 @@ class Fake:
         if self.mode == "no_hello":
             print("fake backend: refusing to start", file=sys.stderr, flush=True)
             sys.exit(3)
+        if self.mode in ("garbage_hello", "stray_hello"):  # a library printing to stdout before the handshake
+            self.out.write(b"Loading something... done\n" + bytes(range(256)))
+            self.out.flush()
+            if self.mode == "garbage_hello":
+                sys.stdin.buffer.read()  # and no handshake ever
+                return
         engines = [{"name": "relief", "label": "Relief", "available": True, "weights_present": True,
                     "missing": [], "description": "fake", "params": [
                         {"name": "resolution", "type": "int", "default": 256, "min": 16, "max": 1024,
                          "options": [], "description": ""}]}]
         self.writer.send(P.Hello(backend_version="0.1.0", devices=["cpu"], engines=engines, pid=os.getpid()))
+        if self.mode == "hello_garbage":  # then noise instead of frames, and silence
+            self.out.write(b"Traceback (most recent call last): not a frame\n")
+            self.out.flush()
         reader = P.FrameReader(sys.stdin.buffer)
         while True:
             item = reader.read()
@@ -82,6 +92,9 @@ class Fake:
             return
         if self.mode == "hang":
             self.frozen.set()
+            return
+        if self.mode == "busy":
+            send(P.Error(code="busy", message="The backend is busy: 8 request(s) (0 MiB) are waiting already."), rid)
             return
         if self.mode == "error":
             send(P.Error(code="bad_input", message="The image has no foreground.", hint="Use another."), rid)

@@ -22,9 +22,11 @@ from blender_addon.job import Job, JobFailed
 from blender_addon.settings import (
     BackendConfig,
     GenerateSettings,
+    checked_params,
     config_problem,
     engine_params,
     find_backend_root,
+    parse_params_json,
     parse_prefix,
     prefix_is_shell,
     python_problem,
@@ -268,6 +270,8 @@ def test_pump_drives_the_job_without_blocking(backends):
     ("bad_crc", "protocol", "checksum"),
     ("huge_mesh", "protocol", "out of range"),
     ("no_hello", "backend_unavailable", "failed to start"),
+    ("busy", "busy", "wait for them to finish"),
+    ("hello_garbage", "protocol", "Garbled"),
 ])
 def test_failures_are_reported(backends, mode, code, text):
     proc = backends(mode)
@@ -280,9 +284,80 @@ def test_failures_are_reported(backends, mode, code, text):
         assert "crashing now" in info.value.log
     if mode == "no_hello":
         assert "refusing to start" in info.value.log
-    if mode != "error":
+    if mode not in ("error", "busy"):
         time.sleep(0.2)
         assert not proc.alive()
+    else:
+        assert proc.alive(), "a refused request keeps the backend"
+
+
+def test_garbage_instead_of_a_handshake_is_named(tmp_path):
+    config = BackendConfig(python=sys.executable, backend_root=str(REPO),
+                           argv=(sys.executable, str(FAKE), "garbage_hello"), hello_timeout=3.0)
+    proc = BackendProcess(config)
+    try:
+        job = Job(proc, request())
+        with pytest.raises(JobFailed) as info:
+            job.wait(60)
+        assert info.value.code == "backend_unavailable"
+        assert "garbled data instead of its handshake" in info.value.message and "standard output" in info.value.hint
+        assert not proc.alive()
+    finally:
+        proc.kill()
+
+
+def test_stray_output_before_the_handshake_is_skipped(backends):
+    proc = backends("stray_hello")
+    assert Job(proc, request()).wait(30).meshes
+    assert proc.garbled  # remembered, in case no handshake had followed
+
+
+def test_a_ping_meets_garbage_after_the_handshake(backends):
+    proc = backends("hello_garbage")
+    proc.wait_hello(20)
+    deadline = time.monotonic() + 20
+    while proc.events.empty() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with pytest.raises(BackendUnavailable, match="Garbled"):
+        proc.ping()
+    assert not proc.alive()
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("[1]", "not a list"), ("7", "not a number"), ("null", "not null"), ('"x"', "not a string"),
+    ("NaN", "NaN"), ('{"depth": Infinity}', "Infinity"), ('{"depth": -Infinity}', "Infinity"),
+    ('{"depth": 1e400}', "'depth' is inf"), ('{"resolution": 1' + "0" * 5000 + "}", "not valid JSON"),
+    ("{bad", "not valid JSON"), ("[" * 100_000, "not valid JSON"),
+])
+def test_params_json_must_be_an_object_of_finite_values(text, words):
+    with pytest.raises(ValueError) as info:
+        parse_params_json(text)
+    assert words in str(info.value) and "Traceback" not in str(info.value) and len(str(info.value)) < 300
+
+
+def test_params_json_objects_and_blanks():
+    assert parse_params_json("  ") is None
+    assert parse_params_json('{"resolution": 128, "normals": "inflate"}') == {"resolution": 128, "normals": "inflate"}
+    assert checked_params({"depth": 0.5}) == {"depth": 0.5}
+    with pytest.raises(ValueError, match="'depth'"):
+        checked_params({"depth": float("nan")})
+
+
+def test_engine_params_leave_unconvertible_values_to_the_backend():
+    engine = {"params": [{"name": "resolution", "type": "int"}, {"name": "depth", "type": "float"},
+                         {"name": "fill", "type": "bool"}]}
+    out = engine_params(engine, {"resolution": float("nan"), "depth": "deep", "fill": 1})
+    assert out["resolution"] != out["resolution"] and out["depth"] == "deep" and out["fill"] is True
+    assert engine_params(engine, {"resolution": 3.5, "depth": 10**400})["resolution"] == 3.5
+
+
+def test_a_seed_no_frame_can_carry_is_refused_before_sending(backends):
+    proc = backends("ok")
+    job = Job(proc, request(seed="seven"))
+    with pytest.raises(JobFailed) as info:
+        job.wait(30)
+    assert info.value.code == "bad_input" and "seed" in info.value.hint
+    assert proc.alive()
 
 
 def test_hang_is_detected_and_the_backend_killed(backends, monkeypatch):
