@@ -24,7 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("generate", "image(s) -> mesh + normal map"), ("normals", "image(s) -> normal map")):
         p = sub.add_parser(name, help=text, epilog=PATHS_EPILOG)
         p.add_argument("images", nargs="+", help="input image files (PNG, JPEG, WebP, BMP, TIFF or TGA)")
-        p.add_argument("-o", "--output", default="out", help="output folder (default: out, in the current folder; created if missing)")
+        p.add_argument("-o", "--output", default="out",
+                       help="output folder (default: out, in the current folder; created if missing)")
         p.add_argument("--engine", default="relief", help="relief (default) or hi3dgen")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
