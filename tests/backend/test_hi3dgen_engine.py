@@ -126,6 +126,7 @@ def test_a_given_rgba_normal_map_reaches_the_encoder_as_the_release_resizes_it(m
     given = LoadedImage(normal_map.astype(np.float32) / 255, has_alpha=True, source_mode="RGBA")
     engine = Hi3DGenEngine(BackendSettings())
     monkeypatch.setattr(engine, "_models", lambda request, ctx: None)
+    monkeypatch.setattr(engine, "_require_weights", lambda request, geometry: None)  # no weights here
     request = EngineRequest(image, "disc", 0, validate_params(PARAMS, {}), normal_map=given)
     with pytest.raises(Seen):
         engine.generate(request, JobContext())
