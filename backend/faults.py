@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import struct
+import sys
 import time
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -46,6 +47,7 @@ class Faults:
             os.kill(os.getpid(), signal.SIGSTOP)  # the whole process freezes, as a deadlock would
             return
         if self.kind == "stall":
+            print(f"[hi3dgen] fault: stalling the worker at {point}", file=sys.stderr, flush=True)
             time.sleep(STALL_SECONDS)  # only the worker is stuck, as in a long native call
             return
         _misbehave(self.kind, raw_out)

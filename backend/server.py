@@ -223,6 +223,14 @@ class Server:
     # ------------------------------------------------------------------------------------ one request
 
     def run_request(self, item: _Request) -> None:
+        """Run one request; its last frame (Done or Error) goes out once the backend is idle again."""
+        final = self._outcome(item)
+        with self._lock:  # a Ping answered after the last frame must not see this request as running
+            if self.current is item:
+                self.current = None
+        self.writer.send(final, item.request_id)
+
+    def _outcome(self, item: _Request) -> P.Done | P.Error:
         msg, request_id = item.msg, item.request_id
         assert isinstance(msg, P.Generate)
         started = time.perf_counter()
@@ -232,18 +240,17 @@ class Server:
             engine, request = self._request(msg)
             result = engine.normals(request, ctx) if isinstance(msg, P.Normals) else engine.generate(request, ctx)
             self._send_result(result, request_id, ctx, msg.want_normal_map)
-            self.writer.send(P.Done(mesh_count=len(result.meshes), seconds=time.perf_counter() - started,
-                                    stats=_jsonable(result.stats)), request_id)
+            return P.Done(mesh_count=len(result.meshes), seconds=time.perf_counter() - started,
+                          stats=_jsonable(result.stats))
         except BackendError as exc:
-            self._send_error(request_id, exc.code, exc.message, exc.hint)
+            return self._error(exc.code, exc.message, exc.hint)
         except MemoryError:
-            self._out_of_memory(request_id)
+            return self._out_of_memory()
         except Exception as exc:  # report, keep serving: one bad request must not end the session
             if _is_oom(exc):
-                self._out_of_memory(request_id)
-            else:
-                self._send_error(request_id, "internal", f"Unexpected error: {exc}",
-                                 "Please report it with the log shown in the add-on.", traceback.format_exc())
+                return self._out_of_memory()
+            return self._error("internal", f"Unexpected error: {exc}",
+                               "Please report it with the log shown in the add-on.", traceback.format_exc())
 
     def _reporter(self, current: _Request):  # noqa: ANN202 - a ProgressFn
         def report(stage: str, step: int, total: int, message: str) -> None:
@@ -283,15 +290,20 @@ class Server:
                 self.writer.send(frame, request_id)
 
     def _send_error(self, request_id: int, code: str, message: str, hint: str = "", tb: str = "") -> None:
-        print(f"[hi3dgen] error {code}: {message}\n{tb}", file=sys.stderr, flush=True)
-        self.writer.send(P.Error(code=code, message=message, hint=hint, traceback=tb), request_id)
+        self.writer.send(self._error(code, message, hint, tb), request_id)
 
-    def _out_of_memory(self, request_id: int) -> None:
+    @staticmethod
+    def _error(code: str, message: str, hint: str = "", tb: str = "") -> P.Error:
+        """An Error frame, logged to stderr as it is made."""
+        print(f"[hi3dgen] error {code}: {message}\n{tb}", file=sys.stderr, flush=True)
+        return P.Error(code=code, message=message, hint=hint, traceback=tb)
+
+    def _out_of_memory(self) -> P.Error:
         self.release_models()
         _empty_device_cache()
         exc = OutOfMemory("Ran out of memory.", hint="Lower the resolution or steps, close other programs, "
                                                      "or choose the CPU device (more memory, slower).")
-        self._send_error(request_id, exc.code, exc.message, exc.hint)
+        return self._error(exc.code, exc.message, exc.hint)
 
 
 # ---------------------------------------------------------------------------------------- helpers

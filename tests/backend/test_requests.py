@@ -168,10 +168,11 @@ def test_shutdown_drops_the_requests_waiting_behind_it():
 def test_a_stuck_worker_does_not_keep_the_process(ending):
     proc = _slow_backend(HI3DGEN_FAULT="stall@relief")
     proc.send(P.Generate(params={"resolution": 32}, image_bytes=SMALL_PNG), 1)
-    for _ in range(600):  # the worker takes the request, then stalls in the relief stage
-        if _pong(proc).busy:
+    for _ in range(1200):  # the worker takes the request, then says it stalls in the relief stage
+        if b"fault: stalling" in b"".join(proc.stderr):
             break
         time.sleep(0.05)
+    assert b"fault: stalling" in b"".join(proc.stderr), "the worker reached the stall"
     assert _pong(proc).busy, "the worker is stuck, the reader still answers"
     if ending == "shutdown":
         proc.send(P.Shutdown())
