@@ -48,7 +48,8 @@ def prepare_folder(folder: Path | str) -> Path:
     """Create the output folder if needed; ``WriteFailed`` (one clear line) when it cannot hold files."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise WriteFailed(f"The output {folder} is a file, not a folder.", hint="Choose a folder with -o.")
+        what = "a file" if folder.is_file() else "a special file (a pipe, socket or device)"
+        raise WriteFailed(f"The output {folder} is {what}, not a folder.", hint="Choose a folder with -o.")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _create_temp(folder / "probe").unlink()  # access() is no proof (root, ACLs, read-only mounts)

@@ -92,10 +92,16 @@ def _download(settings: BackendSettings, models: list[str]) -> int:
 
 def _batch(args: argparse.Namespace, settings: BackendSettings) -> int:
     from .batch import BatchJob, run_batch
-    from .errors import WriteFailed
+    from .engines.base import check_seed
+    from .errors import BadInput, WriteFailed
 
+    try:
+        seed = check_seed(args.seed)
+    except BadInput as exc:  # refused before any model loads
+        print(f"error: {exc.message} {exc.hint}", file=sys.stderr)
+        return 2
     job = BatchJob(images=[Path(p) for p in args.images], output=Path(args.output), engine=args.engine,
-                   seed=args.seed, params=_parse_params(args.param), normals_only=args.command == "normals",
+                   seed=seed, params=_parse_params(args.param), normals_only=args.command == "normals",
                    export_format=getattr(args, "format", "glb"), convention=args.convention,
                    normal_map=args.normal_map, mask=args.mask)
     t0 = time.perf_counter()

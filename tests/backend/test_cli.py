@@ -90,6 +90,23 @@ def test_bad_arguments_exit_non_zero(tmp_path):
     assert code == 1
 
 
+def test_a_seed_out_of_range_is_refused_before_anything_runs(tmp_path):
+    image = tmp_path / "x.png"
+    image.write_bytes(png_bytes(blob_rgba()))
+    for seed in ("-5", str(2**40)):
+        code, err = run_cli("generate", str(image), "--seed", seed, "-o", str(tmp_path / "out"))
+        assert code == 2 and "seed cannot be" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists(), "nothing was written"
+
+
+def test_an_output_that_is_a_pipe_is_one_clear_line(tmp_path):
+    image, pipe = tmp_path / "x.png", tmp_path / "pipe"
+    image.write_bytes(png_bytes(blob_rgba()))
+    os.mkfifo(pipe)
+    code, err = run_cli("generate", str(image), "-o", str(pipe))
+    assert code == 1 and "special file" in err and len(err.strip().splitlines()) == 1
+
+
 def test_cli_module_has_no_import_time_work():
     assert "import torch" not in Path(REPO, "backend", "cli.py").read_text().split("def ")[0]
 
