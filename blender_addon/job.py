@@ -258,12 +258,14 @@ class Job:
 
     def _on_message(self, msg: P.Message) -> None:
         if isinstance(msg, P.Progress):
-            self.stage, self.step, self.total, self.message = msg.stage, msg.step, msg.total, msg.message
+            if self.state != "cancelling":  # the panel says Cancelling... until the backend confirms
+                self.stage, self.step, self.total, self.message = msg.stage, msg.step, msg.total, msg.message
         elif isinstance(msg, P.NormalMap):
             self._normal_map = _normal_pixels(msg)
         elif isinstance(msg, P.MeshStart):
             self._meshes[msg.mesh_index] = P.MeshAssembly(msg)
-            self.stage, self.step, self.total, self.message = "receiving", 0, 0, msg.name
+            if self.state != "cancelling":
+                self.stage, self.step, self.total, self.message = "receiving", 0, 0, msg.name
         elif isinstance(msg, P.MeshChunk):
             assembly = self._meshes.get(msg.mesh_index)
             if assembly is None:

@@ -32,6 +32,7 @@ from blender_addon.settings import (
     python_problem,
     resolve_python,
 )
+from blender_addon.wire import protocol as P
 
 from .hang_watch import watch_hangs
 
@@ -391,6 +392,16 @@ def test_cancel(backends):
     assert info.value.code == "cancelled"
     assert info.value.message == "Generation cancelled.", "the backend's own reply, not the grace kill"
     assert proc.alive(), "a cancel keeps the backend for the next request"
+
+
+def test_progress_after_a_cancel_keeps_saying_cancelling(backends):
+    proc = backends("slow")
+    job = sampling_job(proc)
+    job.cancel()
+    job._on_message(P.Progress(stage="sampling", step=3, total=12, message="step 3"))  # already on the wire
+    assert (job.state, job.stage, job.message) == ("cancelling", "cancelling", "Cancelling...")
+    with pytest.raises(JobFailed):
+        job.wait(SAFETY_SECONDS)
 
 
 def test_stopping_the_backend_during_a_run_reads_as_a_cancel(backends):
