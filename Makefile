@@ -58,6 +58,7 @@ bench: venvs
 	$(VENV)/bin/python bench/bench_sparse_conv.py
 	$(VENV)/bin/python bench/bench_extraction.py
 	$(VENV)/bin/python bench/bench_sampler.py
+	$(VENV)/bin/python bench/bench_cli.py
 	$(VENV)/bin/python bench/bench_flow_forward.py
 	$(VENV)/bin/python bench/bench_nirne.py
 
