@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import BackendError
-from .fetch import Progress, human_bytes, human_seconds
+from .fetch import FetchCancelled, Progress, human_bytes, human_seconds
 from .settings import BackendSettings
 
 EXIT_CANCELLED = 130
@@ -146,15 +146,20 @@ def _agreed() -> bool:
 
 
 class _cancel_on_sigterm:
-    """While active, SIGTERM sets ``cancel`` (the add-on's Cancel) instead of killing the process at once."""
+    """While active, SIGTERM (the add-on's Cancel) sets ``cancel`` and interrupts a read that waits on a
+    stalled server, so the command reports the cancel and exits; what is in the ``.part`` stays."""
 
     def __init__(self, cancel: threading.Event) -> None:
         self.cancel = cancel
         self.saved: Any = None
 
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.cancel.set()
+        raise FetchCancelled("Download cancelled.", hint="Run the download again to resume where it stopped.")
+
     def __enter__(self) -> None:
         if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGTERM"):
-            self.saved = signal.signal(signal.SIGTERM, lambda *_: self.cancel.set())
+            self.saved = signal.signal(signal.SIGTERM, self._handle)
 
     def __exit__(self, *exc: object) -> None:
         if self.saved is not None:
