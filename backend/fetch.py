@@ -274,9 +274,10 @@ def _is_full_body(response: Any, have: int, remote: RemoteFile) -> bool:
 
 def _copy(response: Any, out: Any, have: int, remote: RemoteFile, hasher: _Hasher, meter: ProgressMeter,
           stop: threading.Event, chunk: int) -> int:
+    read = getattr(response, "read1", response.read)  # read1: what has arrived, so the part grows steadily
     while have < remote.size:
         _check_cancel(stop, remote)
-        block = response.read(min(chunk, remote.size - have))
+        block = read(min(chunk, remote.size - have))
         if not block:
             break
         out.write(block)
