@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,6 +28,8 @@ from .fetch import FetchCancelled, Progress, human_bytes, human_seconds
 from .settings import BackendSettings
 
 EXIT_CANCELLED = 130
+LOG_EVERY = 10.0
+"Seconds between progress lines when stderr is not a terminal (a log file)."
 
 
 def run_download(settings: BackendSettings, names: list[str], as_json: bool = False, plan_only: bool = False,
@@ -64,6 +67,7 @@ class _Reporter:
         self.tty = err.isatty()
         self._line_open = False
         self._last_file = ""
+        self._last_line = 0.0
 
     def _json(self, event: str, **fields: Any) -> None:
         self.out.write(json.dumps({"event": event, **fields}) + "\n")
@@ -94,8 +98,9 @@ class _Reporter:
         if self.tty:
             self.err.write("\r" + line.ljust(78)[:120])
             self._line_open = True
-        elif p.file != self._last_file:  # a plain log: one line per file
-            self.err.write(f"{model}: {p.file} ({line})\n")
+        elif p.file != self._last_file or p.done == p.total or time.monotonic() - self._last_line >= LOG_EVERY:
+            self.err.write(f"{model}: {p.file}: {line}\n")  # a plain log: per file, and now and then
+            self._last_line = time.monotonic()
         self._last_file = p.file
         self.err.flush()
 

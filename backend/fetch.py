@@ -17,6 +17,7 @@ import shutil
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,6 +144,26 @@ def check_free_space(folder: Path, needed: int,
                          hint="Free some space, or choose a Weights Folder on a larger disk.")
 
 
+class _SameHostAuth(urllib.request.HTTPRedirectHandler):
+    """Follows redirects; the token goes along only to the same host (the Hub's own relative redirects),
+    never to a CDN's signed address on another host."""
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any,
+                         newurl: str) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urllib.parse.urlsplit(newurl).netloc == urllib.parse.urlsplit(
+                req.full_url).netloc:
+            for name, value in req.unredirected_hdrs.items():
+                if name.lower() == "authorization":
+                    new.add_unredirected_header(name, value)
+        return new
+
+
+def open_url(request: urllib.request.Request, timeout: float) -> Any:
+    """``urlopen`` with the token kept on same-host redirects only."""
+    return urllib.request.build_opener(_SameHostAuth()).open(request, timeout=timeout)
+
+
 def fetch_file(remote: RemoteFile, dest: Path, meter: ProgressMeter | None = None,
                cancel: threading.Event | None = None, options: FetchOptions | None = None) -> Path:
     """Download ``remote`` to ``dest`` (resuming ``dest.part``); returns ``dest`` once verified and in place."""
@@ -234,7 +255,7 @@ def _transfer(remote: RemoteFile, part: Path, have: int, hasher: _Hasher, meter:
         request.add_header("Range", f"bytes={have}-")
     start = have
     try:
-        with urllib.request.urlopen(request, timeout=opts.timeout) as response:
+        with open_url(request, opts.timeout) as response:
             restarted = bool(have) and _is_full_body(response, have, remote)
             if restarted:  # the server ignored the Range: start again from zero
                 hasher.reset()

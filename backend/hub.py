@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .fetch import FetchError, FetchOptions, RemoteFile
+from .fetch import FetchError, FetchOptions, RemoteFile, open_url
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 MAX_LISTING_BYTES = 16 << 20
@@ -127,7 +127,7 @@ def _get_json(url: str, repo_id: str, opts: FetchOptions) -> Any:
     for name, value in opts.headers:
         request.add_unredirected_header(name, value)
     try:
-        with urllib.request.urlopen(request, timeout=opts.timeout) as response:
+        with open_url(request, opts.timeout) as response:
             body = response.read(MAX_LISTING_BYTES + 1)
     except urllib.error.HTTPError as exc:
         hint = {401: "The repository needs a Hugging Face token: set HF_TOKEN.",

@@ -29,8 +29,18 @@ class HubState:
     stall: set[str] = field(default_factory=set)
     stall_reached: threading.Event = field(default_factory=threading.Event)
     stall_release: threading.Event = field(default_factory=threading.Event)
+    ignore_range: set[str] = field(default_factory=set)
+    "Paths answered with the whole file (200) even when a Range is asked for."
+    fail_first: dict[str, list[int]] = field(default_factory=dict)
+    "Path -> HTTP codes answered to its first requests, one each (503: try again; 401: gated)."
     requests: list[tuple[str, str]] = field(default_factory=list)
     "(repo path, Range header or '') of every file request, in order."
+    auth: list[str] = field(default_factory=list)
+    "The Authorization header of every request ('' when absent)."
+    redirect: dict[str, str] = field(default_factory=dict)
+    "Path -> 'same' (a relative redirect on this host) or 'other' (to http://localhost:<port>, as a CDN)."
+    cdn_auth: dict[str, str] = field(default_factory=dict)
+    "Path -> the Authorization header its redirected request carried."
     licence: str = "mit"
 
 
@@ -57,6 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        self.state.auth.append(self.headers.get("Authorization", ""))
         url = urllib.parse.urlsplit(self.path)
         parts = [urllib.parse.unquote(p) for p in url.path.strip("/").split("/")]
         if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "revision":
@@ -64,6 +75,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if len(parts) >= 5 and parts[2] == "resolve":
             self._file("/".join(parts[:2]), "/".join(parts[4:]))
+            return
+        if len(parts) >= 4 and parts[0] == "cdn":
+            key = "/".join(parts[1:])
+            self.state.cdn_auth[key] = self.headers.get("Authorization", "")
+            self._file("/".join(parts[1:3]), "/".join(parts[3:]), redirected=True)
             return
         self._send(404, b"not found")
 
@@ -74,18 +90,28 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._send(200, json.dumps(listing(repo_id, folder, self.state.licence)).encode())
 
-    def _file(self, repo_id: str, rel: str) -> None:
+    def _file(self, repo_id: str, rel: str, redirected: bool = False) -> None:
         folder = self.state.repos.get(repo_id)
         path = folder / rel if folder is not None else None
         if path is None or not path.is_file():
             self._send(404, b"Entry not found")
             return
         key = f"{repo_id}/{rel}"
+        if key in self.state.redirect and not redirected:
+            where = "" if self.state.redirect[key] == "same" else f"http://localhost:{self.server.server_address[1]}"
+            self.send_response(302)
+            self.send_header("Location", f"{where}/cdn/{key}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         self.state.requests.append((key, self.headers.get("Range", "")))
+        if self.state.fail_first.get(key):
+            self._send(self.state.fail_first[key].pop(0), b"try again")
+            return
         data = path.read_bytes()
         if key in self.state.corrupt:
             data = bytes(b ^ 0xFF for b in data)
-        start = _range_start(self.headers.get("Range", ""))
+        start = None if key in self.state.ignore_range else _range_start(self.headers.get("Range", ""))
         if start is not None and start >= len(data):
             self._send(416, b"")
             return

@@ -188,6 +188,64 @@ def test_cancel_mid_file_keeps_the_part_and_the_next_run_resumes(server, setting
         sources[REPO["dinov2"]] / "model.safetensors") and not part.exists()
 
 
+def test_a_server_that_ignores_the_range_restarts_the_file_from_zero(server, settings, sources):
+    key = f"{REPO['dinov2']}/model.safetensors"
+    server.state.drop_once.add(key)
+    server.state.ignore_range.add(key)
+    events: list[Progress] = []
+    plan = downloads.plan_download(["dinov2"], settings)
+    downloads.run_plan(plan, lambda p, m: events.append(p), options=FetchOptions(backoff=0.01), interval=0.0)
+    assert len(server.file_requests("model.safetensors")) == 2
+    assert _sha(Path(settings.weights_dir) / "dinov2" / "model.safetensors") == _sha(
+        sources[REPO["dinov2"]] / "model.safetensors")
+    assert events[-1].done == plan.to_fetch and max(p.done for p in events) <= plan.to_fetch  # not counted twice
+
+
+def test_busy_answers_are_retried_and_the_token_goes_to_the_endpoint(server, settings, sources, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    server.state.fail_first[f"{REPO['dinov2']}/model.safetensors"] = [503, 429]
+    downloads.run_plan(downloads.plan_download(["dinov2"], settings), options=FetchOptions(backoff=0.01))
+    assert len(server.file_requests("model.safetensors")) == 3
+    assert set(server.state.auth) == {"Bearer hf_test_token"}
+    assert _sha(Path(settings.weights_dir) / "dinov2" / "model.safetensors") == _sha(
+        sources[REPO["dinov2"]] / "model.safetensors")
+
+
+def test_redirects_keep_the_range_and_the_token_stays_on_the_hub_host(server, settings, sources, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_test_token")
+    weights, config = f"{REPO['dinov2']}/model.safetensors", f"{REPO['dinov2']}/config.json"
+    server.state.redirect.update({weights: "other", config: "same"})
+    server.state.drop_once.add(weights)
+    downloads.run_plan(downloads.plan_download(["dinov2"], settings), options=FetchOptions(backoff=0.01))
+    assert server.state.cdn_auth == {weights: "", config: "Bearer hf_test_token"}  # no token to another host
+    assert server.file_requests("model.safetensors")[-1].startswith("bytes=")  # the resume went through it
+    assert _sha(Path(settings.weights_dir) / "dinov2" / "model.safetensors") == _sha(
+        sources[REPO["dinov2"]] / "model.safetensors")
+
+
+def test_a_gated_model_says_to_set_the_token_and_endless_failures_give_up(server, settings):
+    key = f"{REPO['dinov2']}/model.safetensors"
+    server.state.fail_first[key] = [401]
+    plan = downloads.plan_download(["dinov2"], settings)
+    with pytest.raises(FetchError, match="401") as info:
+        downloads.run_plan(plan)
+    assert "HF_TOKEN" in info.value.hint
+    server.state.fail_first[key] = [503] * 10
+    with pytest.raises(FetchError, match="failed 3 times in a row") as info:
+        downloads.run_plan(plan, options=FetchOptions(backoff=0.01, retries=3))
+    assert "resumes" in info.value.hint
+
+
+def test_without_a_weights_folder_models_go_to_the_default_one_the_lookup_reads(server, tmp_path, monkeypatch):
+    from backend.weights import default_weights_dir, resolve
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    settings = BackendSettings()
+    assert default_weights_dir() == tmp_path / "cache" / "hi3dgen" / "weights"
+    folders = downloads.run_plan(downloads.plan_download(["dinov2"], settings))
+    assert folders["dinov2"] == default_weights_dir() / "dinov2" == resolve("dinov2", settings)
+
+
 # ----------------------------------------------------------------------------------------- refusals
 
 
