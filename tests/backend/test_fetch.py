@@ -104,6 +104,21 @@ def test_the_plan_names_sizes_and_licences_and_leaves_out_remote_code(server, se
                for m in plan.models for f in m.files)
 
 
+def test_the_download_path_needs_only_the_standard_library():
+    """No new dependency, and ``python -m backend download`` starts without torch."""
+    import ast
+
+    for name in ("fetch.py", "hub.py", "downloads.py", "download_cli.py"):
+        tree = ast.parse((ROOT / "backend" / name).read_text())
+        absolute = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        absolute |= {n.module.split(".")[0] for n in ast.walk(tree)
+                     if isinstance(n, ast.ImportFrom) and n.level == 0 and n.module}
+        assert absolute <= set(sys.stdlib_module_names) | {"__future__"}, name
+    code = "import sys, backend.cli, backend.download_cli, backend.downloads; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_unsafe_names_in_a_listing_are_refused():
     for bad in ("../evil.json", "/etc/passwd", "a/../../b", "c:\\x", ""):
         with pytest.raises(FetchError, match="unusable name"):
