@@ -70,7 +70,9 @@ class HI3DGEN_AddonPreferences(bpy.types.AddonPreferences):
             layout.label(text=f"Overridden by HI3DGEN_PYTHON={env_python}", icon="INFO")
         layout.prop(self, "device")
         layout.prop(self, "weights_dir")
-        self._draw_downloads(layout)
+        from . import weights_ops  # here: weights_ops imports this module
+
+        weights_ops.draw_preferences(layout)
         col = layout.column()
         col.prop(self, "allow_downloads")
         if self.allow_downloads and not bpy.app.online_access:
@@ -95,13 +97,6 @@ class HI3DGEN_AddonPreferences(bpy.types.AddonPreferences):
         row.operator("hi3dgen.stop_backend", icon="CANCEL")
         for line in self.check_result.splitlines():
             layout.label(text=line)
-
-    def _draw_downloads(self, layout: Any) -> None:
-        from . import weights_ops
-
-        box = layout.box()
-        box.label(text="Download Weights (sizes and licences are shown before anything is fetched)")
-        weights_ops.draw_downloads(box, weights_ops.preference_groups())
 
 
 def get_preferences(context: Any = None) -> Any:

@@ -153,6 +153,13 @@ def draw_panel(layout: Any, engine: dict[str, Any] | None) -> None:
     draw_downloads(box, [("Weights", missing)])
 
 
+def draw_preferences(layout: Any) -> None:
+    """The preferences' hook: a box with a Download button per engine and the segmenter (or the bar)."""
+    box = layout.box()
+    box.label(text="Download Weights (sizes and licences are shown before anything is fetched)")
+    draw_downloads(box, preference_groups())
+
+
 def shutdown() -> None:
     """Blender quits or the add-on goes: end a running download (its parts stay for the next time)."""
     run, _State.run = _State.run, None
