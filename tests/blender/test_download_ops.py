@@ -119,3 +119,24 @@ def test_online_access_off_refuses_the_internet_but_not_this_machine(ext, hub, m
     with pytest.raises(RuntimeError, match="Online access is off"):
         bpy.ops.hi3dgen.download_weights(models="segmenter")
     assert not hub[0].state.requests
+
+
+def test_the_dialog_shows_sizes_and_licences_before_anything_is_fetched(ext, hub):  # noqa: F811
+    """``invoke`` asks the backend for the plan, then opens the confirmation; ``draw`` lists the plan."""
+    server, repo, folder = hub
+    cls = ext.weights_ops.HI3DGEN_OT_download_weights
+    reports: list[tuple[set, str]] = []
+    dialogs: list[dict[str, Any]] = []
+    layout = _Layout()
+    op = type("Op", (), {"models": "segmenter", "_names": cls._names, "layout": layout,
+                         "report": lambda self, kind, text: reports.append((kind, text))})()
+    wm = type("WM", (), {"invoke_props_dialog": lambda self, o, **kw: dialogs.append(kw) or {"RUNNING_MODAL"}})()
+    context = type("Ctx", (), {"window_manager": wm, "preferences": bpy.context.preferences})()
+    assert cls.invoke(op, context, None) == {"RUNNING_MODAL"} and not reports
+    assert dialogs == [{"width": 560, "title": "Download Weights", "confirm_text": "Download"}]
+    cls.draw(op, context)
+    lines = [kw["text"] for name, kw in layout.calls if name == "label"]
+    assert lines[0] == ("rmbg (briaai/RMBG-1.4): 2.0 MB; licence bria-rmbg-1.4 (non-commercial use; gated: "
+                        "accept the terms on the model page and set HF_TOKEN)")
+    assert lines[1] == f"Download 2.0 MB into {folder.parent}" and "free there" in lines[2]
+    assert not server.state.requests and not folder.exists()  # only the listing was read
