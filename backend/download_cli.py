@@ -81,8 +81,8 @@ class _Reporter:
             if m["found_at"]:
                 state = f"present at {m['found_at']}"
             else:
-                have = f", {human_bytes(m['present'] + m['partial'])} already here" if m["present"] or \
-                    m["partial"] else ""
+                here = m["present"] + m["partial"]
+                have = f", {human_bytes(here)} already here" if here else ""
                 state = f"{human_bytes(m['total'])} ({m['files']} files to fetch{have})"
             print(f"{m['name']:<15} {m['repo_id']:<38} licence {m['licence'] or '-'}; {state}", file=self.out)
         room = f", {human_bytes(free)} free" if free is not None else ""

@@ -189,7 +189,8 @@ def download_hint(names: list[str], settings: BackendSettings) -> str:
                 "command.")
     folder = f" --weights-dir {settings.weights_dir}" if settings.weights_dir else (
         " --weights-dir DIR and set DIR as the Weights Folder")
-    return f"Turn on Allow Weight Downloads in the add-on preferences, or run: {command}{folder}."
+    return (f"Press Download Weights in the Hi3DGen panel or the add-on preferences (or turn on Allow Weight "
+            f"Downloads there), or run: {command}{folder}.")
 
 
 def _download(model: ModelSpec, settings: BackendSettings, progress: bool) -> Path:
