@@ -42,9 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="print versions, devices, engines with their parameters, and weights")
     info.add_argument("--json", action="store_true", help="one machine-readable JSON object instead of text")
     _common(info)
-    dl = sub.add_parser("download", help="download model weights from the Hugging Face Hub")
+    dl = sub.add_parser("download", help="download model weights from the Hugging Face Hub (resumable)",
+                        epilog="HF_ENDPOINT points at a mirror; HF_TOKEN is sent for gated models.")
     dl.add_argument("models", nargs="+", metavar="NAME", help="model names, as `info` lists them "
-                    "(trellis-normal, dinov2, yoso-normal; rmbg is the optional segmenter)")
+                    "(trellis-normal, dinov2, yoso-normal; rmbg is the optional segmenter), or hi3dgen "
+                    "(its three models) or segmenter")
+    dl.add_argument("--json", action="store_true", help="machine-readable progress: one JSON object a line")
+    dl.add_argument("--plan", action="store_true", help="show sizes and licences only; download nothing")
+    dl.add_argument("--yes", "-y", action="store_true", help="do not ask before downloading")
     _weights_dir(dl)
     return parser
 
@@ -72,22 +77,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return print_info(settings, as_json=args.json)
     if args.command == "download":
-        return _download(settings, args.models)
+        from .download_cli import run_download
+
+        return run_download(settings, args.models, as_json=args.json, plan_only=args.plan, assume_yes=args.yes)
     return _batch(args, settings)
-
-
-def _download(settings: BackendSettings, models: list[str]) -> int:
-    from .errors import BackendError
-    from .weights import resolve
-
-    failed = 0
-    for name in models:
-        try:
-            print(f"{name}: {resolve(name, settings, progress=True)}")
-        except BackendError as exc:
-            failed += 1
-            print(f"{name}: {exc.message} {exc.hint}", file=sys.stderr)
-    return 1 if failed else 0
 
 
 def _batch(args: argparse.Namespace, settings: BackendSettings) -> int:

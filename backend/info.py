@@ -25,7 +25,7 @@ def info_report(settings: BackendSettings) -> dict[str, Any]:
     for spec in MODELS.values():
         present, missing = status(spec.name, settings)
         models.append({"name": spec.name, "repo_id": spec.repo_id, "description": spec.description,
-                       "present": present, "missing": missing})
+                       "licence": spec.licence, "present": present, "missing": missing})
     return {"backend_version": hello.backend_version, "protocol": P.PROTOCOL_VERSION,
             "python_version": hello.python_version, "torch_version": hello.torch_version,
             "devices": hello.devices, "weights_dir": settings.weights_dir, "engines": hello.engines,

@@ -2,10 +2,12 @@
 
 Resolution order for a model ``name``:
 1. ``<weights_dir>/<name>`` (or ``weights_dir`` itself if it directly holds the model's files);
-2. ``$HI3DGEN_WEIGHTS/<name>`` (folded into ``BackendSettings.weights_dir`` at the entry point);
+2. ``$HI3DGEN_WEIGHTS/<name>`` (folded into ``BackendSettings.weights_dir`` at the entry point); with
+   neither, ``default_weights_dir()/<name>``, where ``python -m backend download`` puts models then;
 3. the Hugging Face cache (``huggingface_hub``, offline look-up);
 4. a download from the Hub into ``<weights_dir>/<name>`` (or the HF cache) - only with ``allow_download``.
-Otherwise ``WeightsMissing`` names the missing files and the command that fetches them.
+Otherwise ``WeightsMissing`` names the missing files and the command that fetches them. The ``download``
+command itself is ``backend/downloads.py`` (plan, sizes, licences) over ``backend/fetch.py`` (resumable).
 
 Weights folders are untrusted: looking files up lists only the folders the required patterns name (at
 most ``MAX_LISTING`` entries each), never a whole tree. Downloads have a connect timeout
@@ -41,6 +43,8 @@ class ModelSpec:
     download: tuple[str, ...]
     "Glob patterns fetched from the Hub (allow_patterns)."
     description: str
+    licence: str = ""
+    "The licence the model card names (shown before a download)."
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -51,11 +55,13 @@ MODELS: dict[str, ModelSpec] = {
             required=("pipeline.json", "ckpts/*.json", "ckpts/*.safetensors"),  # the loader checks each file
             download=("pipeline.json", "ckpts/ss_*", "ckpts/slat_flow_*", "ckpts/slat_dec_mesh_*"),
             description="NoRLD geometry networks (normal map -> 3D), about 2.5 GB",
+            licence="MIT",
         ),
         ModelSpec(
             "dinov2", "facebook/dinov2-with-registers-large",
             required=("config.json", "model.safetensors"), download=("config.json", "model.safetensors"),
             description="DINOv2 ViT-L/14 with registers, the condition encoder, about 1.2 GB",
+            licence="Apache-2.0",
         ),
         ModelSpec(
             "yoso-normal", "Stable-X/yoso-normal-v1-8-1",
@@ -64,12 +70,15 @@ MODELS: dict[str, ModelSpec] = {
             download=("model_index.json", "unet/config.json", "unet/*.safetensors", "vae/config.json",
                       "vae/*.safetensors", "controlnet/config.json", "controlnet/*.safetensors"),
             description="NiRNE normal estimator (image -> normal map), about 2.6 GB",
+            licence="Apache-2.0",
         ),
         ModelSpec(
             "rmbg", "briaai/RMBG-1.4",
             required=("model.safetensors",), download=("config.json", "model.safetensors"),
             description="optional learned background removal for images without alpha (IS-Net, 176 MB; "
                         "BRIA's licence: non-commercial use)",
+            licence="bria-rmbg-1.4 (non-commercial use; gated: accept the terms on the model page and set "
+                    "HF_TOKEN)",
         ),
     )
 }
@@ -114,10 +123,16 @@ def _has_match(folder: Path, pattern: str) -> bool:
     return False
 
 
+def default_weights_dir() -> Path:
+    """Where ``download`` puts models when no weights folder is set: ``<user cache>/hi3dgen/weights``."""
+    base = os.environ.get("XDG_CACHE_HOME") or (os.environ.get("LOCALAPPDATA", "") if os.name == "nt" else "")
+    return Path(base or Path.home() / ".cache") / "hi3dgen" / "weights"
+
+
 def candidate_folders(name: str, settings: BackendSettings) -> list[Path]:
     """Local folders that may hold ``name``, in resolution order (cache excluded)."""
     if not settings.weights_dir:
-        return []
+        return [default_weights_dir() / name]
     root = Path(settings.weights_dir).expanduser()
     return [root / name, root]
 
@@ -170,11 +185,12 @@ def download_hint(names: list[str], settings: BackendSettings) -> str:
     if settings.context == "cli":
         if settings.weights_dir:
             return f"Run: {command} --weights-dir {settings.weights_dir}"
-        return (f"Run: {command} (into the Hugging Face cache), or add --weights-dir DIR to it and to this "
+        return (f"Run: {command} (into {default_weights_dir()}), or add --weights-dir DIR to it and to this "
                 "command.")
     folder = f" --weights-dir {settings.weights_dir}" if settings.weights_dir else (
         " --weights-dir DIR and set DIR as the Weights Folder")
-    return f"Turn on Allow Weight Downloads in the add-on preferences, or run: {command}{folder}."
+    return (f"Press Download Weights in the Hi3DGen panel or the add-on preferences (or turn on Allow Weight "
+            f"Downloads there), or run: {command}{folder}.")
 
 
 def _download(model: ModelSpec, settings: BackendSettings, progress: bool) -> Path:

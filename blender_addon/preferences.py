@@ -70,6 +70,9 @@ class HI3DGEN_AddonPreferences(bpy.types.AddonPreferences):
             layout.label(text=f"Overridden by HI3DGEN_PYTHON={env_python}", icon="INFO")
         layout.prop(self, "device")
         layout.prop(self, "weights_dir")
+        from . import weights_ops  # here: weights_ops imports this module
+
+        weights_ops.draw_preferences(layout)
         col = layout.column()
         col.prop(self, "allow_downloads")
         if self.allow_downloads and not bpy.app.online_access:

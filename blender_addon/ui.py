@@ -5,7 +5,7 @@ from typing import Any
 
 import bpy
 
-from . import generation, sources
+from . import generation, sources, weights_ops
 from .preferences import PACKAGE
 
 RELIEF_PARAMS = ("resolution", "depth", "detail", "thickness")
@@ -27,6 +27,12 @@ def _engine_params(engine: str) -> tuple[str, ...]:
         return offered
     names = {p.get("name") for p in declared.get("params", [])}
     return tuple(n for n in RELIEF_PARAMS + HI3DGEN_PARAMS if n in names)
+
+
+def _engine(name: str) -> dict[str, Any] | None:
+    """The handshake's entry for engine ``name`` (None before the first handshake)."""
+    hello = generation.last_hello()
+    return next((e for e in (hello.engines if hello else []) if e.get("name") == name), None)
 
 
 class HI3DGEN_PT_main(bpy.types.Panel):
@@ -54,6 +60,7 @@ class HI3DGEN_PT_main(bpy.types.Panel):
         col.prop(props, "seed")
         for name in _engine_params(props.engine):
             col.prop(props, name)
+        weights_ops.draw_panel(layout, _engine(props.engine))
         col = layout.column(align=True)
         col.prop(props, "shading")
         col.prop(props, "with_material")
