@@ -10,7 +10,8 @@ For a mesh with UVs (relief) ``<stem>_normal.png`` is the mesh's tangent-space n
 (``mesh/normal_texture.py``), 16-bit RGB, and the GLB embeds exactly those bytes as ``normalTexture``;
 the faces whose UVs are mirrored or degenerate (the relief's back and walls) get a plain material.
 ``--convention directx`` flips the PNG's green and ``object`` writes the predicted normals in Blender's
-object space instead; the GLB always embeds the OpenGL tangent-space texture, as glTF requires. For a mesh
+object space instead; the GLB always embeds the OpenGL tangent-space texture, as glTF requires, and an
+OBJ's MTL names the PNG as written (so it is in the chosen convention). For a mesh
 without UVs (hi3dgen, until it is unwrapped) the PNG is the predicted camera-space map, RGBA with the mask
 as alpha, and the mesh files carry normals but no material.
 """
@@ -53,7 +54,7 @@ def write_result(result: EngineResult, folder: Path, stem: str, export_format: s
     for i, (mesh, surface, texture) in enumerate(zip(result.meshes, shaded, textures)):
         suffix = "" if i == 0 else f"_{i}"
         path = folder / f"{stem}{suffix}.{export_format}"
-        same_png = i == 0 and convention == "opengl" and sidecar_names(path)["normal"] == f"{stem}_normal.png"
+        same_png = i == 0 and nm is not None and sidecar_names(path)["normal"] == f"{stem}_normal.png"
         export_mesh(surface.vertices, surface.faces, path, surface.normals, uvs=surface.uvs,
                     textures=None if texture is None else texture[0], name=mesh.name or "mesh",
                     write_normal_png=not same_png)

@@ -80,8 +80,9 @@ def _tangent_frame(mesh: ShadedMesh, faces: np.ndarray) -> tuple[np.ndarray, np.
     normal = np.cross(e1, e2)  # [F, 3], length = twice the area
     signs = np.where(np.einsum("fd,fd->f", np.cross(normal, t), b) < 0.0, -1.0, 1.0)
     weight = np.linalg.norm(normal, axis=1, keepdims=True)
-    tangents = np.zeros((len(mesh.vertices), 3))
-    np.add.at(tangents, faces.ravel(), np.repeat(_unit(t) * weight, 3, axis=0))
+    per_corner = np.repeat(_unit(t) * weight, 3, axis=0)  # [3F, 3]
+    corners, count = faces.ravel(), len(mesh.vertices)
+    tangents = np.stack([np.bincount(corners, per_corner[:, i], minlength=count) for i in range(3)], axis=1)
     return tangents.astype(np.float32), signs.astype(np.float32)
 
 

@@ -57,8 +57,8 @@ def split_sharp_edges(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray |
     corners = f.size
     graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(corners, corners))
     count, label = connected_components(graph, directed=False)  # [3F] -> output vertex
-    sums = np.zeros((count, 3))
-    np.add.at(sums, label, np.repeat(weighted, 3, axis=0))
+    per_corner = np.repeat(weighted, 3, axis=0)  # [3F, 3]
+    sums = np.stack([np.bincount(label, per_corner[:, i], minlength=count) for i in range(3)], axis=1)
     first = np.zeros(count, np.int64)
     first[label[::-1]] = np.arange(corners)[::-1]  # a corner of each output vertex
     source = f.ravel()[first]  # [count] the input vertex each output vertex copies
@@ -74,7 +74,7 @@ def _smooth_corner_pairs(faces: np.ndarray, face_normals: np.ndarray,
     nxt = np.arange(faces.size).reshape(-1, 3)[:, [1, 2, 0]].ravel()  # the corner after c in its face
     end = start[nxt]
     key = np.minimum(start, end) * (int(start.max()) + 1) + np.maximum(start, end)
-    order = np.argsort(key, kind="stable")
+    order = np.argsort(key)
     same = key[order[1:]] == key[order[:-1]]
     h1, h2 = order[:-1][same], order[1:][same]  # half-edges on one edge (consecutive ones where non-manifold)
     smooth = np.einsum("ij,ij->i", face_normals[h1 // 3], face_normals[h2 // 3]) >= cos_limit

@@ -237,3 +237,38 @@ def test_a_base_colour_image_makes_a_full_material(tmp_path):
     assert names_in(tmp_path) == ["x.glb", "x.mtl", "x.obj", "x_color.png", "x_normal.png"]
     assert "map_Kd x_color.png" in (tmp_path / "x.mtl").read_text()
     assert Image.open(io.BytesIO((tmp_path / "x_color.png").read_bytes())).size == (8, 8)
+
+
+def test_a_result_without_uvs_writes_the_predicted_map_and_a_plain_mesh(tmp_path):
+    """The hi3dgen engine's case until its meshes are unwrapped: normals in the GLB, no material, and the
+    camera-space map (RGBA, the mask as alpha) as the PNG."""
+    from backend.engines.base import EngineResult, MeshData, NormalMapData
+    from backend.result_files import write_result
+
+    ball = trimesh.creation.icosphere(1)
+    normals = np.asarray(ball.vertex_normals, np.float32)
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 2:6] = True
+    camera = np.tile(np.array([0.0, 0.0, 1.0], np.float32), (8, 8, 1))
+    result = EngineResult(meshes=[MeshData("ball", np.asarray(ball.vertices, np.float32),
+                                           np.asarray(ball.faces, np.int32), normals)],
+                          normal_map=NormalMapData(camera, mask))
+    write_result(result, tmp_path, "ball", "glb", "opengl")
+    assert names_in(tmp_path) == ["ball.glb", "ball_normal.png"]
+    png = decode_png16((tmp_path / "ball_normal.png").read_bytes())
+    assert png.shape == (8, 8, 4) and np.array_equal(png[..., 3] > 0, mask)
+    gltf = pygltflib.GLTF2().load(str(tmp_path / "ball.glb"))
+    (prim,) = gltf.meshes[0].primitives
+    assert prim.attributes.NORMAL is not None and prim.attributes.TEXCOORD_0 is None and not gltf.materials
+
+
+def test_an_obj_with_directx_names_the_directx_png(tmp_path):
+    (tmp_path / "blob.png").write_bytes(png_bytes(blob_rgba(64)))
+    for convention in ("opengl", "directx"):
+        code, err = run_cli("generate", str(tmp_path / "blob.png"), "-o", str(tmp_path / convention),
+                            "--format", "obj", "--convention", convention, "--param", "resolution=32")
+        assert code == 0, err
+    gl = decode_png16((tmp_path / "opengl" / "blob_normal.png").read_bytes()).astype(np.int64)
+    dx = decode_png16((tmp_path / "directx" / "blob_normal.png").read_bytes()).astype(np.int64)
+    assert np.abs(dx[..., 1] - (65535 - gl[..., 1])).max() <= 1 and names_in(tmp_path / "directx") == [
+        "blob.mtl", "blob.obj", "blob_normal.png"]
