@@ -26,7 +26,7 @@ from .atomic import write_bytes_atomic
 from .engines.base import EngineResult, NormalMapData
 from .mesh.export import MeshTextures, export_mesh
 from .mesh.obj import sidecar_names
-from .mesh.shading import ShadedMesh
+from .mesh.shading import ShadedMesh, shaded_mesh, textured_faces
 from .normalmap import encode_png16, to_colors, to_rgba16
 
 
@@ -43,8 +43,6 @@ def output_suffixes(result: EngineResult, export_format: str) -> list[str]:
 
 def write_result(result: EngineResult, folder: Path, stem: str, export_format: str, convention: str) -> None:
     """Write the normal map and every mesh of ``result`` (the PNG first: the mesh files refer to it)."""
-    from .mesh.shading import shaded_mesh
-
     nm = result.normal_map
     shaded = [shaded_mesh(m.vertices, m.faces, m.normals, m.uvs) for m in result.meshes]
     textures = [_textures(s, nm) for s in shaded]  # (MeshTextures, tangent-space normals [H, W, 3]) or None
@@ -65,7 +63,6 @@ def _textures(surface: ShadedMesh, nm: NormalMapData | None) -> tuple[MeshTextur
     if surface.uvs is None or nm is None:
         return None
     from .mesh.normal_texture import tangent_space_texture
-    from .mesh.shading import textured_faces
 
     textured = textured_faces(surface.faces, surface.uvs)
     tangent = tangent_space_texture(surface, textured, nm.normals, nm.mask)  # [H, W, 3]
