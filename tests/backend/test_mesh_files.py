@@ -60,6 +60,42 @@ def test_the_cli_glb_has_normals_uvs_and_the_normal_map_embedded(relief_glb):
     assert np.array_equal(pixels, decode_png16(written))
 
 
+def crop_offset(crop: np.ndarray, image: np.ndarray) -> tuple[int, int] | None:
+    """Where ``crop`` [h, w, 3] sits in ``image`` [H, W, 4] (RGBA): the offset at which the crop's texels
+    equal the image's pixels wherever the image is opaque (and most of the window is)."""
+    h, w = crop.shape[:2]
+    for r in range(image.shape[0] - h + 1):
+        for c in range(image.shape[1] - w + 1):
+            window = image[r:r + h, c:c + w]
+            opaque = window[..., 3] > 0
+            if opaque.sum() > 0.4 * opaque.size and np.array_equal(crop[opaque], window[..., :3][opaque]):
+                return r, c
+    return None
+
+
+def test_the_relief_glb_takes_the_image_crop_as_base_colour(relief_glb):
+    """baseColorTexture is the input's pixels over the crop the UVs span (the normal texture's frame): the
+    object's texels equal the input's at one offset; the texels off the object repeat object colours."""
+    gltf = pygltflib.GLTF2().load(str(relief_glb / "blob.glb"))
+    textured, plain = gltf.meshes[0].primitives
+    pbr = gltf.materials[textured.material].pbrMetallicRoughness
+    assert pbr.baseColorTexture is not None and pbr.baseColorTexture.texCoord == 0
+    assert pbr.baseColorFactor == [1.0, 1.0, 1.0, 1.0]
+    assert gltf.materials[plain.material].pbrMetallicRoughness.baseColorTexture is None
+    image = gltf.images[gltf.textures[pbr.baseColorTexture.index].source]
+    colour = np.asarray(Image.open(io.BytesIO(embedded(gltf, image.bufferView))))
+    assert image.mimeType == "image/png" and colour.dtype == np.uint8 and colour.shape[2] == 3
+    normal = decode_png16((relief_glb / "blob_normal.png").read_bytes())
+    assert colour.shape[:2] == normal.shape[:2]  # one frame for both textures
+    source = blob_rgba(128)
+    offset = crop_offset(colour, source)
+    assert offset is not None
+    r, c = offset
+    opaque = source[r:r + colour.shape[0], c:c + colour.shape[1], 3] > 0
+    palette = {tuple(p) for p in colour[opaque]}
+    assert all(tuple(p) in palette for p in colour[~opaque][::7])  # the background repeats object colours
+
+
 def test_trimesh_reads_the_glb_as_textured_and_closed(relief_glb):
     scene = trimesh.load(relief_glb / "blob.glb")
     meshes = list(scene.geometry.values())
@@ -80,11 +116,11 @@ def test_the_obj_gets_its_mtl_and_png_and_loads_with_uvs(tmp_path):
     code, err = run_cli("generate", str(tmp_path / "blob.png"), "-o", str(out), "--format", "obj",
                         "--param", "resolution=48")
     assert code == 0, err
-    assert names_in(out) == ["blob.mtl", "blob.obj", "blob_normal.png"]
+    assert names_in(out) == ["blob.mtl", "blob.obj", "blob_color.png", "blob_normal.png"]
     obj = (out / "blob.obj").read_text()
     assert "mtllib blob.mtl" in obj and "usemtl blob\n" in obj and "usemtl blob_plain\n" in obj
     mtl = (out / "blob.mtl").read_text().splitlines()
-    assert "norm blob_normal.png" in mtl and "map_Bump -bm 1 blob_normal.png" in mtl
+    assert "norm blob_normal.png" in mtl and "map_Bump -bm 1 blob_normal.png" in mtl and "map_Kd blob_color.png" in mtl
     scene = trimesh.load(out / "blob.obj")
     meshes = list(scene.geometry.values())
     assert len(meshes) == 2 and all(m.visual.uv is not None and len(m.visual.uv) == len(m.vertices) for m in meshes)
@@ -99,8 +135,8 @@ def test_obj_names_are_made_safe_and_claimed(tmp_path):
     code, err = run_cli("generate", str(tmp_path / "my blob.png"), str(tmp_path / "my_blob.png"), "-o", str(out),
                         "--format", "obj", "--param", "resolution=32")
     assert code == 0, err
-    assert names_in(out) == ["my_blob-2.mtl", "my_blob-2.obj", "my_blob-2_normal.png",
-                             "my_blob.mtl", "my_blob.obj", "my_blob_normal.png"]
+    assert names_in(out) == ["my_blob-2.mtl", "my_blob-2.obj", "my_blob-2_color.png", "my_blob-2_normal.png",
+                             "my_blob.mtl", "my_blob.obj", "my_blob_color.png", "my_blob_normal.png"]
     assert "my blob.png is written as my_blob*" in err and "my_blob.png is written as my_blob-2*" in err
     assert "mtllib my_blob-2.mtl" in (out / "my_blob-2.obj").read_text()
 
@@ -271,4 +307,4 @@ def test_an_obj_with_directx_names_the_directx_png(tmp_path):
     gl = decode_png16((tmp_path / "opengl" / "blob_normal.png").read_bytes()).astype(np.int64)
     dx = decode_png16((tmp_path / "directx" / "blob_normal.png").read_bytes()).astype(np.int64)
     assert np.abs(dx[..., 1] - (65535 - gl[..., 1])).max() <= 1 and names_in(tmp_path / "directx") == [
-        "blob.mtl", "blob.obj", "blob_normal.png"]
+        "blob.mtl", "blob.obj", "blob_color.png", "blob_normal.png"]

@@ -1,0 +1,83 @@
+"""The add-on's own material, end to end in real Blender: the operator generates a relief through the real
+backend with "With Material", and the object's material is the mesh's tangent-space normal texture (Non-Color,
+a Tangent-space Normal Map node on the mesh's UV map) with the image as base colour; the back and walls take a
+plain material. Blender's own tangents then shade the front with the predicted normals, as for the CLI's GLB."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.blender.blender_session import bpy, clear_scene, write_png
+from tests.blender.test_extension import (  # noqa: F401 - module fixtures, one installed extension here
+    BACKEND_PYTHON,
+    built_zip,
+    ext,
+)
+from tests.blender.test_mesh_files import generate, normal_map_chain, report, shading_errors
+
+pytestmark = pytest.mark.skipif(not BACKEND_PYTHON.exists(), reason="backend venv (.venv) not installed")
+
+RESOLUTION = 96
+
+
+@pytest.fixture(scope="module")
+def disc(tmp_path_factory):  # noqa: ANN201 - (image path, the predicted normals in object space)
+    """The shaded disc, and the CLI's ``--convention object`` map of the same relief (the truth)."""
+    folder = tmp_path_factory.mktemp("material")
+    image = write_png(folder / "disc.png", 160)
+    truth = generate(image, folder / "object", "--convention", "object") / "disc_normal.png"
+    return image, truth
+
+
+def generated(image, **options):  # noqa: ANN001, ANN201 - a path; a bpy Object
+    clear_scene()
+    result = bpy.ops.hi3dgen.generate(image_path=str(image), engine="relief", seed=0,
+                                      params_json=f'{{"resolution": {RESOLUTION}}}', **options)
+    assert result == {"FINISHED"}
+    return bpy.data.objects["disc"]
+
+
+def links_of(material) -> set[tuple[str, str, str, str]]:  # noqa: ANN001 - a bpy Material
+    return {(lk.from_node.type, lk.from_socket.name, lk.to_node.type, lk.to_socket.name)
+            for lk in material.node_tree.links}
+
+
+def test_the_material_is_the_tangent_space_texture_with_the_image_colour(ext, disc):  # noqa: F811
+    image, truth = disc
+    obj = generated(image, with_material=True)
+    front, plain = obj.data.materials
+    normal_map, normal = normal_map_chain(front)
+    assert normal.colorspace_settings.name == "Non-Color" and normal.packed_file is not None
+    assert normal_map.space == "TANGENT" and obj.data.uv_layers.get(normal_map.uv_map) is not None
+    links = links_of(front)
+    assert ("NORMAL_MAP", "Normal", "BSDF_PRINCIPLED", "Normal") in links
+    assert ("TEX_IMAGE", "Color", "BSDF_PRINCIPLED", "Base Color") in links
+    bsdf = front.node_tree.nodes["Principled BSDF"]
+    colour = bsdf.inputs["Base Color"].links[0].from_node.image
+    assert colour.colorspace_settings.name == "sRGB" and colour.packed_file is not None
+    assert tuple(colour.size) == tuple(normal.size)  # one frame: the crop the UVs span
+    assert not plain.node_tree.nodes["Principled BSDF"].inputs["Normal"].links
+    index = np.empty(len(obj.data.polygons), np.int32)
+    obj.data.polygons.foreach_get("material_index", index)
+    assert 0 < index.sum() < len(index)  # the back and walls: the plain material
+
+
+def test_without_base_colour_only_the_normal_texture(ext, disc):  # noqa: F811
+    obj = generated(disc[0], with_material=True, with_color=False)
+    front = obj.data.materials[0]
+    normal_map_chain(front)
+    assert not front.node_tree.nodes["Principled BSDF"].inputs["Base Color"].links
+    assert not [i for i in bpy.data.images if i.name.endswith("color")]
+
+
+def test_blender_shades_the_add_on_object_with_the_predicted_normals(ext, disc):  # noqa: F811
+    """The numeric check of the CLI's GLB, on the object the add-on built (its own mesh, Auto Smooth)."""
+    image, truth = disc
+    errors = shading_errors(generated(image, with_material=True), truth)
+    report(errors)
+    used, front = errors["corners"]
+    mean, p95 = errors["texture"]
+    assert used > 0.8 * front
+    assert mean < 2.0 and p95 < 5.0
+    assert min(errors[k][0] for k in ("flipped", "untextured", "camera_as_tangent")) > 2 * mean + 1.0
