@@ -47,7 +47,7 @@ def mesh_images(surface: ShadedMesh, result: EngineResult) -> MeshImages | None:
     if result.base_color is not None:
         from .mesh.base_color import base_color_texture
 
-        mask = nm.mask if nm is not None and nm.mask.shape == result.base_color.shape[:2] else \
-            result.base_color[..., 3] > 0.5
+        same_frame = nm is not None and nm.mask.shape == result.base_color.shape[:2]
+        mask = nm.mask if same_frame else result.base_color[..., 3] > 0.5
         color = base_color_texture(result.base_color, mask)
     return MeshImages(textured, normals, None if nm is None else nm.mask, color)
