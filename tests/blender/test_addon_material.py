@@ -5,6 +5,10 @@ plain material. Blender's own tangents then shade the front with the predicted n
 
 from __future__ import annotations
 
+import json
+import struct
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -43,6 +47,27 @@ def links_of(material) -> set[tuple[str, str, str, str]]:  # noqa: ANN001 - a bp
             for lk in material.node_tree.links}
 
 
+def glb_base_colour(path: Path) -> np.ndarray:
+    """The RGB pixels [H, W, 3] of the first material's baseColorTexture in a GLB (own minimal reader)."""
+    data = path.read_bytes()
+    json_len = struct.unpack_from("<I", data, 12)[0]
+    doc = json.loads(data[20:20 + json_len])
+    blob = data[20 + json_len + 8:]
+    texture = doc["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"]["index"]
+    view = doc["bufferViews"][doc["images"][doc["textures"][texture]["source"]]["bufferView"]]
+    png = blob[view.get("byteOffset", 0):view.get("byteOffset", 0) + view["byteLength"]]
+    image = bpy.data.images.new("glb colour", 1, 1)
+    try:
+        image.pack(data=png, data_len=len(png))
+        image.source = "FILE"
+        width, height = image.size
+        pixels = np.empty(width * height * 4, np.float32)
+        image.pixels.foreach_get(pixels)
+    finally:
+        bpy.data.images.remove(image)
+    return np.round(pixels.reshape(height, width, 4)[::-1, :, :3] * 255.0).astype(np.uint8)
+
+
 def test_the_material_is_the_tangent_space_texture_with_the_image_colour(ext, disc):  # noqa: F811
     image, truth = disc
     obj = generated(image, with_material=True)
@@ -57,6 +82,11 @@ def test_the_material_is_the_tangent_space_texture_with_the_image_colour(ext, di
     colour = bsdf.inputs["Base Color"].links[0].from_node.image
     assert colour.colorspace_settings.name == "sRGB" and colour.packed_file is not None
     assert tuple(colour.size) == tuple(normal.size)  # one frame: the crop the UVs span
+    width, height = colour.size
+    pixels = np.empty(width * height * 4, np.float32)
+    colour.pixels.foreach_get(pixels)
+    received = np.round(pixels.reshape(height, width, 4)[::-1, :, :3] * 255.0).astype(np.uint8)  # top row first
+    assert np.array_equal(received, glb_base_colour(truth.parent / "disc.glb"))  # the CLI's: the image crop
     assert not plain.node_tree.nodes["Principled BSDF"].inputs["Normal"].links
     index = np.empty(len(obj.data.polygons), np.int32)
     obj.data.polygons.foreach_get("material_index", index)
