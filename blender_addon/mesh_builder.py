@@ -108,29 +108,22 @@ MIN_UV_AREA = 1e-12
 
 def normal_map_image(name: str, pixels: np.ndarray) -> bpy.types.Image:
     """A packed, Non-Color image from uint16 RGBA pixels [H, W, 4] (top row first)."""
-    height, width = pixels.shape[:2]
-    image: Any = bpy.data.images.new(name, width, height, alpha=True, float_buffer=True)
-    try:
-        image.colorspace_settings.name = "Non-Color"
-        image.alpha_mode = "CHANNEL_PACKED"  # alpha is the mask, not coverage: keep colours unpremultiplied
-        flipped = pixels[::-1].astype(np.float32) * (1.0 / 65535.0)  # [H, W, 4], bottom row first
-        image.pixels.foreach_set(flipped.ravel())
-        image.update()
-        image.pack()
-    except Exception:
-        bpy.data.images.remove(image)
-        raise
-    return image
+    return _packed_image(name, pixels, "Non-Color", float_buffer=True)
 
 
 def color_image(name: str, pixels: np.ndarray) -> bpy.types.Image:
     """A packed sRGB image from uint8 RGBA pixels [H, W, 4] (top row first; alpha is the mask)."""
+    return _packed_image(name, pixels, "sRGB", float_buffer=False)
+
+
+def _packed_image(name: str, pixels: np.ndarray, colorspace: str, float_buffer: bool) -> bpy.types.Image:
     height, width = pixels.shape[:2]
-    image: Any = bpy.data.images.new(name, width, height, alpha=True)
+    image: Any = bpy.data.images.new(name, width, height, alpha=True, float_buffer=float_buffer)
     try:
-        image.colorspace_settings.name = "sRGB"
-        image.alpha_mode = "CHANNEL_PACKED"
-        flipped = pixels[::-1].astype(np.float32) * (1.0 / 255.0)  # [H, W, 4], bottom row first
+        image.colorspace_settings.name = colorspace
+        image.alpha_mode = "CHANNEL_PACKED"  # alpha is the mask, not coverage: keep colours unpremultiplied
+        scale = 1.0 / float(np.iinfo(pixels.dtype).max)
+        flipped = pixels[::-1].astype(np.float32) * scale  # [H, W, 4], bottom row first
         image.pixels.foreach_set(flipped.ravel())
         image.update()
         image.pack()

@@ -18,6 +18,7 @@ from tests.blender.test_extension import (  # noqa: F401 - module fixtures, one 
     built_zip,
     ext,
 )
+from tests.blender.test_mesh_builder import links_of
 from tests.blender.test_mesh_files import generate, normal_map_chain, report, shading_errors
 
 pytestmark = pytest.mark.skipif(not BACKEND_PYTHON.exists(), reason="backend venv (.venv) not installed")
@@ -40,11 +41,6 @@ def generated(image, **options):  # noqa: ANN001, ANN201 - a path; a bpy Object
                                       params_json=f'{{"resolution": {RESOLUTION}}}', **options)
     assert result == {"FINISHED"}
     return bpy.data.objects["disc"]
-
-
-def links_of(material) -> set[tuple[str, str, str, str]]:  # noqa: ANN001 - a bpy Material
-    return {(lk.from_node.type, lk.from_socket.name, lk.to_node.type, lk.to_socket.name)
-            for lk in material.node_tree.links}
 
 
 def glb_base_colour(path: Path) -> np.ndarray:
