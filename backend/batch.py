@@ -1,6 +1,7 @@
 """Batch generation for the CLI: the same engines as the server, in-process, one image after another.
 
-Outputs are ``<stem>.<format>`` (more meshes: ``<stem>_1.<format>``...) and ``<stem>_normal.png``. Two inputs
+Outputs are ``<stem>.<format>`` (more meshes: ``<stem>_1.<format>``...) and ``<stem>_normal.png``, plus
+``<stem>.mtl`` for OBJ (``result_files.py``; for OBJ the stem keeps only letters, digits, ``.-_``). Two inputs
 of one batch never write the same file: when a name is already taken by an earlier input (``a/x.png`` and
 ``b/x.png``, ``x.png`` and ``x.jpg``), the later one becomes ``<stem>-2`` (``-3``...), and a note says so.
 Files left in the folder by an earlier run are replaced. Every file is written atomically.
@@ -13,13 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import prepare_folder, write_bytes_atomic
+from .atomic import prepare_folder
 from .engines import make_engines
-from .engines.base import EngineRequest, EngineResult, validate_params
+from .engines.base import EngineRequest, validate_params
 from .errors import BackendError
 from .images import apply_mask, load_image
 from .jobs import JobContext
-from .normalmap import encode_png16, to_rgba16
+from .mesh.obj import safe_stem
+from .result_files import output_suffixes, write_result
 from .settings import BackendSettings
 
 
@@ -96,23 +98,14 @@ def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: Ba
     request = EngineRequest(image, path.stem, job.seed,
                             validate_params(engine.params, job.params), settings.device, normal_map)
     result = engine.normals(request, ctx) if job.normals_only else engine.generate(request, ctx)
-    files = ["_normal.png"] if result.normal_map is not None else []
-    files += [("" if i == 0 else f"_{i}") + f".{job.export_format}" for i in range(len(result.meshes))]
-    stem = names.claim(path.stem, files)
-    _write(job, stem, result)
-    return "" if stem == path.stem else f"note: {path} is written as {stem}* ({path.stem}* is used by an earlier input)"
-
-
-def _write(job: BatchJob, stem: str, result: EngineResult) -> None:
-    from .mesh.export import export_mesh
-
-    if result.normal_map is not None:
-        nm = result.normal_map
-        png = encode_png16(to_rgba16(nm.normals, nm.mask, job.convention))
-        write_bytes_atomic(job.output / f"{stem}_normal.png", png)
-    for i, mesh in enumerate(result.meshes):
-        suffix = "" if i == 0 else f"_{i}"
-        export_mesh(mesh.vertices, mesh.faces, job.output / f"{stem}{suffix}.{job.export_format}", mesh.normals)
+    base = safe_stem(path.stem) if job.export_format == "obj" and result.meshes else path.stem
+    stem = names.claim(base, output_suffixes(result, job.export_format))
+    write_result(result, job.output, stem, job.export_format, job.convention)
+    if stem == path.stem:
+        return ""
+    why = (f"{path.stem}* is used by an earlier input" if base == path.stem
+           else "OBJ and MTL names hold only letters, digits, '.', '-' and '_'")
+    return f"note: {path} is written as {stem}* ({why})"
 
 
 def _bar(name: str, n: int, total: int):  # noqa: ANN202 - a ProgressFn

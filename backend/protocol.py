@@ -27,7 +27,8 @@ from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"2: ``MeshTexture`` frames carry each UV-mapped mesh's own images; ``NormalMap`` is the camera-space prediction."
 MAGIC = b"H3DG"
 HEADER = struct.Struct("<4sHHIII")
 MAX_JSON = 1 << 20  # 1 MiB of JSON per frame
@@ -96,6 +97,9 @@ class Generate(Message):
     "Optional user-supplied normal map (path), used instead of estimating one."
     device: str = "auto"
     want_normal_map: bool = True
+    "Send the predicted camera-space map (a ``NormalMap`` frame)."
+    want_textures: bool = True
+    "Send each UV-mapped mesh's images (``MeshTexture`` frames: tangent-space normals, base colour)."
     image_bytes: np.ndarray | None = None
     "uint8 [n]: the encoded image file (PNG, JPEG, ...)."
     normal_bytes: np.ndarray | None = None
@@ -126,7 +130,9 @@ class Progress(Message):
 
 @dataclass
 class NormalMap(Message):
-    """Backend -> client: the predicted normal map, tangent-space colours (OpenGL, +Y up), RGBA uint16."""
+    """Backend -> client: the predicted normal map over the frame the engine worked in, in camera space
+    (+X right, +Y up, +Z to the viewer; colours ``(n + 1) / 2``), RGBA uint16. It is the prediction, not a
+    material texture: a UV-mapped mesh's tangent-space texture comes in a ``MeshTexture`` frame."""
 
     KIND: ClassVar[int] = 5
     ARRAYS: ClassVar[tuple[str, ...]] = ("pixels",)
@@ -162,6 +168,32 @@ class MeshChunk(Message):
     array: str = "vertices"
     offset: int = 0
     data: np.ndarray | None = None
+
+
+TEXTURE_ROLES: dict[str, str] = {
+    "normal": "tangent-space normal texture, uint16 RGBA: OpenGL colours (n + 1) / 2 with n = (n . T, n . B, "
+              "n . N), T along increasing u, B along increasing v, N the smooth vertex normal; alpha the mask",
+    "base_color": "the input image's pixels, uint8 RGBA, sRGB; alpha the mask",
+}
+"What a ``MeshTexture`` holds, by ``role``."
+
+
+@dataclass
+class MeshTexture(Message):
+    """Backend -> client: an image the UVs of mesh ``mesh_index`` index, after that mesh's chunks.
+
+    UV (0, 0) is the image's bottom-left corner, (1, 1) its top-right (u right, v up). The faces whose UV
+    triangle is wound counter-clockwise take the textures; mirrored or zero-area ones (a relief's back and
+    side walls) take a plain material. ``role`` is one of ``TEXTURE_ROLES``."""
+
+    KIND: ClassVar[int] = 15
+    ARRAYS: ClassVar[tuple[str, ...]] = ("pixels",)
+    mesh_index: int = 0
+    role: str = "normal"
+    width: int = 0
+    height: int = 0
+    pixels: np.ndarray | None = None
+    "[height, width, 4], top row first: uint16 for 'normal', uint8 for 'base_color'."
 
 
 @dataclass
@@ -248,7 +280,7 @@ class ReleaseModels(Message):
 MESSAGE_TYPES: dict[int, type[Message]] = {
     cls.KIND: cls
     for cls in (Hello, Generate, Normals, Progress, NormalMap, MeshStart, MeshChunk, Done, Error, Cancel,
-                Shutdown, Ping, Pong, ReleaseModels)
+                Shutdown, Ping, Pong, ReleaseModels, MeshTexture)
 }
 
 _SCALAR_TYPES: dict[str, tuple[type, ...]] = {

@@ -29,7 +29,7 @@ import numpy as np
 from . import __version__
 from . import protocol as P
 from .engines import make_engines
-from .engines.base import Engine, EngineRequest, EngineResult, check_seed, validate_params
+from .engines.base import Engine, EngineRequest, EngineResult, MeshData, check_seed, validate_params
 from .errors import BackendError, BadInput, OutOfMemory
 from .faults import Faults
 from .images import apply_mask, decode_image, load_image
@@ -239,7 +239,7 @@ class Server:
             ctx.check()
             engine, request = self._request(msg)
             result = engine.normals(request, ctx) if isinstance(msg, P.Normals) else engine.generate(request, ctx)
-            self._send_result(result, request_id, ctx, msg.want_normal_map)
+            self._send_result(result, request_id, ctx, msg)
             return P.Done(mesh_count=len(result.meshes), seconds=time.perf_counter() - started,
                           stats=_jsonable(result.stats))
         except BackendError as exc:
@@ -276,8 +276,8 @@ class Server:
         normal_map = _image(msg.normal_bytes, msg.normal_path, "normal map", "normal map")
         return engine, EngineRequest(image, _safe_name(msg.image_name), seed, params, device, normal_map)
 
-    def _send_result(self, result: EngineResult, request_id: int, ctx: JobContext, want_normal_map: bool) -> None:
-        if want_normal_map and result.normal_map is not None:
+    def _send_result(self, result: EngineResult, request_id: int, ctx: JobContext, msg: P.Generate) -> None:
+        if msg.want_normal_map and result.normal_map is not None:
             nm = result.normal_map
             pixels = _limit_side(to_rgba16(nm.normals, nm.mask), MAX_NORMAL_MAP_SIDE)
             self.writer.send(P.NormalMap(width=pixels.shape[1], height=pixels.shape[0], pixels=pixels), request_id)
@@ -288,6 +288,10 @@ class Server:
                     self.faults.fire("mesh", self.raw_out)
                 ctx.check()
                 self.writer.send(frame, request_id)
+            if msg.want_textures and mesh.uvs is not None:
+                ctx.check()
+                for texture in texture_frames(index, mesh, result):
+                    self.writer.send(texture, request_id)
 
     def _send_error(self, request_id: int, code: str, message: str, hint: str = "", tb: str = "") -> None:
         self.writer.send(self._error(code, message, hint, tb), request_id)
@@ -307,6 +311,29 @@ class Server:
 
 
 # ---------------------------------------------------------------------------------------- helpers
+
+
+def texture_frames(index: int, mesh: MeshData, result: EngineResult) -> list[P.MeshTexture]:
+    """The ``MeshTexture`` frames of one UV-mapped mesh: its tangent-space normal texture and base colour,
+    made as the mesh files make them (``result_textures``: the texture is for the mesh shaded smooth with
+    edges over 30 degrees sharp, the add-on's Auto Smooth)."""
+    from .mesh.shading import shaded_mesh
+    from .result_textures import mesh_images
+
+    images = mesh_images(shaded_mesh(mesh.vertices, mesh.faces, mesh.normals, mesh.uvs), result)
+    if images is None:
+        return []
+    planes: list[tuple[str, np.ndarray]] = []
+    if images.normals is not None and images.mask is not None:
+        planes.append(("normal", to_rgba16(images.normals, images.mask)))
+    if images.base_color is not None:
+        planes.append(("base_color", images.base_color))
+    frames = []
+    for role, pixels in planes:
+        pixels = _limit_side(pixels, MAX_NORMAL_MAP_SIDE)
+        frames.append(P.MeshTexture(mesh_index=index, role=role, width=pixels.shape[1], height=pixels.shape[0],
+                                    pixels=pixels))
+    return frames
 
 
 def _image(data: np.ndarray | None, path: str, name: str, what: str = "image"):  # noqa: ANN202 - LoadedImage | None

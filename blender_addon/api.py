@@ -32,7 +32,7 @@ class GenerationError(RuntimeError):
 
 
 def generate(image: str | bpy.types.Image | bpy.types.Object, engine: str = "relief", seed: int = 0, *,
-             shading: str = "AUTO", with_material: bool = False, device: str = "auto",
+             shading: str = "AUTO", with_material: bool = False, with_color: bool = True, device: str = "auto",
              timeout: float | None = None, mask_path: str = "", **params: Any) -> bpy.types.Object:
     """Generate a mesh from ``image`` and return the new object.
 
@@ -40,8 +40,9 @@ def generate(image: str | bpy.types.Image | bpy.types.Object, engine: str = "rel
     reference-image empty (an empty showing an image); the object is placed at the 3D cursor, or beside
     the empty, turned like it, as the panel does. ``params`` are the engine's parameters (e.g.
     ``resolution=384`` for relief, ``ss_steps=25`` for hi3dgen); unknown names are errors. ``mask_path``:
-    an optional mask image (white or opaque = the object). Blocks until done; raises ``GenerationError``
-    on failure.
+    an optional mask image (white or opaque = the object). ``with_material``: a material with the mesh's
+    normal texture (relief), ``with_color`` its base colour from the image. Blocks until done; raises
+    ``GenerationError`` on failure.
     """
     try:
         picture = _picture(image)
@@ -49,8 +50,9 @@ def generate(image: str | bpy.types.Image | bpy.types.Object, engine: str = "rel
     except sources.SourceProblem as exc:
         raise GenerationError(generation.refuse("bad_input", str(exc))) from None
     settings = GenerateSettings(image_name=picture.name, image_bytes=picture.data, engine=engine, seed=seed,
-                                params=dict(params), strict_params=True, device=device, mask_bytes=mask)
-    options = BuildOptions(shading=shading, with_material=with_material)
+                                params=dict(params), strict_params=True, device=device, mask_bytes=mask,
+                                want_textures=with_material)
+    options = BuildOptions(shading=shading, with_material=with_material, with_color=with_color)
     context = bpy.context
     if context.scene is None:
         raise GenerationError(JobFailed("no_scene", "There is no scene to add the object to."))

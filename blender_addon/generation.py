@@ -218,14 +218,16 @@ def run_blocking(context: Any, settings: GenerateSettings, options: BuildOptions
 def _build(context: Any, result: JobResult, options: BuildOptions,
            placement: mesh_builder.Placement) -> list[Any]:
     meshes = [(m.name, m.arrays) for m in result.meshes]
+    textures = [m.textures for m in result.meshes]
     try:
-        objects = mesh_builder.add_result(context, meshes, result.normal_map, options, placement)
+        objects = mesh_builder.add_result(context, meshes, textures, options, placement)
     except Exception as exc:  # the scene was rolled back; whatever went wrong becomes a readable failure
         raise JobFailed("build_failed", f"Could not build the mesh in Blender: {exc}",
                         "Please report this with the console output.") from exc
     faces = sum(len(m.arrays["faces"]) for m in result.meshes)
     note = ""
-    if options.with_material and not mesh_builder.wants_material(meshes, result.normal_map, options):
+    if options.with_material and not all(mesh_builder.wants_material(m.arrays, m.textures, options)
+                                         for m in result.meshes):
         note = " (no material: this mesh has no UVs for the normal map)"
     _State.last_result = f"{', '.join(o.name for o in objects)}: {faces:,} faces in {result.seconds:.1f} s{note}"
     return objects

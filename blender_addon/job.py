@@ -50,13 +50,15 @@ class ReceivedMesh:
     name: str
     arrays: dict[str, np.ndarray]
     "vertices [V, 3] float32, faces [F, 3] int32, optional normals [V, 3] and uvs [V, 2]."
+    textures: dict[str, np.ndarray] = field(default_factory=dict)
+    "Images the UVs index, by role: 'normal' (tangent space, uint16 RGBA), 'base_color' (sRGB, uint8 RGBA)."
 
 
 @dataclass
 class JobResult:
     meshes: list[ReceivedMesh]
     normal_map: np.ndarray | None
-    "uint16 [H, W, 4], top row first (tangent-space colours, alpha = mask)."
+    "uint16 [H, W, 4], top row first: the predicted map in camera space (colours (n + 1) / 2, alpha = mask)."
     seconds: float
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -79,6 +81,7 @@ class Job:
         self.failure: JobFailed | None = None
         self._normal_map: np.ndarray | None = None
         self._meshes: dict[int, P.MeshAssembly] = {}
+        self._textures: dict[int, dict[str, np.ndarray]] = {}
         self._last_ping = time.monotonic()
         self._started = time.monotonic()
         self._cancel_at = 0.0
@@ -117,6 +120,7 @@ class Job:
         image = np.frombuffer(s.image_bytes, dtype=np.uint8) if s.image_bytes is not None else None
         return P.Generate(engine=s.engine, seed=int(s.seed), params=params, image_path=s.image_path,
                           image_name=s.image_name, device=s.device, want_normal_map=s.want_normal_map,
+                          want_textures=s.want_textures,
                           image_bytes=image,
                           mask_bytes=np.frombuffer(s.mask_bytes, dtype=np.uint8) if s.mask_bytes else None)
 
@@ -262,6 +266,10 @@ class Job:
                 self.stage, self.step, self.total, self.message = msg.stage, msg.step, msg.total, msg.message
         elif isinstance(msg, P.NormalMap):
             self._normal_map = _normal_pixels(msg)
+        elif isinstance(msg, P.MeshTexture):
+            if msg.mesh_index not in self._meshes:
+                raise P.ProtocolError(f"texture for unknown mesh {msg.mesh_index}")
+            self._textures.setdefault(msg.mesh_index, {})[msg.role] = _texture_pixels(msg)
         elif isinstance(msg, P.MeshStart):
             self._meshes[msg.mesh_index] = P.MeshAssembly(msg)
             if self.state != "cancelling":
@@ -285,7 +293,8 @@ class Job:
             return
         if msg.mesh_count != len(self._meshes):
             raise P.ProtocolError(f"Done says {msg.mesh_count} meshes, {len(self._meshes)} arrived")
-        meshes = [ReceivedMesh(a.start.name, a.finish()) for _, a in sorted(self._meshes.items())]
+        meshes = [ReceivedMesh(a.start.name, a.finish(), self._textures.get(i, {}))
+                  for i, a in sorted(self._meshes.items())]
         self.result = JobResult(meshes, self._normal_map, msg.seconds, dict(msg.stats))
         self.state, self.stage, self.message = "done", "done", ""
 
@@ -305,6 +314,7 @@ class Job:
         self.state = "failed"
         self.stage, self.message = "failed", failure.message
         self._meshes.clear()
+        self._textures.clear()
 
 
 def _normal_pixels(msg: P.NormalMap) -> np.ndarray:
@@ -313,4 +323,20 @@ def _normal_pixels(msg: P.NormalMap) -> np.ndarray:
         raise P.ProtocolError("normal map must be uint16 [H, W, 4]")
     if pixels.shape[:2] != (msg.height, msg.width):
         raise P.ProtocolError("normal map size does not match its header")
+    return pixels
+
+
+TEXTURE_DTYPES = {"normal": np.uint16, "base_color": np.uint8}
+"The pixel type of each ``MeshTexture`` role."
+
+
+def _texture_pixels(msg: P.MeshTexture) -> np.ndarray:
+    dtype = TEXTURE_DTYPES.get(msg.role)
+    if dtype is None:
+        raise P.ProtocolError(f"unknown texture role {msg.role!r}")
+    pixels = msg.pixels
+    if pixels is None or pixels.dtype != dtype or pixels.ndim != 3 or pixels.shape[2] != 4:
+        raise P.ProtocolError(f"{msg.role} texture must be {np.dtype(dtype).name} [H, W, 4]")
+    if pixels.shape[:2] != (msg.height, msg.width) or not pixels.size:
+        raise P.ProtocolError(f"{msg.role} texture size does not match its header")
     return pixels

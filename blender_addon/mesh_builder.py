@@ -102,15 +102,28 @@ def _set_custom_normals(mesh: bpy.types.Mesh, unit: np.ndarray) -> None:
 
 # ------------------------------------------------------------------------------------------------ material
 
+MIN_UV_AREA = 1e-12
+"UV triangles with a smaller signed area (in units of the whole texture) take the plain material."
+
 
 def normal_map_image(name: str, pixels: np.ndarray) -> bpy.types.Image:
     """A packed, Non-Color image from uint16 RGBA pixels [H, W, 4] (top row first)."""
+    return _packed_image(name, pixels, "Non-Color", float_buffer=True)
+
+
+def color_image(name: str, pixels: np.ndarray) -> bpy.types.Image:
+    """A packed sRGB image from uint8 RGBA pixels [H, W, 4] (top row first; alpha is the mask)."""
+    return _packed_image(name, pixels, "sRGB", float_buffer=False)
+
+
+def _packed_image(name: str, pixels: np.ndarray, colorspace: str, float_buffer: bool) -> bpy.types.Image:
     height, width = pixels.shape[:2]
-    image: Any = bpy.data.images.new(name, width, height, alpha=True, float_buffer=True)
+    image: Any = bpy.data.images.new(name, width, height, alpha=True, float_buffer=float_buffer)
     try:
-        image.colorspace_settings.name = "Non-Color"
+        image.colorspace_settings.name = colorspace
         image.alpha_mode = "CHANNEL_PACKED"  # alpha is the mask, not coverage: keep colours unpremultiplied
-        flipped = pixels[::-1].astype(np.float32) * (1.0 / 65535.0)  # [H, W, 4], bottom row first
+        scale = 1.0 / float(np.iinfo(pixels.dtype).max)
+        flipped = pixels[::-1].astype(np.float32) * scale  # [H, W, 4], bottom row first
         image.pixels.foreach_set(flipped.ravel())
         image.update()
         image.pack()
@@ -120,8 +133,8 @@ def normal_map_image(name: str, pixels: np.ndarray) -> bpy.types.Image:
     return image
 
 
-def normal_map_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
-    """Principled BSDF whose Normal input comes from ``image`` through a tangent-space Normal Map node."""
+def _principled(name: str) -> tuple[bpy.types.Material, Any, Any]:
+    """A new material, its node tree and its Principled BSDF."""
     material = bpy.data.materials.new(name)
     if material.node_tree is None:
         material.use_nodes = True  # before 5.0 new materials have no node tree
@@ -130,16 +143,55 @@ def normal_map_material(name: str, image: bpy.types.Image) -> bpy.types.Material
     bsdf = next((n for n in tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
     if bsdf is None:
         bsdf = tree.nodes.new("ShaderNodeBsdfPrincipled")
+    return material, tree, bsdf
+
+
+def normal_map_material(name: str, image: bpy.types.Image,
+                        color: bpy.types.Image | None = None) -> bpy.types.Material:
+    """Principled BSDF whose Normal input comes from ``image`` (a tangent-space normal texture) through a
+    Tangent-space Normal Map node on the mesh's UV map, and whose Base Color is ``color`` when given."""
+    material, tree, bsdf = _principled(name)
     texture = tree.nodes.new("ShaderNodeTexImage")
-    texture.image = image  # type: ignore[attr-defined]
+    texture.image = image
     texture.location = (bsdf.location.x - 600, bsdf.location.y - 250)
     normal_map = tree.nodes.new("ShaderNodeNormalMap")
-    normal_map.space = "TANGENT"  # type: ignore[attr-defined]
-    normal_map.uv_map = UV_NAME  # type: ignore[attr-defined]
+    normal_map.space = "TANGENT"
+    normal_map.uv_map = UV_NAME
     normal_map.location = (bsdf.location.x - 300, bsdf.location.y - 250)
     tree.links.new(texture.outputs["Color"], normal_map.inputs["Color"])
     tree.links.new(normal_map.outputs["Normal"], bsdf.inputs["Normal"])
+    if color is not None:
+        base = tree.nodes.new("ShaderNodeTexImage")
+        base.image = color
+        base.location = (bsdf.location.x - 600, bsdf.location.y + 100)
+        tree.links.new(base.outputs["Color"], bsdf.inputs["Base Color"])
     return material
+
+
+def plain_material(name: str, color: np.ndarray | None = None) -> bpy.types.Material:
+    """The material of the faces the textures do not fit (a relief's back and walls): a Principled BSDF,
+    its Base Color the object's mean colour when ``color`` (uint8 RGBA [H, W, 4], alpha = mask) is given."""
+    material, _, bsdf = _principled(name)
+    if color is not None:
+        inside = color[..., 3] > 127
+        if inside.any():
+            srgb = color[..., :3][inside].astype(np.float64).mean(axis=0) / 255.0  # [3]
+            linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+            bsdf.inputs["Base Color"].default_value = (*(float(c) for c in linear), 1.0)
+    return material
+
+
+def plain_faces(mesh: bpy.types.Mesh) -> np.ndarray:
+    """[F] bool: triangles whose UV triangle is clockwise or degenerate (u right, v up), which the protocol's
+    textures do not cover (``MeshTexture``: a relief's back and side walls)."""
+    layer = mesh.uv_layers.get(UV_NAME)
+    if layer is None:
+        return np.ones(len(mesh.polygons), bool)
+    uv = np.empty(len(mesh.loops) * 2, np.float32)
+    _data(layer).foreach_get("uv", uv)
+    t = uv.reshape(-1, 3, 2).astype(np.float64)  # [F, 3, 2]: build_mesh makes triangles only
+    e1, e2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+    return 0.5 * (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) <= MIN_UV_AREA
 
 
 # ------------------------------------------------------------------------------------------------ placement
@@ -208,36 +260,55 @@ def _rollback() -> Iterator[_Created]:
         raise
 
 
-def wants_material(meshes: Sequence[tuple[str, dict[str, np.ndarray]]], normal_map: np.ndarray | None,
+def wants_material(arrays: dict[str, np.ndarray], textures: dict[str, np.ndarray] | None,
                    options: BuildOptions) -> bool:
-    """The normal-map material needs the map and UVs that line it up (relief meshes have a front projection;
-    full 3D meshes have none, and a one-view tangent-space map would not fit their back anyway)."""
-    return bool(options.with_material and normal_map is not None and meshes
-                and all(arrays.get("uvs") is not None for _, arrays in meshes))
+    """A mesh gets the normal-mapped material when asked and when it has UVs and its normal texture (relief
+    meshes have a front projection; full 3D meshes have no UVs, and a one-view map would not fit them)."""
+    return bool(options.with_material and arrays.get("uvs") is not None and textures
+                and textures.get("normal") is not None)
 
 
 def add_result(context: Any, meshes: Sequence[tuple[str, dict[str, np.ndarray]]],
-               normal_map: np.ndarray | None, options: BuildOptions,
+               textures: Sequence[dict[str, np.ndarray]] | None, options: BuildOptions,
                placement: Placement) -> list[bpy.types.Object]:
-    """Turn received meshes into selected objects of the Hi3DGen collection; all or nothing."""
+    """Turn received meshes (with each one's textures by role, ``textures[i]``) into selected objects of the
+    Hi3DGen collection; all or nothing."""
+    images = list(textures or [])
     with _rollback() as created:
-        material = None
-        if normal_map is not None and wants_material(meshes, normal_map, options):
-            image = normal_map_image(f"{meshes[0][0]} normal", normal_map)
-            created.images.append(image)
-            material = normal_map_material(f"{meshes[0][0]} Hi3DGen", image)
-            created.materials.append(material)
-        for name, arrays in meshes:
+        for index, (name, arrays) in enumerate(meshes):
             mesh = build_mesh(name, arrays["vertices"], arrays["faces"], options.shading,
                               arrays.get("normals"), arrays.get("uvs"))
             created.meshes.append(mesh)
-            if material is not None:
-                mesh.materials.append(material)
+            own = images[index] if index < len(images) else {}
+            if wants_material(arrays, own, options):
+                _add_materials(mesh, name, own, options, created)
             obj = bpy.data.objects.new(name, mesh)
             created.objects.append(obj)
             obj.matrix_world = Matrix(placement.matrix)
         _link(context, created.objects, options.collection)
     return created.objects
+
+
+def _add_materials(mesh: bpy.types.Mesh, name: str, textures: dict[str, np.ndarray], options: BuildOptions,
+                   created: _Created) -> None:
+    """Slot 0: the normal-mapped material (with the image as base colour if asked); slot 1, for the faces
+    the textures do not fit, a plain one."""
+    normal = normal_map_image(f"{name} normal", textures["normal"])
+    created.images.append(normal)
+    color_pixels = textures.get("base_color") if options.with_color else None
+    color = None
+    if color_pixels is not None:
+        color = color_image(f"{name} color", color_pixels)
+        created.images.append(color)
+    material = normal_map_material(f"{name} Hi3DGen", normal, color)
+    created.materials.append(material)
+    mesh.materials.append(material)
+    plain = plain_faces(mesh)
+    if plain.any():
+        back = plain_material(f"{name} Hi3DGen plain", color_pixels)
+        created.materials.append(back)
+        mesh.materials.append(back)
+        mesh.polygons.foreach_set("material_index", plain.astype(np.int32))
 
 
 def _link(context: Any, objects: list[bpy.types.Object], collection_name: str) -> None:

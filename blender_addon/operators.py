@@ -21,6 +21,9 @@ def _settings_from(op: Any, context: Any) -> tuple[GenerateSettings, BuildOption
         picture = sources.picture_from_context(context, props)
     is_set = op.properties.is_property_set
     explicit = parse_params_json(op.params_json)
+    options = BuildOptions(shading=op.shading if is_set("shading") else props.shading,
+                           with_material=op.with_material if is_set("with_material") else props.with_material,
+                           with_color=op.with_color if is_set("with_color") else props.with_color)
     settings = GenerateSettings(
         image_name=picture.name or image_name_from_path(op.image_path), image_bytes=picture.data,
         engine=op.engine if is_set("engine") else (props.engine or "relief"),
@@ -29,10 +32,9 @@ def _settings_from(op: Any, context: Any) -> tuple[GenerateSettings, BuildOption
         strict_params=explicit is not None,
         device=_device(context),
         want_normal_map=True,
+        want_textures=options.with_material,
         mask_bytes=sources.mask_from_file(op.mask_path if is_set("mask_path") else props.mask_path),
     )
-    options = BuildOptions(shading=op.shading if is_set("shading") else props.shading,
-                           with_material=op.with_material if is_set("with_material") else props.with_material)
     if picture.reference is not None:
         placement = mesh_builder.Placement.beside(picture.reference)
     else:
@@ -70,6 +72,8 @@ class HI3DGEN_OT_generate(bpy.types.Operator):
         items=[("AUTO", "Auto Smooth", ""), ("SMOOTH", "Smooth", ""), ("FLAT", "Flat", ""),
                ("NORMALS", "Backend Normals", "")])
     with_material: bpy.props.BoolProperty(name="With Material", options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    with_color: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Use Image as Base Colour", default=True, options={"SKIP_SAVE"})
 
     _timer: Any = None
 

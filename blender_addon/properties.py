@@ -72,7 +72,10 @@ class HI3DGEN_PG_settings(bpy.types.PropertyGroup):
                ("NORMALS", "Backend Normals", "Custom normals sent by the backend")])
     with_material: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="With Material", default=False,
-        description="Add a material whose normal map is the backend's normal map (needs UVs)")
+        description="Add a material with the mesh's normal texture (relief meshes: their UVs fit it)")
+    with_color: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Use Image as Base Colour", default=True,
+        description="In that material, the image itself gives the base colour (relief)")
     show_log: bpy.props.BoolProperty(name="Show Log", default=False)  # type: ignore[valid-type]
 
     def param_values(self) -> dict[str, Any]:

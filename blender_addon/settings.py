@@ -111,6 +111,9 @@ class GenerateSettings:
     "True: send ``params`` as given (unknown names are errors). False: keep the names the engine declares."
     device: str = "auto"
     want_normal_map: bool = True
+    "Receive the predicted camera-space normal map."
+    want_textures: bool = True
+    "Receive each UV-mapped mesh's material images (tangent-space normal texture, base colour)."
     mask_bytes: bytes | None = None
     "An encoded mask image (white or opaque = the object); it replaces the image's alpha in the backend."
 
@@ -122,7 +125,9 @@ class BuildOptions:
     shading: str = "AUTO"
     "AUTO (smooth by angle), SMOOTH, FLAT, or NORMALS (the backend's custom normals when it sent them)."
     with_material: bool = False
-    "Make a material with the normal map (needs the backend's normal map and UVs)."
+    "Make a material with the mesh's normal texture (needs UVs: relief meshes have them)."
+    with_color: bool = True
+    "In that material, take the image as the base colour (when the backend sent it)."
     collection: str = "Hi3DGen"
 
 

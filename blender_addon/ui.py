@@ -64,6 +64,9 @@ class HI3DGEN_PT_main(bpy.types.Panel):
         col = layout.column(align=True)
         col.prop(props, "shading")
         col.prop(props, "with_material")
+        row = col.row()
+        row.active = bool(props.with_material)
+        row.prop(props, "with_color")
         self._draw_run(layout, props)
 
     def _draw_source(self, layout: Any, context: Any, props: Any) -> None:

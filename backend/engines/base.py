@@ -157,6 +157,8 @@ class EngineResult:
     meshes: list[MeshData] = field(default_factory=list)
     normal_map: NormalMapData | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    base_color: np.ndarray | None = None
+    "float32 RGBA [H, W, 4] in [0, 1] as the file held it (sRGB): the input over the normal map's frame."
 
 
 class Engine(Protocol):

@@ -88,7 +88,8 @@ class ReliefEngine:
         ctx.step("relief", 4, 4, "done")
         stats = {"normals": prep.normals_source, "mask": prep.mask_source, "grid": list(cells.shape),
                  "seconds": time.perf_counter() - t0}
-        return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats)
+        return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats,
+                            base_color=prep.rgba)
 
     def _prepare(self, request: EngineRequest, ctx: JobContext) -> _Prepared:
         """Foreground crop (RGBA, mask), its normals, where both came from, the crop box and the working image

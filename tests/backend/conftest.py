@@ -71,8 +71,8 @@ class BackendProcess:
             return msg, rid
 
     def collect(self, request_id: int, timeout: float = 60.0) -> dict:
-        """Everything one request sends until Done or Error: progress, normal map, assembled meshes."""
-        out: dict = {"progress": [], "meshes": [], "normal_map": None, "done": None, "error": None}
+        """Everything one request sends until Done or Error: progress, normal map, assembled meshes, textures."""
+        out: dict = {"progress": [], "meshes": [], "normal_map": None, "textures": [], "done": None, "error": None}
         assembly: P.MeshAssembly | None = None
         while True:
             msg, rid = self.next(timeout)
@@ -81,6 +81,8 @@ class BackendProcess:
                 out["progress"].append(msg)
             elif isinstance(msg, P.NormalMap):
                 out["normal_map"] = msg
+            elif isinstance(msg, P.MeshTexture):
+                out["textures"].append(msg)
             elif isinstance(msg, P.MeshStart):
                 assembly = P.MeshAssembly(msg)
             elif isinstance(msg, P.MeshChunk):

@@ -54,10 +54,19 @@ def test_mesh_export_is_atomic(tmp_path, monkeypatch):
     assert names_in(tmp_path) == ["box.glb"] and path == tmp_path / "box.glb"
 
     def broken(self, file_obj, file_type=None, **kw):
-        Path(file_obj).write_bytes(b"glTF partial")
+        Path(file_obj).write_bytes(b"ply partial")
         raise ValueError("exporter failed")
 
     monkeypatch.setattr(trimesh.Trimesh, "export", broken)
+    with pytest.raises(ValueError):
+        export_mesh(box.vertices, box.faces, tmp_path / "other.ply")
+    assert names_in(tmp_path) == ["box.glb"]
+
+    def half_obj(mesh, temp, mtl, material):
+        temp.write_text("v 0 0 0\n")
+        raise ValueError("writer failed")
+
+    monkeypatch.setattr("backend.mesh.obj._write_body", half_obj)
     with pytest.raises(ValueError):
         export_mesh(box.vertices, box.faces, tmp_path / "other.obj")
     assert names_in(tmp_path) == ["box.glb"]

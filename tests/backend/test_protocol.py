@@ -33,6 +33,16 @@ def test_fields_and_arrays_survive():
     assert np.array_equal(out.image_bytes, msg.image_bytes) and out.normal_bytes is None
 
 
+def test_a_mesh_texture_carries_its_mesh_role_and_pixels():
+    pixels = np.arange(2 * 3 * 4, dtype=np.uint16).reshape(2, 3, 4)
+    out = _roundtrip(P.MeshTexture(mesh_index=2, role="normal", width=3, height=2, pixels=pixels))
+    assert (out.mesh_index, out.role, out.width, out.height) == (2, "normal", 3, 2)
+    assert out.pixels.dtype == np.uint16 and np.array_equal(out.pixels, pixels)
+    colour = _roundtrip(P.MeshTexture(role="base_color", width=3, height=2, pixels=pixels.astype(np.uint8)))
+    assert colour.pixels.dtype == np.uint8 and set(P.TEXTURE_ROLES) == {"normal", "base_color"}
+    assert P.MESSAGE_TYPES[P.MeshTexture.KIND] is P.MeshTexture and P.PROTOCOL_VERSION == 2
+
+
 def test_big_endian_arrays_travel_little_endian():
     data = np.arange(6, dtype=">f4").reshape(2, 3)
     out = _roundtrip(P.MeshChunk(array="vertices", data=data))

@@ -2,11 +2,12 @@
 
     python fake_backend.py MODE
 
-MODE: ok (a quad-grid mesh with normals and UVs, plus a normal map), slow (progress until cancelled),
-crash (exits in the middle of the mesh stream), garbage (writes non-frames mid-stream), hang (stops
+MODE: ok (a quad-grid mesh with normals and UVs, a normal map and the mesh's textures), slow (progress until
+cancelled), crash (exits in the middle of the mesh stream), garbage (writes non-frames mid-stream), hang (stops
 answering anything, pings included), error (replies with an Error), busy (an Error 'busy' without a hint),
 bad_crc (a mesh with a wrong checksum), no_hello (exits before the handshake), hello_garbage (noise right
-after the handshake), garbage_hello (noise instead of the handshake), stray_hello (noise, then a handshake).
+after the handshake), garbage_hello (noise instead of the handshake), stray_hello (noise, then a handshake),
+stray_texture (a texture for a mesh that never came), bad_texture (a normal texture of 8-bit pixels).
 """
 
 from __future__ import annotations
@@ -118,6 +119,19 @@ class Fake:
                 self.out.write(b"Traceback (most recent call last): not a frame\n" * 3)
                 self.out.flush()
             send(frame, rid)
+        if self.mode == "stray_texture":
+            send(P.MeshTexture(mesh_index=3, role="normal", width=1, height=1, pixels=np.zeros((1, 1, 4), np.uint16)),
+                 rid)
+        if self.mode == "bad_texture":
+            send(P.MeshTexture(mesh_index=0, role="normal", width=1, height=1, pixels=np.zeros((1, 1, 4), np.uint8)),
+                 rid)
+        if msg.want_textures:
+            flat = np.full((4, 6, 4), 32768, np.uint16)
+            flat[..., 2:] = 65535
+            send(P.MeshTexture(mesh_index=0, role="normal", width=6, height=4, pixels=flat), rid)
+            colour = np.full((4, 6, 4), 255, np.uint8)
+            colour[0, :, 1:3] = 0  # the top row red
+            send(P.MeshTexture(mesh_index=0, role="base_color", width=6, height=4, pixels=colour), rid)
         send(P.Done(mesh_count=1, seconds=0.01), rid)
 
 

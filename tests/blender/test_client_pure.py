@@ -249,6 +249,9 @@ def test_generate_roundtrip(backends):
     assert mesh.arrays["vertices"].shape == (36, 3) and mesh.arrays["faces"].shape == (50, 3)
     assert mesh.arrays["uvs"].shape == (36, 2) and result.normal_map is not None
     assert result.normal_map.shape == (4, 6, 4)
+    assert mesh.textures["normal"].dtype.name == "uint16" and mesh.textures["base_color"].shape == (4, 6, 4)
+    (plain,) = Job(proc, request(want_textures=False)).wait(30).meshes
+    assert plain.textures == {}
     assert "params={'resolution': 64}" in _log_until(proc, "generate")
 
 
@@ -270,6 +273,8 @@ def test_pump_drives_the_job_without_blocking(backends):
     ("garbage", "protocol", "Garbled"),
     ("bad_crc", "protocol", "checksum"),
     ("huge_mesh", "protocol", "out of range"),
+    ("stray_texture", "protocol", "texture for unknown mesh 3"),
+    ("bad_texture", "protocol", "normal texture must be uint16"),
     ("no_hello", "backend_unavailable", "failed to start"),
     ("busy", "busy", "wait for them to finish"),
     ("hello_garbage", "protocol", "Garbled"),

@@ -148,7 +148,8 @@ def test_material_variant(ext, picture):
     assert result == {"FINISHED"}
     obj = bpy.data.objects["disc"]
     tree = obj.active_material.node_tree
-    (tex,) = [n for n in tree.nodes if n.type == "TEX_IMAGE"]
+    (tex,) = [n for n in tree.nodes if n.type == "TEX_IMAGE" and n.outputs["Color"].links
+              and n.outputs["Color"].links[0].to_node.type == "NORMAL_MAP"]  # the other one: the base colour
     assert tex.image.colorspace_settings.name == "Non-Color" and tex.image.packed_file is not None
     (nmap,) = [n for n in tree.nodes if n.type == "NORMAL_MAP"]
     assert tex.outputs["Color"].links[0].to_node == nmap

@@ -56,28 +56,76 @@ def test_degenerate_triangles_are_dropped():
     assert len(mesh.polygons) == 1 and not mesh.validate(verbose=False)
 
 
+def grid_textures() -> dict[str, np.ndarray]:
+    normal = np.zeros((4, 6, 4), np.uint16)
+    normal[0, :, 0] = 65535  # top row red
+    colour = np.full((4, 6, 4), 255, np.uint8)
+    colour[0, :, 1:3] = 0  # top row red
+    return {"normal": normal, "base_color": colour}
+
+
+def links_of(material) -> set[tuple[str, str, str, str]]:  # noqa: ANN001 - a bpy Material
+    return {(lk.from_node.type, lk.from_socket.name, lk.to_node.type, lk.to_socket.name)
+            for lk in material.node_tree.links}
+
+
 def test_material_links_normal_map():
     arrays = grid_mesh()
-    pixels = np.zeros((4, 6, 4), np.uint16)
-    pixels[0, :, 0] = 65535  # top row red
     before = scene_snapshot()
     context = bpy.context
     options = BuildOptions(with_material=True)
-    (obj,) = mb.add_result(context, [("grid", arrays)], pixels, options, mb.Placement())
-    image = bpy.data.images[obj.active_material.node_tree.nodes["Image Texture"].image.name]
+    (obj,) = mb.add_result(context, [("grid", arrays)], [grid_textures()], options, mb.Placement())
+    material = obj.active_material
+    nodes = {n.image.name: n for n in material.node_tree.nodes if n.type == "TEX_IMAGE"}
+    image = bpy.data.images[nodes["grid normal"].image.name]
     assert image.colorspace_settings.name == "Non-Color" and image.packed_file is not None
     px = np.empty(6 * 4 * 4, np.float32)
     image.pixels.foreach_get(px)
     assert px.reshape(4, 6, 4)[3, 0, 0] == pytest.approx(1.0)  # Blender stores the bottom row first
-    tree = obj.active_material.node_tree
-    links = {(lk.from_node.type, lk.from_socket.name, lk.to_node.type, lk.to_socket.name)
-             for lk in tree.links}
+    colour = bpy.data.images["grid color"]
+    assert colour.colorspace_settings.name == "sRGB" and colour.packed_file is not None
+    colour.pixels.foreach_get(px)
+    assert px.reshape(4, 6, 4)[3, 0, :3] == pytest.approx((1.0, 0.0, 0.0))
+    links = links_of(material)
     assert ("TEX_IMAGE", "Color", "NORMAL_MAP", "Color") in links
     assert ("NORMAL_MAP", "Normal", "BSDF_PRINCIPLED", "Normal") in links
+    assert ("TEX_IMAGE", "Color", "BSDF_PRINCIPLED", "Base Color") in links
+    (normal_map,) = [n for n in material.node_tree.nodes if n.type == "NORMAL_MAP"]
+    assert normal_map.space == "TANGENT" and normal_map.uv_map == mb.UV_NAME
     assert obj.data.uv_layers.get(mb.UV_NAME) is not None
+    assert len(obj.data.materials) == 1, "every face of the grid is front-facing in UV: no plain material"
     after = scene_snapshot()
     assert after["objects"] == before["objects"] + ["grid"]
     assert after["collections"] == ["Hi3DGen"]
+
+
+def test_without_colour_the_base_colour_stays_free():
+    (obj,) = mb.add_result(bpy.context, [("grid", grid_mesh())], [grid_textures()],
+                           BuildOptions(with_material=True, with_color=False), mb.Placement())
+    assert ("TEX_IMAGE", "Color", "BSDF_PRINCIPLED", "Base Color") not in links_of(obj.active_material)
+    assert "grid color" not in bpy.data.images
+
+
+def test_faces_with_mirrored_uvs_take_the_plain_material():
+    arrays = grid_mesh()
+    back = dict(arrays, faces=np.concatenate([arrays["faces"], arrays["faces"][:, ::-1]]))  # a mirrored back
+    (obj,) = mb.add_result(bpy.context, [("two", back)], [grid_textures()], BuildOptions(with_material=True),
+                           mb.Placement())
+    front, plain = obj.data.materials
+    index = np.empty(len(obj.data.polygons), np.int32)
+    obj.data.polygons.foreach_get("material_index", index)
+    assert index.tolist() == [0] * 50 + [1] * 50
+    assert not plain.node_tree.nodes["Principled BSDF"].inputs["Normal"].links
+    mean = plain.node_tree.nodes["Principled BSDF"].inputs["Base Color"].default_value
+    assert mean[0] == pytest.approx(1.0) and 0.0 < mean[1] < 1.0  # the image's mean colour, linear
+
+
+def test_no_material_without_textures_or_uvs():
+    arrays = grid_mesh()
+    (obj,) = mb.add_result(bpy.context, [("grid", arrays)], [{}], BuildOptions(with_material=True), mb.Placement())
+    assert not obj.data.materials
+    assert not mb.wants_material({k: v for k, v in arrays.items() if k != "uvs"}, grid_textures(),
+                                 BuildOptions(with_material=True))
 
 
 def test_failure_leaves_nothing_behind():
@@ -85,7 +133,7 @@ def test_failure_leaves_nothing_behind():
     bad = dict(good, faces=np.array([[0, 1, 99]], np.int32))  # index past the vertices: Blender raises later
     before = scene_snapshot()
     with pytest.raises(ValueError, match="past the vertex array"):
-        mb.add_result(bpy.context, [("ok", good), ("bad", bad)], np.zeros((2, 2, 4), np.uint16),
+        mb.add_result(bpy.context, [("ok", good), ("bad", bad)], [grid_textures(), grid_textures()],
                       BuildOptions(with_material=True), mb.Placement())
     assert scene_snapshot() == before
 
