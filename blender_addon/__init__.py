@@ -14,28 +14,31 @@ _REGISTERED: list[Any] = []
 
 
 def _classes() -> tuple[Any, ...]:
-    from . import operators, preferences, properties, ui
+    from . import install_ops, operators, preferences, properties, ui
 
-    return (*preferences.classes, *properties.classes, *operators.classes, *ui.classes)
+    return (*preferences.classes, *properties.classes, *operators.classes, *install_ops.classes, *ui.classes)
 
 
 def register() -> None:
     import bpy
 
-    from . import api, generation, properties  # noqa: F401 - api: the package's public scripting module
+    from . import api, generation, install_ops, properties  # noqa: F401 - api: the public scripting module
 
     for cls in _classes():
         bpy.utils.register_class(cls)
         _REGISTERED.append(cls)
     properties.register()
     atexit.register(generation.shutdown)
+    atexit.register(install_ops.shutdown)
 
 
 def unregister() -> None:
     import bpy
 
-    from . import generation, properties
+    from . import generation, install_ops, properties
 
+    atexit.unregister(install_ops.shutdown)
+    install_ops.shutdown()
     atexit.unregister(generation.shutdown)
     generation.shutdown()
     properties.unregister()
