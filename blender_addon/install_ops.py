@@ -8,6 +8,7 @@ module) timers never fire: the operator then waits for the run itself (``run_blo
 
 import os
 import sys
+import threading
 import time
 from typing import Any, Literal
 
@@ -177,20 +178,20 @@ def cancel() -> bool:
     return True
 
 
-def remove(context: Any = None) -> str:
-    """Delete the environment (and any half-made one); Backend Python is cleared if it pointed there."""
+def remove(context: Any = None) -> threading.Thread | None:
+    """Delete the environment: it is renamed away at once and deleted by a background thread (returned).
+    Backend Python is cleared if it pointed there."""
     if running() is not None:
         raise PlanProblem("busy", "An install is running.", "Cancel it first.")
     folder = env_dir()
     _stop_backend_in(folder)
-    install_env.clear_partial(folder)
-    install_env.remove_tree(folder)
+    deleting = install_env.discard_tree(folder, folder)
     _State.status = None
     prefs = preferences.get_preferences(context)
     if prefs is not None and _inside(bpy.path.abspath(prefs.backend_python), folder):
         prefs.backend_python = ""
         prefs.check_result = ""
-    return folder
+    return deleting
 
 
 def shutdown() -> None:
@@ -286,11 +287,11 @@ class HI3DGEN_OT_remove_backend(bpy.types.Operator):
 
     def execute(self, context: Any) -> OpResult:
         try:
-            folder = remove(context)
+            remove(context)
         except (PlanProblem, OSError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Removed {folder}")
+        self.report({"INFO"}, f"Removed the backend environment ({env_dir()})")
         return {"FINISHED"}
 
 

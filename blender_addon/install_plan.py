@@ -13,6 +13,7 @@ import hashlib
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ ENV_WHEELS = "HI3DGEN_WHEELS"
 "Environment variable: a folder of wheels to install from, offline (overrides the preference)."
 ENV_INDEX_URL = "HI3DGEN_INDEX_URL"
 "Environment variable: a private package index (PEP 503 'simple' URL) to install from."
+ENV_PIP_ARGS = "HI3DGEN_PIP_ARGS"
+"Environment variable: more pip options for every pip step, e.g. '--proxy http://proxy:3128 --cert ca.pem'."
 ENV_BASE_PYTHON = "HI3DGEN_BASE_PYTHON"
 "Environment variable: the Python that creates the environment (default: Blender's own)."
 ENV_FOLDER = "backend-env"
@@ -317,7 +320,7 @@ def plan_install(settings: InstallSettings, machine: Machine, environ: dict[str,
     partial = env_dir + PARTIAL_SUFFIX
     base = settings.base_python or environ.get(ENV_BASE_PYTHON, "") or sys.executable
     python = env_python(partial, machine.system)
-    steps = _steps(base, partial, python, kind, location, torch, settings, pins_text)
+    steps = _steps(base, partial, python, kind, location, torch, settings, pins_text, _pip_args(environ))
     marker = {"addon_version": settings.addon_version, "pins_sha256": pins_hash(pins_text),
               "torch": f"{TORCH_VERSION} ({torch.variant})", "source": kind, "base_python": base}
     return InstallPlan(env_dir=env_dir, partial_dir=partial, steps=steps, env=step_env(kind, environ),
@@ -326,8 +329,8 @@ def plan_install(settings: InstallSettings, machine: Machine, environ: dict[str,
 
 
 def _steps(base: str, partial: str, python: str, kind: str, location: str, torch: TorchChoice,
-           settings: InstallSettings, pins_text: str) -> tuple[Step, ...]:
-    pip = (python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--retries", "2")
+           settings: InstallSettings, pins_text: str, extra: tuple[str, ...]) -> tuple[Step, ...]:
+    pip = (python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--retries", "2", *extra)
     steps = [Step("venv", "Creating the environment", (base, "-m", "venv", partial), 0.05)]
     pip_pin = pinned(pins_text, "pip")
     if pip_pin:  # the bundled pip may predate --progress-bar raw: it is updated first, with no progress bar
@@ -344,6 +347,14 @@ def _steps(base: str, partial: str, python: str, kind: str, location: str, torch
         check = f"import sys; sys.path.insert(0, {settings.backend_root!r}); " + check
     steps.append(Step("verify", "Checking the environment", (python, "-c", check), 0.05))
     return tuple(steps)
+
+
+def _pip_args(environ: dict[str, str]) -> tuple[str, ...]:
+    try:
+        return tuple(shlex.split(environ.get(ENV_PIP_ARGS, "")))
+    except ValueError as exc:
+        raise PlanProblem("bad_setting", f"{ENV_PIP_ARGS} cannot be read ({exc}).",
+                          "Check its quotes.") from None
 
 
 def _check_source(kind: str, location: str, online: bool) -> None:

@@ -113,6 +113,7 @@ class Installer:
     def _run_step(self, step: Step, log: TextIO, base: float) -> InstallError | None:
         write = log.write
         write(f"\n$ {' '.join(step.argv)}\n")
+        started = time.monotonic()
         progress = PipProgress()
         tail: deque[str] = deque(maxlen=400)  # pip's last lines: the failure is read from them
         proc = subprocess.Popen(step.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -132,7 +133,7 @@ class Installer:
                 self._set(detail=progress.text(), fraction=base + step.weight * _within(progress))
         code = proc.wait()
         self._proc = None
-        write(f"[exit {code}]\n")
+        write(f"[exit {code} after {time.monotonic() - started:.1f} s]\n")
         log.flush()
         if code == 0 or self._cancel.is_set():
             return None
@@ -144,8 +145,8 @@ class Installer:
     def _close(self, log: TextIO, error: InstallError | None) -> None:
         cancelled = self._cancel.is_set()
         if error is not None or cancelled:
-            try:
-                install_env.remove_tree(self.plan.partial_dir)
+            try:  # renamed away at once, deleted in the background (a torch tree takes a while)
+                install_env.discard_tree(self.plan.partial_dir, self.plan.env_dir)
             except OSError as exc:  # a second failure must not hide the first
                 error = error or _os_error(exc)
         write = log.write

@@ -172,6 +172,17 @@ def test_refusals_say_what_to_do(tmp_path):
         plan_install(missing, LINUX, environ={})
 
 
+def test_more_pip_options_come_from_the_environment(tmp_path):
+    wheels = tmp_path / "w"
+    wheels.mkdir()
+    environ = {"HI3DGEN_PIP_ARGS": "--proxy 'http://proxy:3128' --no-compile"}
+    plan = plan_install(settings(tmp_path, wheel_dir=str(wheels)), LINUX, environ)
+    for argv in pip_steps(plan).values():
+        assert argv[argv.index("--retries") + 2:][:3] == ("--proxy", "http://proxy:3128", "--no-compile")
+    with pytest.raises(PlanProblem, match="HI3DGEN_PIP_ARGS"):
+        plan_install(settings(tmp_path, wheel_dir=str(wheels)), LINUX, {"HI3DGEN_PIP_ARGS": "'unclosed"})
+
+
 def test_step_env_keeps_the_users_pip_setup_only_for_the_default_source():
     env = {"PIP_INDEX_URL": "a", "PIP_CERT": "/c.pem", "PYTHONPATH": "/blender"}
     assert step_env("default", env)["PIP_INDEX_URL"] == "a" and "PYTHONPATH" not in step_env("default", env)
@@ -307,14 +318,30 @@ def test_env_status_tells_missing_broken_outdated_and_ready(tmp_path):
     assert install_env.read_marker(str(env)) is None
 
 
+def test_discard_renames_at_once_and_deletes_in_the_background(tmp_path):
+    env = made_env(tmp_path / "backend-env", {"addon_version": "0.1.0"})
+    thread = install_env.discard_tree(str(env), str(env))
+    assert thread is not None and not env.exists()
+    thread.join(60)
+    assert list(tmp_path.iterdir()) == []
+    assert install_env.discard_tree(str(env), str(env)) is None
+    stale = tmp_path / "backend-env.trash-1-2" / "lib"
+    stale.mkdir(parents=True)
+    install_env.clear_partial(str(env))
+    assert list(tmp_path.iterdir()) == [], "a deletion cut short by Blender's exit is finished later"
+
+
 def test_finish_swaps_in_the_new_environment_and_fixes_its_scripts(tmp_path):
     env = made_env(tmp_path / "backend-env", {"addon_version": "old"})
     partial = made_env(tmp_path / "backend-env.partial", {"addon_version": "new"})
     script = Path(env_python(str(partial))).parent / "pip"
     script.write_text(f"#!{env_python(str(partial))}\nimport pip\n")
-    install_env.finish(str(partial), str(env))
+    deleting = install_env.finish(str(partial), str(env))
     assert install_env.read_marker(str(env)) == {"addon_version": "new"}
     assert not partial.exists() and not (tmp_path / "backend-env.old").exists()
+    assert deleting is not None
+    deleting.join(60)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["backend-env"]
     assert (Path(env_python(str(env))).parent / "pip").read_text().startswith(f"#!{env_python(str(env))}\n")
     with pytest.raises(OSError, match="not a folder"):
         install_env.remove_tree(env_python(str(env)))  # a file is refused, never deleted
