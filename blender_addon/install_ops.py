@@ -29,7 +29,7 @@ from .install_plan import (
 )
 from .installer import Installer, InstallState
 from .pip_output import InstallError
-from .settings import find_backend_root
+from .settings import ENV_PYTHON, find_backend_root
 
 OpResult = set[Literal["RUNNING_MODAL", "CANCELLED", "FINISHED", "PASS_THROUGH", "INTERFACE"]]
 TIMER_SECONDS = 0.25
@@ -141,13 +141,14 @@ def pump() -> float | None:
     _redraw()
     if not inst.snapshot().finished:
         return TIMER_SECONDS
-    finish(bpy.context)
+    finish(bpy.context, wait_check=False)
     _redraw()
     return None
 
 
-def finish(context: Any = None) -> InstallState:
-    """After a run: on success point Backend Python at the new interpreter and run Check Backend."""
+def finish(context: Any = None, wait_check: bool = True) -> InstallState:
+    """After a run: on success point Backend Python at the new interpreter and run Check Backend (with
+    ``wait_check`` False, a timer waits for the backend's first start, which imports torch)."""
     inst = _State.installer
     assert inst is not None
     state = inst.snapshot()
@@ -158,16 +159,41 @@ def finish(context: Any = None) -> InstallState:
     if state.ok and prefs is not None:
         prefs.backend_python = state.python
         generation.stop_backend()  # the next start uses the new interpreter
-        prefs.check_result = "\n".join(check_lines(context))
+        if wait_check:
+            prefs.check_result = "\n".join(check_lines(context))
+        else:
+            _start_check(context, prefs)
     return state
+
+
+def _start_check(context: Any, prefs: Any) -> None:
+    try:
+        proc = generation.start_backend(context)
+    except BackendUnavailable:
+        prefs.check_result = "\n".join(check_lines(context))
+        return
+    prefs.check_result = "Checking the new backend (its first start takes a while)..."
+    deadline = time.monotonic() + preferences.backend_config(context).hello_timeout
+
+    def follow() -> float | None:
+        if not proc.hello_event.is_set() and time.monotonic() < deadline:
+            return 0.5
+        current = preferences.get_preferences(bpy.context)
+        if current is not None:
+            current.check_result = "\n".join(check_lines(bpy.context))  # the handshake is done: no wait
+        _redraw()
+        return None
+
+    bpy.app.timers.register(follow, first_interval=0.5)
 
 
 def check_lines(context: Any = None) -> list[str]:
     """Check Backend's lines (the handshake), or what went wrong."""
+    note = [f"Note: {ENV_PYTHON} is set and overrides Backend Python."] if os.environ.get(ENV_PYTHON) else []
     try:
-        return [line for line in generation.check_backend(context) if line]
+        return note + [line for line in generation.check_backend(context) if line]
     except BackendUnavailable as exc:
-        return [line for line in (exc.message, exc.hint, *exc.log.splitlines()[-8:]) if line]
+        return note + [line for line in (exc.message, exc.hint, *exc.log.splitlines()[-8:]) if line]
 
 
 def cancel() -> bool:
@@ -370,7 +396,7 @@ def draw_install(layout: Any, context: Any, prefs: Any) -> None:
     for var in (ENV_WHEELS, ENV_INDEX_URL):
         if os.environ.get(var):
             col.label(text=f"{var}={os.environ[var]} overrides the setting", icon="INFO")
-    if not bpy.app.online_access and not (prefs.install_wheels or os.environ.get(ENV_WHEELS)):
+    if not bpy.app.online_access and not (getattr(prefs, "install_wheels", "") or os.environ.get(ENV_WHEELS)):
         col.label(text="Online access is off (Preferences > System): only a Wheel Folder install works.",
                   icon="ERROR")
 
