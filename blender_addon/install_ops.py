@@ -1,5 +1,5 @@
-"""Install / Repair / Remove Backend: thin operators over installer.py, the timer that follows a run, and
-the draw functions the preferences and the panel call.
+"""Install / Repair / Remove Backend: thin operators over installer.py and the timer that follows a run
+(install_ui.py draws them in the preferences and the panel).
 
 Interactive runs are followed by ``pump`` (a ``bpy.app.timers`` function) while pip runs in a subprocess
 read by the installer's worker thread, so Blender stays responsive. In background mode (and the bpy
@@ -17,8 +17,6 @@ import bpy
 from . import generation, install_env, preferences
 from .client import BackendUnavailable
 from .install_plan import (
-    ENV_INDEX_URL,
-    ENV_WHEELS,
     InstallSettings,
     PlanProblem,
     addon_version,
@@ -214,7 +212,7 @@ def remove(context: Any = None) -> threading.Thread | None:
     deleting = install_env.discard_tree(folder, folder)
     _State.status = None
     prefs = preferences.get_preferences(context)
-    if prefs is not None and _inside(bpy.path.abspath(prefs.backend_python), folder):
+    if prefs is not None and inside(bpy.path.abspath(prefs.backend_python), folder):
         prefs.backend_python = ""
         prefs.check_result = ""
     return deleting
@@ -232,11 +230,12 @@ def shutdown() -> None:
 
 def _stop_backend_in(folder: str) -> None:
     proc = generation.running_backend()
-    if proc is not None and _inside(str(proc.config.python), folder):
+    if proc is not None and inside(str(proc.config.python), folder):
         generation.stop_backend()
 
 
-def _inside(path: str, folder: str) -> bool:
+def inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies in it."""
     if not path:
         return False
     path, folder = os.path.abspath(path), os.path.abspath(folder)
@@ -338,82 +337,3 @@ class HI3DGEN_OT_open_install_log(bpy.types.Operator):
 
 classes = (HI3DGEN_OT_install_backend, HI3DGEN_OT_cancel_install, HI3DGEN_OT_remove_backend,
            HI3DGEN_OT_open_install_log)
-
-
-# ---------------------------------------------------------------------------------------------- drawing
-
-
-def draw_progress(layout: Any) -> bool:
-    """The running install's bar, stage and package, with Cancel; False when none runs."""
-    inst = running()
-    if inst is None:
-        return False
-    state = inst.snapshot()
-    row = layout.row(align=True)
-    row.progress(factor=state.fraction, type="BAR", text=state.label)
-    row.operator("hi3dgen.cancel_install", text="", icon="CANCEL")
-    if state.detail:
-        layout.label(text=state.detail[:100], icon="BLANK1")
-    return True
-
-
-def draw_last(layout: Any) -> None:
-    """The last run's failure (message, what to do, pip's lines) or its success."""
-    state = _State.last
-    if state is None:
-        return
-    if state.error is None:
-        layout.label(text=state.label, icon="CANCEL" if state.cancelled else "CHECKMARK")
-        return
-    box = layout.box()
-    box.label(text=state.error.message, icon="ERROR")
-    if state.error.hint:
-        box.label(text=state.error.hint, icon="INFO")
-    for line in state.error.detail.splitlines()[-4:]:
-        box.label(text=line[:120])
-    box.operator("hi3dgen.open_install_log", icon="TEXT")
-
-
-def draw_install(layout: Any, context: Any, prefs: Any) -> None:
-    """The preferences' Backend Environment box: state, Install / Repair / Remove, sources, torch build."""
-    box = layout.box()
-    box.label(text="Backend Environment", icon="CONSOLE")
-    if not draw_progress(box):
-        status = env_status()
-        icon = {"ready": "CHECKMARK", "missing": "INFO"}.get(status.state, "ERROR")
-        box.label(text=status.message, icon=icon)
-        row = box.row(align=True)
-        label = "Install Backend" if status.state == "missing" else "Repair Backend"
-        row.operator("hi3dgen.install_backend", text=label, icon="IMPORT")
-        if status.state != "missing":
-            row.operator("hi3dgen.remove_backend", text="Remove", icon="TRASH")
-        row.operator("hi3dgen.open_install_log", text="", icon="TEXT")
-        draw_last(box)
-    col = box.column()
-    col.prop(prefs, "install_torch")
-    col.prop(prefs, "install_wheels")
-    col.prop(prefs, "install_index_url")
-    for var in (ENV_WHEELS, ENV_INDEX_URL):
-        if os.environ.get(var):
-            col.label(text=f"{var}={os.environ[var]} overrides the setting", icon="INFO")
-    if not bpy.app.online_access and not (getattr(prefs, "install_wheels", "") or os.environ.get(ENV_WHEELS)):
-        col.label(text="Online access is off (Preferences > System): only a Wheel Folder install works.",
-                  icon="ERROR")
-
-
-def draw_panel(layout: Any, context: Any, no_backend: bool) -> None:
-    """The sidebar's offer: Install Backend when no backend is set, Repair when the environment in use is
-    outdated, and the progress while an install runs."""
-    if draw_progress(layout):
-        return
-    status = env_status()
-    prefs = preferences.get_preferences(context)
-    in_use = prefs is not None and _inside(bpy.path.abspath(prefs.backend_python), env_dir())
-    if no_backend:
-        layout.operator("hi3dgen.install_backend", icon="IMPORT")
-    elif in_use and status.needs_repair:
-        box = layout.box()
-        box.label(text=status.message[:90], icon="ERROR")
-        box.operator("hi3dgen.install_backend", text="Repair Backend", icon="IMPORT")
-    draw_last(layout)
-

@@ -77,10 +77,10 @@ class HI3DGEN_AddonPreferences(bpy.types.AddonPreferences):
                     "HI3DGEN_INDEX_URL environment variable overrides it")
 
     def draw(self, context: Any) -> None:
-        from . import install_ops
+        from . import install_ui
 
         layout = self.layout
-        install_ops.draw_install(layout, context, self)
+        install_ui.draw_install(layout, context, self)
         env_python = os.environ.get("HI3DGEN_PYTHON", "")
         row = layout.row()
         row.prop(self, "backend_python")

@@ -120,8 +120,8 @@ class Recorder:
 
 def drawn(ext, prefs) -> str:
     texts: list[str] = []
-    ext.install_ops.draw_install(Recorder(texts), bpy.context, prefs)
-    ext.install_ops.draw_panel(Recorder(texts), bpy.context, True)
+    ext.install_ui.draw_install(Recorder(texts), bpy.context, prefs)
+    ext.install_ui.draw_panel(Recorder(texts), bpy.context, True)
     return "\n".join(texts)
 
 
