@@ -5,9 +5,10 @@
 The validator runs in --blender-python, else in the interpreter running this script when it has bpy,
 else in the repository's .venv-blender.
 
-Zip layout (the extension's root): blender_manifest.toml, the add-on's modules (blender_addon/*.py) and
-the ``backend/`` package (its .py files) as a sub-folder, so the add-on can import ``backend.protocol``
-and start ``python -m backend serve`` with the extension folder on PYTHONPATH. No caches, no tests.
+Zip layout (the extension's root): blender_manifest.toml, the add-on's modules (blender_addon/*.py),
+backend-pins.txt (the exact versions Install Backend installs) and the ``backend/`` package (its .py files)
+as a sub-folder, so the add-on can import ``backend.protocol`` and start ``python -m backend serve`` with
+the extension folder on PYTHONPATH. No caches, no tests.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ REPO = Path(__file__).resolve().parent
 MANIFEST = REPO / "blender_manifest.toml"
 ADDON = REPO / "blender_addon"
 BACKEND = REPO / "backend"
+PINS = REPO / "requirements" / "backend-pins.txt"
 VALIDATOR = Path("5.0", "scripts", "addons_core", "bl_pkg", "cli", "blender_ext.py")
 
 
@@ -43,6 +45,7 @@ def entries() -> list[tuple[Path, str]]:
     """(source file, name in the zip) for every file of the extension."""
     files = [(MANIFEST, "blender_manifest.toml")]
     files += [(p, p.name) for p in sorted(ADDON.glob("*.py"))]
+    files.append((PINS, PINS.name))  # Install Backend's exact versions (blender_addon/install_plan.py)
     files += [(p, Path("backend", p.relative_to(BACKEND)).as_posix())
               for p in sorted(BACKEND.rglob("*.py")) if "__pycache__" not in p.parts]
     return files

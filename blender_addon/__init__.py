@@ -14,15 +14,16 @@ _REGISTERED: list[Any] = []
 
 
 def _classes() -> tuple[Any, ...]:
-    from . import operators, preferences, properties, ui, weights_ops
+    from . import install_ops, operators, preferences, properties, ui, weights_ops
 
-    return (*preferences.classes, *properties.classes, *operators.classes, *weights_ops.classes, *ui.classes)
+    return (*preferences.classes, *properties.classes, *operators.classes, *weights_ops.classes,
+            *install_ops.classes, *ui.classes)
 
 
 def register() -> None:
     import bpy
 
-    from . import api, generation, properties, weights_ops  # noqa: F401 - api: the public scripting module
+    from . import api, generation, install_ops, properties, weights_ops  # noqa: F401 - api: the public scripting module
 
     for cls in _classes():
         bpy.utils.register_class(cls)
@@ -30,15 +31,18 @@ def register() -> None:
     properties.register()
     atexit.register(generation.shutdown)
     atexit.register(weights_ops.shutdown)
+    atexit.register(install_ops.shutdown)
 
 
 def unregister() -> None:
     import bpy
 
-    from . import generation, properties, weights_ops
+    from . import generation, install_ops, properties, weights_ops
 
     atexit.unregister(weights_ops.shutdown)
     weights_ops.shutdown()
+    atexit.unregister(install_ops.shutdown)
+    install_ops.shutdown()
     atexit.unregister(generation.shutdown)
     generation.shutdown()
     properties.unregister()

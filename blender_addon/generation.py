@@ -96,6 +96,16 @@ def backend(context: Any = None) -> BackendProcess:
     return proc
 
 
+def start_backend(context: Any = None) -> BackendProcess:
+    """Start the backend (or reuse the running one) without waiting for its handshake: its
+    ``hello_event`` is set once it answered or died. Raises ``BackendUnavailable``."""
+    config = preferences.backend_config(context)
+    problem = settings_problem(config)
+    if problem:
+        raise BackendUnavailable(problem)
+    return _State.manager.get(config, wait=False)
+
+
 def check_backend(context: Any = None) -> list[str]:
     """Start (or reuse) the backend, ping it, and describe it; raises ``BackendUnavailable``."""
     was_running = running_backend() is not None

@@ -5,6 +5,7 @@ from typing import Any
 
 import bpy
 
+from .install_plan import TORCH_CHOICES
 from .settings import (
     DEVICES,
     BackendConfig,
@@ -59,9 +60,27 @@ class HI3DGEN_AddonPreferences(bpy.types.AddonPreferences):
         description="With a remote command: the folder on that machine that contains the backend package")
     check_result: bpy.props.StringProperty(  # type: ignore[valid-type]
         name="Check Result", options={"SKIP_SAVE"})
+    # Install Backend (install_ops.py)
+    install_torch: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Torch Build", default="auto",
+        description="Which torch build Install Backend puts in (Auto: CUDA for the NVIDIA driver found, the "
+                    "standard build on macOS, else CPU)",
+        items=[(c, {"auto": "Auto", "cpu": "CPU", "default": "Index Default"}.get(c, c.upper()),
+                f"torch build: {c}") for c in TORCH_CHOICES])
+    install_wheels: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Wheel Folder", subtype="DIR_PATH",
+        description="Install offline from this folder of wheels (torch and backend-pins.txt); the "
+                    "HI3DGEN_WHEELS environment variable overrides it")
+    install_index_url: bpy.props.StringProperty(  # type: ignore[valid-type]
+        name="Package Index",
+        description="A private package index ('simple' URL) to install from instead of the public ones; the "
+                    "HI3DGEN_INDEX_URL environment variable overrides it")
 
     def draw(self, context: Any) -> None:
+        from . import install_ui
+
         layout = self.layout
+        install_ui.draw_install(layout, context, self)
         env_python = os.environ.get("HI3DGEN_PYTHON", "")
         row = layout.row()
         row.prop(self, "backend_python")

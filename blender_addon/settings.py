@@ -176,8 +176,8 @@ def config_problem(config: BackendConfig) -> str:
 def python_problem(python: str, prefix: tuple[str, ...] = ()) -> str:
     """A sentence telling the user what is wrong with the interpreter setting, or '' if it looks usable."""
     if not python:
-        return ("No backend Python is set. Install the backend (see README), then set Preferences > "
-                f"Add-ons > Hi3DGen > Backend Python, or the {ENV_PYTHON} environment variable.")
+        return ("No backend Python is set. Press Install Backend (Preferences > Add-ons > Hi3DGen), or set "
+                f"Backend Python there, or the {ENV_PYTHON} environment variable.")
     if prefix:
         return ""  # a remote path cannot be checked from here
     if not os.path.isfile(python):

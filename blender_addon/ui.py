@@ -5,7 +5,7 @@ from typing import Any
 
 import bpy
 
-from . import generation, sources, weights_ops
+from . import generation, install_ui, sources, weights_ops
 from .preferences import PACKAGE
 
 RELIEF_PARAMS = ("resolution", "depth", "detail", "thickness")
@@ -54,6 +54,7 @@ class HI3DGEN_PT_main(bpy.types.Panel):
             show = box.operator("preferences.addon_show", text="Open Preferences", icon="PREFERENCES")
             if show is not None:
                 show.module = PACKAGE
+        install_ui.draw_panel(layout, context, bool(problem))
         self._draw_source(layout, context, props)
         col = layout.column(align=True)
         col.prop(props, "engine")
