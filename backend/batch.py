@@ -83,7 +83,7 @@ class OutputNames:
 
 def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: BackendSettings,
          names: OutputNames) -> str:
-    """Generate and write one image's outputs; returns a note when its files had to be renamed."""
+    """Generate and write one image's outputs; returns notes (renamed files, a mask warning), one per line."""
     from .errors import BadInput
 
     engine = engines.get(job.engine)
@@ -100,7 +100,18 @@ def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: Ba
     files += [("" if i == 0 else f"_{i}") + f".{job.export_format}" for i in range(len(result.meshes))]
     stem = names.claim(path.stem, files)
     _write(job, stem, result)
-    return "" if stem == path.stem else f"note: {path} is written as {stem}* ({path.stem}* is used by an earlier input)"
+    notes = [] if stem == path.stem else [
+        f"note: {path} is written as {stem}* ({path.stem}* is used by an earlier input)"]
+    warning = mask_warning(result.stats)
+    if warning:
+        notes.append(f"WARNING: {path}: {warning}")
+    return "\n".join(notes)
+
+
+def mask_warning(stats: dict[str, Any]) -> str:
+    """The result's mask warning (``stats["mask"]["warning"]``), '' when there is none."""
+    report = stats.get("mask")
+    return str(report.get("warning") or "") if isinstance(report, dict) else ""
 
 
 def _write(job: BatchJob, stem: str, result: EngineResult) -> None:

@@ -60,6 +60,20 @@ class JobResult:
     seconds: float
     stats: dict[str, Any] = field(default_factory=dict)
 
+    def mask_report(self) -> dict[str, Any]:
+        """Where the mask came from (``source``, ``coverage``, ``confidence``, ``warning``), as the backend
+        reported it in ``Done.stats["mask"]``; only well-typed plain values are kept ({} when absent)."""
+        report = self.stats.get("mask")
+        if not isinstance(report, dict):
+            return {}
+        kinds = {"source": str, "coverage": (int, float), "confidence": (int, float), "warning": str}
+        return {k: report[k] for k, kind in kinds.items()
+                if isinstance(report.get(k), kind) and not isinstance(report.get(k), bool)}
+
+    def mask_warning(self) -> str:
+        """The backend's warning about the mask ('' when the mask looked right)."""
+        return str(self.mask_report().get("warning", ""))
+
 
 class Job:
     """A request in flight on ``backend``; ``state`` is running, cancelling, done or failed."""

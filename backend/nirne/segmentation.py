@@ -27,8 +27,11 @@ ALPHA_THRESHOLD = 0.5
 
 
 def has_useful_alpha(image: np.ndarray) -> bool:
-    """True for RGBA images whose alpha is not fully opaque (the release's test for the alpha path)."""
-    return image.shape[-1] == 4 and bool((image[..., 3] < 1.0).any())
+    """True for RGBA images whose alpha carries a mask (not opaque nearly everywhere; the release takes any
+    alpha that is not fully opaque, which makes a stray transparent pixel turn the whole frame into the object)."""
+    from ..images import alpha_carries_mask
+
+    return image.shape[-1] == 4 and alpha_carries_mask(image[..., 3])
 
 
 def foreground_mask(image: np.ndarray, method: str = "auto", matting: Matting | None = None) -> np.ndarray:
