@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .shadow import shadow_mask
+
 WORK_SIDE = 512
 "Segmentation runs on the image shrunk to at most this long side."
 BAND = 0.02
@@ -47,9 +49,9 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2Lab)  # L in [0, 100], a and b about +-100
     background = coons_background(lab)  # [h, w, 3]
     check()
-    evidence = object_evidence(small, lab, background)  # [h, w] >= 0, ~1 = a clear difference
+    evidence, shadow, dim = object_evidence(lab, background)  # [h, w] >= 0, ~1 = a clear difference; bools
     band = border_band(evidence.shape)
-    seeds = _seeds(evidence, band)
+    seeds = _seeds(evidence, shadow, dim, band)
     check()
     mask = _grabcut(small, seeds)
     check()
@@ -111,36 +113,72 @@ def _curve(strip: np.ndarray, axis: int) -> np.ndarray:
     return ndimage.median_filter(curve, size=(size, 1), mode="nearest")
 
 
-def object_evidence(rgb: np.ndarray, lab: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """How unlike the backdrop each pixel is [H, W] (0 = the backdrop; about 1 = a clear difference).
+def object_evidence(lab: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How unlike the backdrop each pixel is [H, W] (0 = the backdrop; about 1 = a clear difference), the
+    cast shadow found (bool [H, W]) and what could be shadow by its colour alone (bool [H, W]).
 
-    Colour (a, b) and brightening count fully; darkening counts only where the chromaticity changes too or
-    beyond what a shadow does, since a cast shadow is the same floor, darker.
+    Colour and lightness differences count fully, except the darkening inside a cast shadow (the backdrop,
+    darker: ``shadow.shadow_mask``), where only a change of colour counts.
     """
     d_ab = np.linalg.norm(lab[..., 1:] - background[..., 1:], axis=-1)  # [H, W]
     d_l = lab[..., 0] - background[..., 0]  # [H, W] > 0 brighter
-    brighter = np.maximum(d_l, 0.0)
-    darker = np.maximum(-d_l, 0.0)
-    ratio = (lab[..., 0] + 1.0) / (background[..., 0] + 1.0)  # lightness ratio, < 1 darker
-    shadow_like = (ratio > 0.25) & (d_ab < 6.0)
-    dark_weight = np.where(shadow_like, 0.25, 1.0)
-    return (np.sqrt(d_ab ** 2 + brighter ** 2 + (dark_weight * darker) ** 2) / 15.0).astype(np.float32)
+    full = np.sqrt(d_ab ** 2 + d_l ** 2) / SCALE
+    shadow, dim = shadow_mask(lab, background, lit=full < 0.25)
+    evidence = np.where(shadow, d_ab / SCALE, full)
+    return evidence.astype(np.float32), shadow, dim
 
 
-def _seeds(evidence: np.ndarray, band: np.ndarray) -> np.ndarray:
-    """GrabCut's initial labels [H, W] uint8 from the evidence and the border band."""
+SCALE = 15.0
+"A Lab difference of this size counts as a clear difference (evidence 1)."
+
+
+def _seeds(evidence: np.ndarray, shadow: np.ndarray, dim: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """GrabCut's labels [H, W] uint8: a first mask from the evidence (hysteresis, gaps closed) is probable
+    object, and sure object deep inside it unless it could be a shadow; the found cast shadow is sure
+    backdrop away from the first mask, probable backdrop near it; the border band is sure backdrop."""
     import cv2
 
+    first = _first_mask(evidence)
+    reach = max(2, round(TRIMAP * max(evidence.shape)))
+    inner = ndimage.binary_erosion(first, iterations=reach)
+    outer = ndimage.binary_dilation(first, iterations=reach)
     seeds = np.full(evidence.shape, cv2.GC_PR_BGD, np.uint8)
-    seeds[evidence > 0.5] = cv2.GC_PR_FGD
+    seeds[shadow & ~outer] = cv2.GC_BGD
+    seeds[first & ~shadow & ~dim] = cv2.GC_PR_FGD  # dim: the backdrop's model learns the shadow's colours too
+    sure = inner & ~shadow & ~dim
+    if np.count_nonzero(sure) < 0.1 * np.count_nonzero(inner):  # a colourless object: all of it could be shadow
+        sure = inner & ~shadow
+    seeds[sure] = cv2.GC_FGD
     seeds[band] = cv2.GC_BGD
     return seeds
+
+
+TRIMAP = 0.02
+"Half-width of the undecided band along the first mask's outline (fraction of the long side)."
+
+
+def _first_mask(evidence: np.ndarray) -> np.ndarray:
+    """Bool [H, W]: pixels above the low threshold connected to ones above the high one; gaps closed; holes
+    filled unless they look like the backdrop."""
+    weak, strong = evidence > LOW, evidence > HIGH
+    labels, count = ndimage.label(weak)
+    if count == 0:
+        return weak
+    keep = np.unique(labels[strong])
+    mask = np.isin(labels, keep[keep > 0])
+    close = max(1, round(0.01 * max(evidence.shape)))
+    mask = ndimage.binary_closing(mask, iterations=close) | mask
+    return _fill_holes(mask, evidence)
+
+
+LOW, HIGH = 0.35, 0.8
+"Hysteresis thresholds on the evidence for the first mask."
 
 
 def _grabcut(rgb: np.ndarray, seeds: np.ndarray) -> np.ndarray:
     import cv2
 
-    if not (seeds == cv2.GC_PR_FGD).any():
+    if not ((seeds == cv2.GC_PR_FGD) | (seeds == cv2.GC_FGD)).any():
         return np.zeros(seeds.shape, bool)
     image = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
     labels = seeds.copy()
@@ -157,10 +195,14 @@ def _cleanup(mask: np.ndarray, evidence: np.ndarray) -> np.ndarray:
         return mask
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
     mask = np.isin(labels, np.flatnonzero(sizes >= 0.02 * sizes.max()) + 1)
+    return _fill_holes(mask, evidence)
+
+
+def _fill_holes(mask: np.ndarray, evidence: np.ndarray) -> np.ndarray:
     holes, count = ndimage.label(ndimage.binary_fill_holes(mask) & ~mask)
     if count:
         mean = ndimage.mean(evidence, holes, index=np.arange(1, count + 1))
-        mask |= np.isin(holes, np.flatnonzero(mean > 0.5) + 1)
+        mask = mask | np.isin(holes, np.flatnonzero(mean > LOW) + 1)
     return mask
 
 
