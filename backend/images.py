@@ -71,7 +71,7 @@ class LoadedImage:
     mask_given: bool = False
     "The alpha is a mask image the user gave (``apply_mask``), which the ``mask`` parameter never overrides."
     alpha_ignored: bool = False
-    "The file had an alpha channel that carried no mask (opaque nearly everywhere); ``rgba`` has it opaque."
+    "The file had an alpha channel that carries no mask (opaque nearly everywhere): kept in ``rgba``, not used."
 
 
 # ------------------------------------------------------------------------------------------- files
@@ -167,9 +167,7 @@ def decode_image(data: bytes, name: str = "image") -> LoadedImage:
     with contextlib.suppress(*_DECODE_ERRORS):  # unreadable EXIF: the pixels as stored
         ImageOps.exif_transpose(img, in_place=True)  # a phone photo comes out as it was held
     rgba, has_alpha = _to_rgba(img, name)
-    ignored = has_alpha and not alpha_carries_mask(rgba[..., 3])
-    if ignored:  # e.g. a photo saved as RGBA, or a render with a nearly opaque background
-        rgba[..., 3] = 1.0
+    ignored = has_alpha and not alpha_carries_mask(rgba[..., 3])  # e.g. a photo saved as RGBA
     return LoadedImage(rgba, has_alpha and not ignored, img.mode, alpha_ignored=ignored)
 
 

@@ -66,9 +66,10 @@ class JobResult:
         report = self.stats.get("mask")
         if not isinstance(report, dict):
             return {}
-        kinds = {"source": str, "coverage": (int, float), "confidence": (int, float), "warning": str}
-        return {k: report[k] for k, kind in kinds.items()
-                if isinstance(report.get(k), kind) and not isinstance(report.get(k), bool)}
+        texts = {k: report[k] for k in ("source", "warning") if isinstance(report.get(k), str)}
+        numbers = {k: float(report[k]) for k in ("coverage", "confidence")
+                   if isinstance(report.get(k), (int, float)) and not isinstance(report.get(k), bool)}
+        return {**texts, **numbers}
 
     def mask_warning(self) -> str:
         """The backend's warning about the mask ('' when the mask looked right)."""

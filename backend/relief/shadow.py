@@ -16,7 +16,7 @@ CHROMA = 0.08
 "Largest chromaticity change (Lab a, b over lightness) a shadow makes."
 DARKEST = 0.03
 "Shadows are never darker than this ratio of the lit backdrop (nearly black is the object)."
-BLEED = 2.0
+BLEED = 3.0
 "Beside a coloured object its shadow takes on some of its colour: this many times ``CHROMA`` may be shadow."
 DIMMEST = 0.7
 "Shadows are at least this much darker than the lit backdrop (a lighter dip is the backdrop model's error)."

@@ -95,3 +95,10 @@ def test_a_given_mask_image_wins_over_a_forced_mode(tmp_path):
     request.image = apply_mask(own, mask)
     result = ReliefEngine().normals(request, JobContext())
     assert result.stats["mask"]["source"] == "given" and _mask_column(result.normal_map.mask) > 58
+
+
+def test_hi3dgen_reports_where_its_mask_came_from(hi3dgen):
+    for choice, source in (("auto", "alpha"), ("estimate", "estimated")):
+        request = _request({"mask": choice, "normal_resolution": 64}, HI3DGEN_PARAMS)
+        report = hi3dgen.normals(request, JobContext()).stats["mask"]
+        assert report["source"] == source and 0.1 < report["coverage"] < 0.4 and report["warning"] == ""
