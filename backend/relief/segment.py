@@ -55,7 +55,7 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     check()
     mask = _grabcut(small, seeds)
     check()
-    mask = _cleanup(mask, evidence)
+    mask = _cleanup(mask, np.where(dim, 0.0, evidence))  # a hole of shadow-coloured floor stays a hole
     confidence = _confidence(mask, lab)
     return Segmentation(_grow(mask, (h, w)), confidence)
 
@@ -176,16 +176,29 @@ LOW, HIGH = 0.35, 0.8
 
 
 def _grabcut(rgb: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """GrabCut from ``seeds`` on the box around the seeded object (plus a margin, where its backdrop model
+    learns the local backdrop); everything outside the box is backdrop. Bool [H, W]."""
     import cv2
 
-    if not ((seeds == cv2.GC_PR_FGD) | (seeds == cv2.GC_FGD)).any():
+    seeded = (seeds == cv2.GC_PR_FGD) | (seeds == cv2.GC_FGD)
+    if not seeded.any():
         return np.zeros(seeds.shape, bool)
-    image = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    labels = seeds.copy()
+    rows, cols = np.nonzero(seeded)
+    margin = max(8, round(MARGIN * max(seeds.shape)))
+    box = (slice(max(rows.min() - margin, 0), rows.max() + margin + 1),
+           slice(max(cols.min() - margin, 0), cols.max() + margin + 1))
+    image = np.clip(rgb[box] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    labels = np.ascontiguousarray(seeds[box])
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(0)  # GrabCut's k-means initialisation: the same mask for the same image
     cv2.grabCut(image, labels, None, bgd, fgd, ITERATIONS, cv2.GC_INIT_WITH_MASK)
-    return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    mask = np.zeros(seeds.shape, bool)
+    mask[box] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    return mask
+
+
+MARGIN = 0.12
+"GrabCut sees the seeded object's box widened by this fraction of the long side on every side."
 
 
 def _cleanup(mask: np.ndarray, evidence: np.ndarray) -> np.ndarray:
