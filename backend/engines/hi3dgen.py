@@ -35,7 +35,7 @@ PARAMS = (
     ParamSpec("normals", "enum", "auto", "Normal map source: auto (given, else NiRNE), nirne, or given.",
               options=("auto", "nirne", "given")),
     ParamSpec("mask", "enum", "auto", "Foreground: auto (the alpha channel, else the learned model when its "
-              "weights are present, else the plain-background estimate); estimate or learned force that "
+              "weights are present, else the automatic segmentation); estimate or learned force that "
               "source and ignore the alpha.",
               options=("auto", "estimate", "learned")),
     ParamSpec("normal_resolution", "int", 768, "NiRNE processing resolution (the official app uses 768).",

@@ -37,7 +37,7 @@ PARAMS = (
     ParamSpec("normals", "enum", "auto", "Where normals come from (auto: given, then NiRNE, then inflate).",
               options=("auto", "inflate", "nirne", "given")),
     ParamSpec("mask", "enum", "auto", "Foreground: auto (the alpha channel, else the learned model when its "
-              "weights are present, else the plain-background estimate); estimate or learned force that "
+              "weights are present, else the automatic segmentation); estimate or learned force that "
               "source and ignore the alpha.",
               options=("auto", "estimate", "learned")),
     ParamSpec("detail", "float", 0.5, "With inflated normals: surface detail taken from the image's shading.",

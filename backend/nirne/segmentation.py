@@ -3,7 +3,7 @@
 The release segments alpha-less images with BiRefNet (``AutoModelForImageSegmentation`` with
 ``trust_remote_code=True``, 1024x1024 input, ImageNet normalisation, ``sigmoid(model(x)[-1])``, resized back,
 thresholded at 128/255). We do not execute remote code, so the default estimate is classical
-(``backend.relief.mask.estimate_mask``: the border colour flood-filled from the edges).
+(``backend.relief.segment``: a border-predicted backdrop, cast shadows discounted, then GrabCut).
 
 A learned matting model plugs in as ``matting``: any callable ``rgb [H, W, 3] float in [0, 1] -> alpha
 [H, W] float in [0, 1]``. A reimplemented BiRefNet loaded from its safetensors would be wrapped so, with the

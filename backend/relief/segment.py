@@ -5,12 +5,14 @@
 2. Background model: a Coons patch through the four border strips (each a robust median across a thin band,
    smoothed along its length). It reproduces any backdrop of the form f(x) + g(y) exactly: a vertical
    gradient, a horizon line where a floor meets a wall, left-right light falloff, and nearly so vignetting.
-3. Evidence per pixel: colour difference from the model in Lab, with darkening at constant chromaticity
-   discounted (a cast shadow is the floor, darker), and the image's own edges.
-4. Seeds: the border band is background; pixels close to the model or shadow-like are probable background;
-   clear differences are probable object. GrabCut (colour mixtures + a contrast-sensitive smoothness term)
-   settles the rest in a few iterations.
-5. Clean-up: small specks dropped, holes filled unless they look like the backdrop (a mug's handle).
+3. Evidence per pixel: the Lab difference from the model, except inside a cast shadow found by
+   ``shadow.shadow_mask`` (the backdrop, darker), where only a change of colour counts.
+4. Seeds: a first mask from the evidence (hysteresis thresholds, gaps closed) is probable object, its
+   inside sure object unless it could be shadow by colour; the border band and the found shadow are sure
+   backdrop, shadow-coloured pixels probable backdrop (so the backdrop's colour model learns them). GrabCut
+   (colour mixtures + a contrast-sensitive smoothness term) settles the rest on the object's box.
+5. Clean-up: small specks dropped, holes filled unless they look like the backdrop or its shadow (a mug's
+   handle).
 
 The confidence in [0, 1] is the share of the mask's outline that runs along edges of the image (a true
 outline does, one through a smooth surface or a soft shadow does not), less when the mask touches the frame.
