@@ -106,7 +106,8 @@ class ReliefEngine:
             mask, report = object_mask(image, ctx.check)
         if mask.sum() < 16:
             raise BadInput("No foreground object was found in the image.",
-                           hint="Use an image with a transparent background, or a plain one around the object.")
+                           hint="Use an image with a transparent background or a plain one around the object, "
+                                "or give a mask image (panel: Mask; command line: --mask; API: mask_path).")
         box = _crop_box(mask)
         rgba, mask = image.rgba[box], mask[box]
         ctx.step("relief", 1, 4, "normals")

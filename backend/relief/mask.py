@@ -15,6 +15,7 @@ from scipy import ndimage
 
 from ..images import LoadedImage
 from ..mask_report import MaskReport, report_mask
+from .segment import Segmentation, segment_object
 
 
 class ObjectMask(NamedTuple):
@@ -31,21 +32,13 @@ def object_mask(image: LoadedImage, check: Callable[[], None] = lambda: None) ->
     return ObjectMask(found.mask, report_mask(found.mask, "estimated", found.confidence, image.alpha_ignored))
 
 
-def foreground_mask(rgba: np.ndarray, has_alpha: bool) -> np.ndarray:
-    """Boolean [H, W] foreground of an RGBA float image."""
-    if has_alpha:
-        return clean_mask(rgba[..., 3] > 0.5)
-    return estimate_mask(rgba[..., :3])
-
-
 def estimate_mask(rgb: np.ndarray) -> np.ndarray:
     """The object of a photo without alpha, bool [H, W] (see ``segment.segment_object``)."""
     return estimate(rgb).mask
 
 
-def estimate(rgb: np.ndarray, check: Callable[[], None] = lambda: None):  # noqa: ANN201 - a Segmentation
-    from .segment import segment_object
-
+def estimate(rgb: np.ndarray, check: Callable[[], None] = lambda: None) -> Segmentation:
+    """The segmentation (mask and confidence) of float RGB [H, W, 3]; ``check`` is called between stages."""
     return segment_object(np.asarray(rgb, np.float32), check)
 
 
