@@ -85,7 +85,7 @@ class OutputNames:
 
 def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: BackendSettings,
          names: OutputNames) -> str:
-    """Generate and write one image's outputs; returns a note when its files had to be renamed."""
+    """Generate and write one image's outputs; returns notes (renamed files, a mask warning), one per line."""
     from .errors import BadInput
 
     engine = engines.get(job.engine)
@@ -101,11 +101,21 @@ def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: Ba
     base = safe_stem(path.stem) if job.export_format == "obj" and result.meshes else path.stem
     stem = names.claim(base, output_suffixes(result, job.export_format))
     write_result(result, job.output, stem, job.export_format, job.convention)
-    if stem == path.stem:
-        return ""
-    why = (f"{path.stem}* is used by an earlier input" if base == path.stem
-           else "OBJ and MTL names hold only letters, digits, '.', '-' and '_'")
-    return f"note: {path} is written as {stem}* ({why})"
+    notes = []
+    if stem != path.stem:
+        why = (f"{path.stem}* is used by an earlier input" if base == path.stem
+               else "OBJ and MTL names hold only letters, digits, '.', '-' and '_'")
+        notes.append(f"note: {path} is written as {stem}* ({why})")
+    warning = mask_warning(result.stats)
+    if warning:
+        notes.append(f"WARNING: {path}: {warning}")
+    return "\n".join(notes)
+
+
+def mask_warning(stats: dict[str, Any]) -> str:
+    """The result's mask warning (``stats["mask"]["warning"]``), '' when there is none."""
+    report = stats.get("mask")
+    return str(report.get("warning") or "") if isinstance(report, dict) else ""
 
 
 def _bar(name: str, n: int, total: int):  # noqa: ANN202 - a ProgressFn

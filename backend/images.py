@@ -32,6 +32,8 @@ MAX_FILE_BYTES = 512 << 20
 ACCEPTED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "TGA")
 "Pillow formats decoded, in the order tried (TGA has no signature, so it comes last)."
 ACCEPTED_TEXT = "PNG, JPEG, WebP, BMP, TIFF or TGA"
+OPAQUE_SHARE = 0.99
+"An alpha channel opaque (above 0.5) on more than this share of the pixels carries no mask."
 _READ_CHUNK = 8 << 20
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError, TypeError,
                   ZeroDivisionError, KeyError)
@@ -68,6 +70,8 @@ class LoadedImage:
     source_mode: str
     mask_given: bool = False
     "The alpha is a mask image the user gave (``apply_mask``), which the ``mask`` parameter never overrides."
+    alpha_ignored: bool = False
+    "The file had an alpha channel that carries no mask (opaque nearly everywhere): kept in ``rgba``, not used."
 
 
 # ------------------------------------------------------------------------------------------- files
@@ -163,7 +167,17 @@ def decode_image(data: bytes, name: str = "image") -> LoadedImage:
     with contextlib.suppress(*_DECODE_ERRORS):  # unreadable EXIF: the pixels as stored
         ImageOps.exif_transpose(img, in_place=True)  # a phone photo comes out as it was held
     rgba, has_alpha = _to_rgba(img, name)
-    return LoadedImage(rgba, has_alpha, img.mode)
+    ignored = has_alpha and not alpha_carries_mask(rgba[..., 3])  # e.g. a photo saved as RGBA
+    return LoadedImage(rgba, has_alpha and not ignored, img.mode, alpha_ignored=ignored)
+
+
+def alpha_carries_mask(alpha: np.ndarray) -> bool:
+    """True when alpha [H, W] separates something: at most ``OPAQUE_SHARE`` of its pixels are opaque.
+
+    An alpha that is opaque nearly everywhere (a photo saved as RGBA, a render whose background is 254/255
+    opaque, a stray transparent corner) would make the whole frame the object, so it counts as absent.
+    """
+    return np.count_nonzero(alpha > 0.5) <= OPAQUE_SHARE * alpha.size
 
 
 def load_image(path: str) -> LoadedImage:
@@ -223,7 +237,7 @@ def _check_size(size: tuple[int, int], name: str) -> None:
 
 
 def _to_rgba(img: Image.Image, name: str) -> tuple[np.ndarray, bool]:
-    """Float RGBA [H, W, 4] in [0, 1] of any mode, and whether a real (not fully opaque) alpha is present."""
+    """Float RGBA [H, W, 4] in [0, 1] of any mode, and whether the mode has an alpha channel."""
     mode = img.mode
     if mode == "F" or mode.startswith("I"):
         grey = np.asarray(img, dtype=np.float32)  # [H, W]
@@ -238,8 +252,6 @@ def _to_rgba(img: Image.Image, name: str) -> tuple[np.ndarray, bool]:
         img = img.convert("LA")  # Pillow converts premultiplied grey only to straight grey
     rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)  # [H, W, 4] 0..255
     rgba *= np.float32(1.0 / 255.0)
-    if has_alpha and rgba[..., 3].min() >= 1.0:
-        has_alpha = False  # an opaque alpha channel carries no mask
     return np.ascontiguousarray(rgba), has_alpha
 
 

@@ -23,6 +23,7 @@ from PIL import Image
 
 from .errors import BadInput
 from .images import LoadedImage
+from .mask_report import MaskReport
 from .nirne.segmentation import Matting
 
 ALPHA_BBOX_THRESHOLD = 0.8 * 255
@@ -94,20 +95,33 @@ def preprocess_with_crop(rgba: np.ndarray, resolution: int) -> tuple[np.ndarray,
 def object_rgba(image: LoadedImage, matting: Matting | None = None) -> np.ndarray:
     """uint8 RGBA of ``image`` whose alpha separates the object (own alpha, else ``matting`` when given,
     else a binary estimate)."""
+    return object_rgba_reported(image, matting)[0]
+
+
+def object_rgba_reported(image: LoadedImage, matting: Matting | None = None) -> tuple[np.ndarray, MaskReport]:
+    """``object_rgba`` and the report of its mask (source, coverage, confidence, warning)."""
+    from .mask_report import report_mask
     from .nirne.segmentation import foreground_mask
+    from .relief.mask import estimate
 
     rgba = np.clip(image.rgba * 255.0 + 0.5, 0, 255).astype(np.uint8)  # [H, W, 4]
     if image.has_alpha:
-        return rgba
+        return rgba, report_mask(rgba[..., 3] > 128, "given" if image.mask_given else "alpha")
     h, w = rgba.shape[:2]
     if max(h, w) > SEGMENT_MAX_SIDE:
         scale = SEGMENT_MAX_SIDE / max(h, w)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
         rgba = np.asarray(Image.fromarray(rgba).resize(size, Image.Resampling.LANCZOS)).copy()
     rgb = rgba[..., :3].astype(np.float32) / 255.0
-    mask = foreground_mask(rgb, method="learned", matting=matting) if matting else foreground_mask(rgb, "estimate")
+    if matting:
+        mask = foreground_mask(rgb, method="learned", matting=matting)
+        report = report_mask(mask, "learned", alpha_ignored=image.alpha_ignored)
+    else:
+        found = estimate(rgb)
+        mask = found.mask
+        report = report_mask(mask, "estimated", found.confidence, image.alpha_ignored)
     rgba[..., 3] = np.where(mask, 255, 0)
-    return rgba
+    return rgba, report
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,8 @@ class CropFrame:
     work_size: tuple[int, int]
     "The image the crop was cut from (alpha-less inputs are downscaled for segmentation first)."
     input_size: tuple[int, int]
+    mask: MaskReport | None = None
+    "Where the object's mask came from, how much of the image it covers, and any warning."
 
 
 def square_crop_rgba(image: LoadedImage, resolution: int = 1024,
@@ -133,14 +149,14 @@ def square_crop_rgba(image: LoadedImage, resolution: int = 1024,
 def square_crop_with_frame(image: LoadedImage, resolution: int = 1024, matting: Matting | None = None
                            ) -> tuple[np.ndarray, np.ndarray, CropFrame]:
     """``square_crop_rgba`` plus the ``CropFrame`` that ``uncrop_normals`` needs to undo it."""
-    source = object_rgba(image, matting)
+    source, report = object_rgba_reported(image, matting)
     out, crop = preprocess_with_crop(source, resolution)
     mask = out[..., 3] > 128
     if not mask.any():
         raise BadInput("The object vanished after cropping (its alpha is too faint).",
                        hint="Use an image whose object is clearly opaque.")
     height, width = image.rgba.shape[:2]
-    frame = CropFrame(crop, (source.shape[1], source.shape[0]), (width, height))
+    frame = CropFrame(crop, (source.shape[1], source.shape[0]), (width, height), report)
     return out.astype(np.float32) / 255.0, mask, frame
 
 

@@ -12,6 +12,7 @@ Inside Blender the add-on is the package ``bl_ext.<repository>.hi3dgen`` (usuall
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import bpy
@@ -31,6 +32,12 @@ class GenerationError(RuntimeError):
         self.log = failure.log
 
 
+class GenerationWarning(UserWarning):
+    """The object was made, but something about it needs your attention, for example a mask that covers
+    nearly the whole image (the result is then a slab of the frame, not the object). The object's
+    ``obj["hi3dgen_mask"]`` holds the mask's source, coverage, confidence and this warning."""
+
+
 def generate(image: str | bpy.types.Image | bpy.types.Object, engine: str = "relief", seed: int = 0, *,
              shading: str = "AUTO", with_material: bool = False, with_color: bool = True, device: str = "auto",
              timeout: float | None = None, mask_path: str = "", **params: Any) -> bpy.types.Object:
@@ -42,7 +49,10 @@ def generate(image: str | bpy.types.Image | bpy.types.Object, engine: str = "rel
     ``resolution=384`` for relief, ``ss_steps=25`` for hi3dgen); unknown names are errors. ``mask_path``:
     an optional mask image (white or opaque = the object). ``with_material``: a material with the mesh's
     normal texture (relief), ``with_color`` its base colour from the image. Blocks until done; raises
-    ``GenerationError`` on failure.
+    ``GenerationError`` on failure. A mask that covers nearly the whole image, or an unsure automatic mask,
+    is reported with a ``GenerationWarning`` (``warnings.warn``; ``warnings.simplefilter("error",
+    GenerationWarning)`` makes it an exception); ``obj["hi3dgen_mask"]`` always says where the mask came
+    from and how much it covers.
     """
     try:
         picture = _picture(image)
@@ -66,6 +76,8 @@ def generate(image: str | bpy.types.Image | bpy.types.Object, engine: str = "rel
         objects = generation.run_blocking(context, settings, options, placement, timeout)
     except JobFailed as failure:
         raise GenerationError(failure) from None
+    if generation.last_warning():
+        warnings.warn(GenerationWarning(generation.last_warning()), stacklevel=2)
     return objects[0]
 
 

@@ -46,6 +46,7 @@ class _State:
     active: ActiveRun | None = None
     last_error: JobFailed | None = None
     last_result: str = ""
+    last_warning: str = ""
     hello: P.Hello | None = None
 
 
@@ -67,6 +68,11 @@ def last_error() -> JobFailed | None:
 
 def last_result() -> str:
     return _State.last_result
+
+
+def last_warning() -> str:
+    """The last result's warning (a mask of nearly the whole frame, an unsure estimate); '' when none."""
+    return _State.last_warning
 
 
 def last_hello() -> P.Hello | None:
@@ -152,7 +158,7 @@ def start(context: Any, settings: GenerateSettings, options: BuildOptions,
         raise BackendUnavailable(problem)
     proc = _State.manager.get(config, wait=False)
     run = ActiveRun(Job(proc, settings, config.hang_timeout), options, placement, time.monotonic())
-    _State.active, _State.last_error, _State.last_result = run, None, ""
+    _State.active, _State.last_error, _State.last_result, _State.last_warning = run, None, "", ""
     if not bpy.app.timers.is_registered(pump):
         bpy.app.timers.register(pump, first_interval=TIMER_SECONDS, persistent=True)  # survives file loads
     return run
@@ -207,7 +213,7 @@ def run_blocking(context: Any, settings: GenerateSettings, options: BuildOptions
     """Generate and build synchronously; raises ``JobFailed`` (scene unchanged) on failure."""
     if is_running():
         raise JobFailed("busy", "A generation is already running.", "Wait for it or cancel it.")
-    _State.last_error, _State.last_result = None, ""
+    _State.last_error, _State.last_result, _State.last_warning = None, "", ""
     try:
         proc = backend(context)
         job = Job(proc, settings, preferences.backend_config(context).hang_timeout)
@@ -239,14 +245,22 @@ def _build(context: Any, result: JobResult, options: BuildOptions,
     if options.with_material and not all(mesh_builder.wants_material(m.arrays, m.textures, options)
                                          for m in result.meshes):
         note = " (no material: this mesh has no UVs for the normal map)"
-    _State.last_result = f"{', '.join(o.name for o in objects)}: {faces:,} faces in {result.seconds:.1f} s{note}"
+    report = result.mask_report()
+    for obj in objects:  # scripts and later sessions can see where the outline came from
+        obj["hi3dgen_mask"] = report
+    mask = f"; mask: {report['source']}, {report.get('coverage', 0.0):.0%} of the image" if "source" in report else ""
+    _State.last_result = (f"{', '.join(o.name for o in objects)}: {faces:,} faces in {result.seconds:.1f} s"
+                          f"{mask}{note}")
+    _State.last_warning = result.mask_warning()
+    if _State.last_warning:
+        print(f"[Hi3DGen] WARNING: {_State.last_warning}", file=sys.stderr)
     return objects
 
 
 def refuse(code: str, message: str, hint: str = "") -> JobFailed:
     """Record a request refused before it reached the backend (bad input), so the panel shows it too."""
     failure = JobFailed(code, message, hint)
-    _State.last_result = ""
+    _State.last_result, _State.last_warning = "", ""
     _record_failure(failure)
     return failure
 

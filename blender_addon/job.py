@@ -62,6 +62,21 @@ class JobResult:
     seconds: float
     stats: dict[str, Any] = field(default_factory=dict)
 
+    def mask_report(self) -> dict[str, Any]:
+        """Where the mask came from (``source``, ``coverage``, ``confidence``, ``warning``), as the backend
+        reported it in ``Done.stats["mask"]``; only well-typed plain values are kept ({} when absent)."""
+        report = self.stats.get("mask")
+        if not isinstance(report, dict):
+            return {}
+        texts = {k: report[k] for k in ("source", "warning") if isinstance(report.get(k), str)}
+        numbers = {k: float(report[k]) for k in ("coverage", "confidence")
+                   if isinstance(report.get(k), (int, float)) and not isinstance(report.get(k), bool)}
+        return {**texts, **numbers}
+
+    def mask_warning(self) -> str:
+        """The backend's warning about the mask ('' when the mask looked right)."""
+        return str(self.mask_report().get("warning", ""))
+
 
 class Job:
     """A request in flight on ``backend``; ``state`` is running, cancelling, done or failed."""

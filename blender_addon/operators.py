@@ -92,7 +92,7 @@ class HI3DGEN_OT_generate(bpy.types.Operator):
         except JobFailed as failure:
             self.report({"ERROR"}, failure.user_text())
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Hi3DGen: {generation.last_result()}")
+        _report_result(self)
         return {"FINISHED"} if objects else {"CANCELLED"}
 
     def invoke(self, context: Any, event: Any) -> OpResult:
@@ -125,7 +125,7 @@ class HI3DGEN_OT_generate(bpy.types.Operator):
         if error is not None:
             self.report({"WARNING"} if error.code == "cancelled" else {"ERROR"}, error.user_text())
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Hi3DGen: {generation.last_result()}")
+        _report_result(self)
         return {"FINISHED"}
 
 
@@ -178,3 +178,10 @@ class HI3DGEN_OT_stop_backend(bpy.types.Operator):
 
 
 classes = (HI3DGEN_OT_generate, HI3DGEN_OT_cancel, HI3DGEN_OT_check_backend, HI3DGEN_OT_stop_backend)
+
+
+def _report_result(op: Any) -> None:
+    """The result line in Blender's status bar and info log; a mask warning as a warning, never as plain success."""
+    op.report({"INFO"}, f"Hi3DGen: {generation.last_result()}")
+    if generation.last_warning():
+        op.report({"WARNING"}, f"Hi3DGen: {generation.last_warning()}")

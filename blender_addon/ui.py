@@ -102,7 +102,10 @@ class HI3DGEN_PT_main(bpy.types.Panel):
                     for line in (error.traceback or error.log).splitlines()[-12:]:
                         box.label(text=line[:120])
         elif generation.last_result():
-            layout.label(text=generation.last_result(), icon="CHECKMARK")
+            warning = generation.last_warning()
+            layout.label(text=generation.last_result(), icon="ERROR" if warning else "CHECKMARK")
+            if warning:
+                _wrapped(layout.box(), f"Warning: {warning}", icon="ERROR")
 
 
 class HI3DGEN_PT_backend(bpy.types.Panel):

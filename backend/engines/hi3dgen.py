@@ -35,7 +35,7 @@ PARAMS = (
     ParamSpec("normals", "enum", "auto", "Normal map source: auto (given, else NiRNE), nirne, or given.",
               options=("auto", "nirne", "given")),
     ParamSpec("mask", "enum", "auto", "Foreground: auto (the alpha channel, else the learned model when its "
-              "weights are present, else the plain-background estimate); estimate or learned force that "
+              "weights are present, else the automatic segmentation); estimate or learned force that "
               "source and ignore the alpha.",
               options=("auto", "estimate", "learned")),
     ParamSpec("normal_resolution", "int", 768, "NiRNE processing resolution (the official app uses 768).",
@@ -84,7 +84,7 @@ class Hi3DGenEngine:
         normals, source, _ = self._normal_map(request, rgba, mask, frame, ctx)
         normals, mask = uncrop_normals(normals, mask, frame)  # the map alone comes at the input's size
         return EngineResult(normal_map=NormalMapData(normals, mask),
-                            stats={"normals": source, "seconds": time.perf_counter() - t0})
+                            stats={"normals": source, "mask": _mask_stats(frame), "seconds": time.perf_counter() - t0})
 
     def generate(self, request: EngineRequest, ctx: JobContext) -> EngineResult:
         from ..mesh.cleanup import CleanupOptions, clean_mesh
@@ -108,7 +108,8 @@ class Hi3DGenEngine:
                                  target_faces=p["decimate_faces"])
         vertices, faces, vertex_normals = clean_mesh(vertices, faces, options)
         mesh = MeshData(request.name, vertices, faces, normals=vertex_normals)
-        stats = {"normals": source, **timings, "faces": int(len(faces)), "seconds": time.perf_counter() - t0}
+        stats = {"normals": source, "mask": _mask_stats(frame), **timings, "faces": int(len(faces)),
+                 "seconds": time.perf_counter() - t0}
         return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats)
 
     def _require_weights(self, request: EngineRequest, geometry: bool) -> None:
@@ -176,3 +177,8 @@ class Hi3DGenEngine:
         estimator = replace(self._estimator(request.placement_name, ctx),
                             processing_resolution=request.params["normal_resolution"])
         return estimator(rgba, mask, ctx), "nirne", None
+
+
+def _mask_stats(frame: Any) -> dict[str, object]:
+    """The crop frame's mask report as ``stats["mask"]`` ({} when the frame has none)."""
+    return frame.mask.as_stats() if frame.mask is not None else {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -17,12 +18,13 @@ from scipy import ndimage
 from ..errors import BadInput
 from ..images import LoadedImage
 from ..jobs import JobContext
+from ..mask_report import MaskReport, report_mask
 from ..nirne.matting import MattingProvider, choose_matting, image_for_mask
 from ..nirne.segmentation import foreground_mask as segment
 from ..normalmap import from_colors, normalize
 from ..relief.inflate import height_to_normals, inflated_height
 from ..relief.integrate import integrate_normals
-from ..relief.mask import clean_mask, foreground_mask
+from ..relief.mask import clean_mask, object_mask
 from ..relief.mesh import relief_mesh
 from .base import EngineRequest, EngineResult, MeshData, NormalMapData, ParamSpec
 
@@ -35,7 +37,7 @@ PARAMS = (
     ParamSpec("normals", "enum", "auto", "Where normals come from (auto: given, then NiRNE, then inflate).",
               options=("auto", "inflate", "nirne", "given")),
     ParamSpec("mask", "enum", "auto", "Foreground: auto (the alpha channel, else the learned model when its "
-              "weights are present, else the plain-background estimate); estimate or learned force that "
+              "weights are present, else the automatic segmentation); estimate or learned force that "
               "source and ignore the alpha.",
               options=("auto", "estimate", "learned")),
     ParamSpec("detail", "float", 0.5, "With inflated normals: surface detail taken from the image's shading.",
@@ -70,7 +72,7 @@ class ReliefEngine:
         prep = self._prepare(request, ctx)
         full_n, full_m = _uncrop(prep.normals, prep.mask, prep.box, prep.shape)  # the working image's size
         return EngineResult(normal_map=NormalMapData(full_n, full_m),
-                            stats={"normals": prep.normals_source, "mask": prep.mask_source})
+                            stats={"normals": prep.normals_source, "mask": prep.mask_report.as_stats()})
 
     def generate(self, request: EngineRequest, ctx: JobContext) -> EngineResult:
         t0 = time.perf_counter()
@@ -86,7 +88,7 @@ class ReliefEngine:
         relief = relief_mesh(height * scale * p["depth"], cells, p["thickness"], ctx.check)
         mesh = MeshData(request.name, relief.vertices, relief.faces, uvs=relief.uvs)
         ctx.step("relief", 4, 4, "done")
-        stats = {"normals": prep.normals_source, "mask": prep.mask_source, "grid": list(cells.shape),
+        stats = {"normals": prep.normals_source, "mask": prep.mask_report.as_stats(), "grid": list(cells.shape),
                  "seconds": time.perf_counter() - t0}
         return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats,
                             base_color=prep.rgba)
@@ -99,17 +101,19 @@ class ReliefEngine:
         ctx.check()
         matting = choose_matting(self._matting, request.params["mask"], request.placement_name, image.has_alpha)
         if matting is not None:  # the same thresholding as the hi3dgen engine's, then specks removed
-            mask, mask_source = clean_mask(segment(image.rgba, "learned", matting)), "learned"
+            mask = clean_mask(segment(image.rgba, "learned", matting))
+            report = report_mask(mask, "learned", alpha_ignored=image.alpha_ignored)
         else:
-            mask, mask_source = foreground_mask(image.rgba, image.has_alpha), "alpha" if image.has_alpha else "estimate"
+            mask, report = object_mask(image, ctx.check)
         if mask.sum() < 16:
             raise BadInput("No foreground object was found in the image.",
-                           hint="Use an image with a transparent background, or a plain one around the object.")
+                           hint="Use an image with a transparent background or a plain one around the object, "
+                                "or give a mask image (panel: Mask; command line: --mask; API: mask_path).")
         box = _crop_box(mask)
         rgba, mask = image.rgba[box], mask[box]
         ctx.step("relief", 1, 4, "normals")
         normals, source = self._normals(request, image, rgba, mask, box, ctx)
-        return _Prepared(rgba, mask, normals, source, box, mask_source, image.rgba.shape[:2])
+        return _Prepared(rgba, mask, normals, source, box, report, image.rgba.shape[:2])
 
     def _normals(self, request: EngineRequest, image: LoadedImage, rgba: np.ndarray, mask: np.ndarray,
                  box: tuple[slice, slice], ctx: JobContext) -> tuple[np.ndarray, str]:
@@ -177,7 +181,7 @@ def working_image(image: LoadedImage, side: int = WORK_SIDE) -> LoadedImage:
     h2, w2 = h // k, w // k
     rows = image.rgba[:h2 * k, :w2 * k].reshape(h2, k, w2 * k * 4).sum(axis=1)  # [h2, w2 * k * 4]
     blocks = rows.reshape(h2, w2, k, 4).sum(axis=2) * np.float32(1.0 / (k * k))  # [h2, w2, 4]
-    return LoadedImage(blocks.astype(np.float32), image.has_alpha, image.source_mode, image.mask_given)
+    return replace(image, rgba=blocks.astype(np.float32))
 
 
 def _crop_box(mask: np.ndarray) -> tuple[slice, slice]:
@@ -194,7 +198,7 @@ class _Prepared(NamedTuple):
     normals: np.ndarray  # [h, w, 3]
     normals_source: str
     box: tuple[slice, slice]  # the crop in the working image
-    mask_source: str  # alpha, learned or estimate
+    mask_report: MaskReport  # where the mask came from, its coverage of the working image, confidence, warning
     shape: tuple[int, int]  # the working image's (H, W)
 
 

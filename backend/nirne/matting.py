@@ -4,7 +4,7 @@ The official app segments alpha-less images with BiRefNet through remote code; h
 model is BRIA's RMBG-1.4 (``briaai/RMBG-1.4``, an IS-Net trained for background removal, the same task),
 reimplemented in ``models/isnet.py`` and loaded strictly from its ``model.safetensors``. Its weights carry
 BRIA's own licence (non-commercial use); they are fetched only on request (``python -m backend download
-rmbg``). Without them the classical plain-background estimate is used.
+rmbg``). Without them the classical segmentation (``relief/segment.py``) is used.
 
 Pre/post-processing as the model card: resize to 1024 x 1024 (bilinear), ``x / 255 - 0.5``, sigmoid of the
 first side output, resized back, min-max normalised to [0, 1]. The mask is then ``alpha > 0.5``.

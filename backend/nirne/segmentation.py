@@ -3,7 +3,7 @@
 The release segments alpha-less images with BiRefNet (``AutoModelForImageSegmentation`` with
 ``trust_remote_code=True``, 1024x1024 input, ImageNet normalisation, ``sigmoid(model(x)[-1])``, resized back,
 thresholded at 128/255). We do not execute remote code, so the default estimate is classical
-(``backend.relief.mask.estimate_mask``: the border colour flood-filled from the edges).
+(``backend.relief.segment``: a border-predicted backdrop, cast shadows discounted, then GrabCut).
 
 A learned matting model plugs in as ``matting``: any callable ``rgb [H, W, 3] float in [0, 1] -> alpha
 [H, W] float in [0, 1]``. A reimplemented BiRefNet loaded from its safetensors would be wrapped so, with the
@@ -27,8 +27,11 @@ ALPHA_THRESHOLD = 0.5
 
 
 def has_useful_alpha(image: np.ndarray) -> bool:
-    """True for RGBA images whose alpha is not fully opaque (the release's test for the alpha path)."""
-    return image.shape[-1] == 4 and bool((image[..., 3] < 1.0).any())
+    """True for RGBA images whose alpha carries a mask (not opaque nearly everywhere; the release takes any
+    alpha that is not fully opaque, which makes a stray transparent pixel turn the whole frame into the object)."""
+    from ..images import alpha_carries_mask
+
+    return image.shape[-1] == 4 and alpha_carries_mask(image[..., 3])
 
 
 def foreground_mask(image: np.ndarray, method: str = "auto", matting: Matting | None = None) -> np.ndarray:

@@ -1,36 +1,45 @@
-"""Foreground masks: the alpha channel when there is one, else a plain-background estimate."""
+"""Foreground masks: the alpha channel when it carries one, a mask image you gave, else a segmentation.
+
+``object_mask`` is the relief engine's choice without the learned model: a given mask, the image's alpha
+(only when it carries a mask: ``images.alpha_carries_mask``), else ``segment.segment_object`` (a
+border-seeded GrabCut). Each comes with a ``MaskReport`` (source, coverage, confidence, warning).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
 
+from ..images import LoadedImage
+from ..mask_report import MaskReport, report_mask
+from .segment import Segmentation, segment_object
 
-def foreground_mask(rgba: np.ndarray, has_alpha: bool) -> np.ndarray:
-    """Boolean [H, W] foreground of an RGBA float image."""
-    if has_alpha:
-        return clean_mask(rgba[..., 3] > 0.5)
-    return estimate_mask(rgba[..., :3])
+
+class ObjectMask(NamedTuple):
+    mask: np.ndarray  # [H, W] bool
+    report: MaskReport
+
+
+def object_mask(image: LoadedImage, check: Callable[[], None] = lambda: None) -> ObjectMask:
+    """The object's mask of ``image`` (given, alpha or estimated) and its report."""
+    if image.has_alpha:
+        mask = clean_mask(image.rgba[..., 3] > 0.5)
+        return ObjectMask(mask, report_mask(mask, "given" if image.mask_given else "alpha"))
+    found = estimate(image.rgba[..., :3], check)
+    return ObjectMask(found.mask, report_mask(found.mask, "estimated", found.confidence, image.alpha_ignored))
 
 
 def estimate_mask(rgb: np.ndarray) -> np.ndarray:
-    """Foreground of a photo on a plain background.
+    """The object of a photo without alpha, bool [H, W] (see ``segment.segment_object``)."""
+    return estimate(rgb).mask
 
-    The background colour is the median of the border pixels; pixels close to it (relative to the border's
-    own spread) that connect to the border are background, so background-coloured parts enclosed by the
-    object stay foreground. If the border is not plain (no usable background), the whole image is kept.
-    """
-    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])  # [P, 3]
-    bg = np.median(border, axis=0)
-    spread = np.percentile(np.linalg.norm(border - bg, axis=1), 90)
-    if spread > 0.25:
-        return np.ones(rgb.shape[:2], bool)
-    threshold = max(0.08, 2.5 * spread)
-    similar = np.linalg.norm(rgb - bg, axis=-1) < threshold  # [H, W]
-    labels, _ = ndimage.label(similar)
-    edge_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    background = np.isin(labels, edge_labels[edge_labels > 0])
-    return clean_mask(~background)
+
+def estimate(rgb: np.ndarray, check: Callable[[], None] = lambda: None) -> Segmentation:
+    """The segmentation (mask and confidence) of float RGB [H, W, 3]; ``check`` is called between stages."""
+    return segment_object(np.asarray(rgb, np.float32), check)
 
 
 def clean_mask(mask: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:

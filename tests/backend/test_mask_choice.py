@@ -48,9 +48,9 @@ def _relief(weights: Path, choice: str):
 
 def test_relief_auto_keeps_alpha_and_a_forced_estimate_ignores_it(tmp_path):
     auto = _relief(tmp_path, "auto")
-    assert auto.stats["mask"] == "alpha" and _mask_column(auto.normal_map.mask) > 58
+    assert auto.stats["mask"]["source"] == "alpha" and _mask_column(auto.normal_map.mask) > 58
     forced = _relief(tmp_path, "estimate")
-    assert forced.stats["mask"] == "estimate" and _mask_column(forced.normal_map.mask) < 44
+    assert forced.stats["mask"]["source"] == "estimated" and _mask_column(forced.normal_map.mask) < 44
 
 
 def test_relief_forced_learned_needs_its_weights_and_then_ignores_alpha(tmp_path):
@@ -58,8 +58,8 @@ def test_relief_forced_learned_needs_its_weights_and_then_ignores_alpha(tmp_path
         _relief(tmp_path / "none", "learned")
     assert "python -m backend download rmbg" in info.value.hint
     write_tiny_rmbg(tmp_path / "weights" / "rmbg")
-    assert _relief(tmp_path / "weights", "learned").stats["mask"] == "learned"
-    assert _relief(tmp_path / "weights", "auto").stats["mask"] == "alpha"  # auto: alpha still comes first
+    assert _relief(tmp_path / "weights", "learned").stats["mask"]["source"] == "learned"
+    assert _relief(tmp_path / "weights", "auto").stats["mask"]["source"] == "alpha"  # auto: alpha still comes first
 
 
 @pytest.fixture(scope="module")
@@ -94,4 +94,11 @@ def test_a_given_mask_image_wins_over_a_forced_mode(tmp_path):
     request = _request({"mask": "estimate"}, RELIEF_PARAMS)
     request.image = apply_mask(own, mask)
     result = ReliefEngine().normals(request, JobContext())
-    assert result.stats["mask"] == "alpha" and _mask_column(result.normal_map.mask) > 58
+    assert result.stats["mask"]["source"] == "given" and _mask_column(result.normal_map.mask) > 58
+
+
+def test_hi3dgen_reports_where_its_mask_came_from(hi3dgen):
+    for choice, source in (("auto", "alpha"), ("estimate", "estimated")):
+        request = _request({"mask": choice, "normal_resolution": 64}, HI3DGEN_PARAMS)
+        report = hi3dgen.normals(request, JobContext()).stats["mask"]
+        assert report["source"] == source and 0.1 < report["coverage"] < 0.4 and report["warning"] == ""

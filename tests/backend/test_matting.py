@@ -93,11 +93,11 @@ def test_engines_use_the_learned_mask_only_when_asked_or_present(tmp_path):
         learned.send(P.Generate(image_bytes=image, params={"resolution": 32, "mask": "learned"}), 3)
         out = learned.collect(3, timeout=120)
         assert out["error"] is None, out["error"]  # min-max normalised: random weights still mark pixels
-        assert out["done"].stats["mask"] == "learned"
+        assert out["done"].stats["mask"]["source"] == "learned"
         learned.send(P.Generate(image_bytes=image, params={"resolution": 32}), 4)  # auto: present, so used
-        assert learned.collect(4, timeout=120)["done"].stats["mask"] == "learned"
+        assert learned.collect(4, timeout=120)["done"].stats["mask"]["source"] == "learned"
         learned.send(P.Generate(image_bytes=image, params={"resolution": 32, "mask": "estimate"}), 5)
-        assert learned.collect(5, timeout=120)["done"].stats["mask"] == "estimate"
+        assert learned.collect(5, timeout=120)["done"].stats["mask"]["source"] == "estimated"
     finally:
         learned.close()
 
@@ -113,7 +113,7 @@ def test_damaged_optional_weights_fall_back_under_auto(tmp_path):
     try:
         proc.expect(P.Hello)
         proc.send(P.Generate(image_bytes=image, params={"resolution": 32}), 1)
-        assert proc.collect(1)["done"].stats["mask"] == "estimate"
+        assert proc.collect(1)["done"].stats["mask"]["source"] == "estimated"
         proc.send(P.Generate(image_bytes=image, params={"resolution": 32, "mask": "learned"}), 2)
         err = proc.collect(2)["error"]
         assert err is not None and "model.safetensors" in err.message

@@ -111,7 +111,8 @@ def test_cli_same_stems_get_their_own_files(tmp_path):
     for n, path in enumerate(inputs):
         rgba = blob_rgba(64)
         rgba[..., 0] = 80 * n  # three different pictures
-        Image.fromarray(rgba if path.suffix == ".png" else rgba[..., :3]).save(path)
+        flat = np.where(rgba[..., 3:] > 0, rgba[..., :3], 255).astype(np.uint8)  # JPEG: the blob on white
+        Image.fromarray(rgba if path.suffix == ".png" else flat).save(path)
     out = tmp_path / "out"
     code, err = run_cli("generate", *map(str, inputs), "-o", str(out), "--param", "resolution=32")
     assert code == 0, err

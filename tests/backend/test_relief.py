@@ -70,12 +70,13 @@ def test_front_faces_the_viewer_at_minus_y():
     assert np.isclose(max(np.ptp(v[:, 0]), np.ptp(v[:, 2])), 1.0, atol=0.05)
 
 
-def test_estimated_mask_on_plain_background_keeps_enclosed_background_colour():
+def test_estimated_mask_keeps_a_hole_that_shows_the_backdrop_and_fills_one_of_another_colour():
     img = np.full((100, 100, 3), 1.0, np.float32)
     img[20:80, 20:80] = (0.2, 0.3, 0.8)
-    img[40:60, 40:60] = 1.0  # white inside the object: still foreground
+    img[40:60, 25:45] = 1.0  # the backdrop seen through the object (a mug's handle): background
+    img[40:60, 55:75] = (0.9, 0.8, 0.1)  # a yellow patch on the object: the object
     mask = estimate_mask(img)
-    assert mask[50, 50] and mask[25, 25] and not mask[5, 5]
+    assert mask[25, 25] and not mask[5, 5] and not mask[50, 35] and mask[50, 65]
 
 
 def test_relief_from_512px_rgba_is_valid():

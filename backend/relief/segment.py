@@ -1,0 +1,248 @@
+"""Find the object in a photo without alpha: a background model from the border, then OpenCV's GrabCut.
+
+1. Work at ``WORK_SIDE`` px at most (area average); the mask is upsampled at the end (its soft edge
+   resampled bilinearly, then thresholded), so the cost does not grow with the photo.
+2. Background model: a Coons patch through the four border strips (each a robust median across a thin band,
+   smoothed along its length). It reproduces any backdrop of the form f(x) + g(y) exactly: a vertical
+   gradient, a horizon line where a floor meets a wall, left-right light falloff, and nearly so vignetting.
+3. Evidence per pixel: the Lab difference from the model, except inside a cast shadow found by
+   ``shadow.shadow_mask`` (the backdrop, darker), where only a change of colour counts.
+4. Seeds: a first mask from the evidence (hysteresis thresholds, gaps closed) is probable object, its
+   inside sure object unless it could be shadow by colour; the border band and the found shadow are sure
+   backdrop, shadow-coloured pixels probable backdrop (so the backdrop's colour model learns them). GrabCut
+   (colour mixtures + a contrast-sensitive smoothness term) settles the rest on the object's box.
+5. Clean-up: small specks dropped, holes filled unless they look like the backdrop or its shadow (a mug's
+   handle).
+
+The confidence in [0, 1] is the share of the mask's outline that runs along edges of the image (a true
+outline does, one through a smooth surface or a soft shadow does not), less when the mask touches the frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .shadow import shadow_mask
+
+WORK_SIDE = 512
+"Segmentation runs on the image shrunk to at most this long side."
+BAND = 0.02
+"The border band (fraction of the long side, at least 2 px) that is taken as background."
+ITERATIONS = 6
+"GrabCut iterations (each re-fits the colour models and re-solves the cut)."
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    mask: np.ndarray  # [H, W] bool at the input's size
+    confidence: float  # in [0, 1]
+
+
+def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) -> Segmentation:
+    """The object in float RGB [H, W, 3] in [0, 1]; ``check`` is called between stages (cancel)."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    small = _shrink(np.ascontiguousarray(rgb, np.float32))  # [h, w, 3]
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2Lab)  # L in [0, 100], a and b about +-100
+    background = coons_background(lab)  # [h, w, 3]
+    check()
+    evidence, shadow, dim = object_evidence(lab, background)  # [h, w] >= 0, ~1 = a clear difference; bools
+    band = border_band(evidence.shape)
+    seeds = _seeds(evidence, shadow, dim, band)
+    check()
+    mask = _grabcut(small, seeds)
+    check()
+    mask = _cleanup(mask, np.where(dim, 0.0, evidence))  # a hole of shadow-coloured floor stays a hole
+    confidence = _confidence(mask, lab)
+    return Segmentation(_grow(mask, (h, w)), confidence)
+
+
+def _shrink(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    h, w = rgb.shape[:2]
+    scale = WORK_SIDE / max(h, w)
+    if scale >= 1.0:
+        return rgb
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+
+
+def _grow(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    if mask.shape == shape:
+        return mask
+    soft = cv2.resize(mask.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    return soft > 0.5
+
+
+def border_band(shape: tuple[int, int]) -> np.ndarray:
+    """Bool [H, W]: the outer band taken as background."""
+    k = max(2, round(BAND * max(shape)))
+    band = np.ones(shape, bool)
+    band[k:-k, k:-k] = False
+    return band
+
+
+def coons_background(image: np.ndarray) -> np.ndarray:
+    """The backdrop [H, W, C] predicted from the border: the Coons patch through the four border curves.
+
+    Each border curve is the median across a band a few pixels deep, median-filtered along its length so a
+    small object touching the frame does not bend it.
+    """
+    h, w = image.shape[:2]
+    k = max(2, round(BAND * max(h, w)))
+    top, bottom = _curve(image[:k], 0), _curve(image[-k:], 0)  # [w, C]
+    left, right = _curve(image[:, :k], 1), _curve(image[:, -k:], 1)  # [h, C]
+    u = np.linspace(0.0, 1.0, w, dtype=np.float32)[None, :, None]  # [1, w, 1] left -> right
+    v = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None, None]  # [h, 1, 1] top -> bottom
+    rows = (1 - u) * left[:, None] + u * right[:, None]  # [h, w, C]
+    cols = (1 - v) * top[None] + v * bottom[None]  # [h, w, C]
+    corners = ((1 - u) * (1 - v) * top[0] + u * (1 - v) * top[-1] + (1 - u) * v * bottom[0] + u * v * bottom[-1])
+    return (rows + cols - corners).astype(np.float32)
+
+
+def _curve(strip: np.ndarray, axis: int) -> np.ndarray:
+    """A border strip [k, n, C] (axis 0) or [n, k, C] (axis 1) -> its robust curve [n, C]."""
+    curve = np.median(strip, axis=axis)  # [n, C]
+    size = max(3, (curve.shape[0] // 12) | 1)
+    return ndimage.median_filter(curve, size=(size, 1), mode="nearest")
+
+
+def object_evidence(lab: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """How unlike the backdrop each pixel is [H, W] (0 = the backdrop; about 1 = a clear difference), the
+    cast shadow found (bool [H, W]) and what could be shadow by its colour alone (bool [H, W]).
+
+    Colour and lightness differences count fully, except the darkening inside a cast shadow (the backdrop,
+    darker: ``shadow.shadow_mask``), where only a change of colour counts.
+    """
+    d_ab = np.linalg.norm(lab[..., 1:] - background[..., 1:], axis=-1)  # [H, W]
+    d_l = lab[..., 0] - background[..., 0]  # [H, W] > 0 brighter
+    full = np.sqrt(d_ab ** 2 + d_l ** 2) / SCALE
+    shadow, dim = shadow_mask(lab, background, lit=full < 0.25)
+    evidence = np.where(shadow, d_ab / SCALE, full)
+    return evidence.astype(np.float32), shadow, dim
+
+
+SCALE = 15.0
+"A Lab difference of this size counts as a clear difference (evidence 1)."
+
+
+def _seeds(evidence: np.ndarray, shadow: np.ndarray, dim: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """GrabCut's labels [H, W] uint8: a first mask from the evidence (hysteresis, gaps closed) is probable
+    object, and sure object deep inside it unless it could be a shadow; the found cast shadow is sure
+    backdrop away from the first mask, probable backdrop near it; the border band is sure backdrop."""
+    import cv2
+
+    first = _first_mask(evidence)
+    reach = max(2, round(TRIMAP * max(evidence.shape)))
+    inner = ndimage.binary_erosion(first, iterations=reach)
+    outer = ndimage.binary_dilation(first, iterations=reach)
+    seeds = np.full(evidence.shape, cv2.GC_PR_BGD, np.uint8)
+    seeds[shadow & ~outer] = cv2.GC_BGD
+    seeds[first & ~shadow & ~dim] = cv2.GC_PR_FGD  # dim: the backdrop's model learns the shadow's colours too
+    sure = inner & ~shadow & ~dim
+    if np.count_nonzero(sure) < 0.1 * np.count_nonzero(inner):  # a colourless object: all of it could be shadow
+        sure = inner & ~shadow
+    seeds[sure] = cv2.GC_FGD
+    seeds[band] = cv2.GC_BGD
+    return seeds
+
+
+TRIMAP = 0.02
+"Half-width of the undecided band along the first mask's outline (fraction of the long side)."
+
+
+def _first_mask(evidence: np.ndarray) -> np.ndarray:
+    """Bool [H, W]: pixels above the low threshold connected to ones above the high one; gaps closed; holes
+    filled unless they look like the backdrop."""
+    weak, strong = evidence > LOW, evidence > HIGH
+    labels, count = ndimage.label(weak)
+    if count == 0:
+        return weak
+    keep = np.unique(labels[strong])
+    mask = np.isin(labels, keep[keep > 0])
+    close = max(1, round(0.01 * max(evidence.shape)))
+    mask = ndimage.binary_closing(mask, iterations=close) | mask
+    return _fill_holes(mask, evidence)
+
+
+LOW, HIGH = 0.35, 0.8
+"Hysteresis thresholds on the evidence for the first mask."
+
+
+def _grabcut(rgb: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    """GrabCut from ``seeds`` on the box around the seeded object (plus a margin, where its backdrop model
+    learns the local backdrop); everything outside the box is backdrop. Bool [H, W]."""
+    import cv2
+
+    seeded = (seeds == cv2.GC_PR_FGD) | (seeds == cv2.GC_FGD)
+    if not seeded.any():
+        return np.zeros(seeds.shape, bool)
+    rows, cols = np.nonzero(seeded)
+    margin = max(8, round(MARGIN * max(seeds.shape)))
+    box = (slice(max(rows.min() - margin, 0), rows.max() + margin + 1),
+           slice(max(cols.min() - margin, 0), cols.max() + margin + 1))
+    image = np.clip(rgb[box] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    labels = np.ascontiguousarray(seeds[box])
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(0)  # GrabCut's k-means initialisation: the same mask for the same image
+    cv2.grabCut(image, labels, None, bgd, fgd, ITERATIONS, cv2.GC_INIT_WITH_MASK)
+    mask = np.zeros(seeds.shape, bool)
+    mask[box] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
+    return mask
+
+
+MARGIN = 0.12
+"GrabCut sees the seeded object's box widened by this fraction of the long side on every side."
+
+
+def _cleanup(mask: np.ndarray, evidence: np.ndarray) -> np.ndarray:
+    """Specks dropped (components under 2 % of the largest); holes filled unless backdrop-like."""
+    labels, count = ndimage.label(mask)
+    if count == 0:
+        return mask
+    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
+    mask = np.isin(labels, np.flatnonzero(sizes >= 0.02 * sizes.max()) + 1)
+    return _fill_holes(mask, evidence)
+
+
+def _fill_holes(mask: np.ndarray, evidence: np.ndarray) -> np.ndarray:
+    holes, count = ndimage.label(ndimage.binary_fill_holes(mask) & ~mask)
+    if count:
+        mean = ndimage.mean(evidence, holes, index=np.arange(1, count + 1))
+        mask = mask | np.isin(holes, np.flatnonzero(mean > LOW) + 1)
+    return mask
+
+
+def _confidence(mask: np.ndarray, lab: np.ndarray) -> float:
+    """How far to trust ``mask`` in [0, 1]: a true outline runs along edges of the image nearly everywhere,
+    one that cuts through a smooth surface (a grey object's lit side on a light backdrop, a soft shadow) does
+    not; a mask touching the frame's edge may be the backdrop itself."""
+    if not mask.any() or mask.all():
+        return 0.0
+    outline = mask & ~ndimage.binary_erosion(mask)
+    on_edges = float(np.mean(edge_strength(lab)[outline] > EDGE))
+    frame = np.zeros_like(mask)
+    frame[[0, -1]], frame[:, [0, -1]] = True, True
+    touching = float(mask[frame].mean())
+    return float(np.clip((on_edges - 0.78) / 0.2, 0.0, 1.0) * max(0.0, 1.0 - 2.0 * touching))
+
+
+EDGE = 2.0
+"An outline pixel lies on an edge when the Lab gradient there exceeds this (units per pixel)."
+
+
+def edge_strength(lab: np.ndarray) -> np.ndarray:
+    """Gradient magnitude [H, W] of the lightness (lightly smoothed) plus that of the two colour channels."""
+    total = np.zeros(lab.shape[:2], np.float32)
+    for k in range(3):
+        plane = ndimage.gaussian_filter(lab[..., k], 1.0) if k == 0 else lab[..., k]
+        total += np.hypot(ndimage.sobel(plane, 0), ndimage.sobel(plane, 1)) / 8.0
+    return total

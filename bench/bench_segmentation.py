@@ -1,0 +1,100 @@
+"""Mask quality on the rendered segmentation set (tests/fixtures/segmentation/): IoU per case, old vs new.
+
+"old" is the previous plain-background estimate (border median colour, flood fill from the border; kept here
+as ``old_estimate``, frozen); "new" is what the relief engine uses now for an image as it is decoded (alpha
+when it carries a mask, else ``backend.relief.segment``). Prints a table, the time per image and the
+ratio of the two (same process, same images).
+
+    .venv/bin/python bench/bench_segmentation.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backend.images import load_image  # noqa: E402
+from backend.relief.mask import object_mask  # noqa: E402
+
+SET = ROOT / "tests" / "fixtures" / "segmentation"
+
+
+def old_estimate(rgb: np.ndarray) -> np.ndarray:
+    """The estimator before this change (backend/relief/mask.py ``estimate_mask``), frozen for comparison."""
+    border = np.concatenate([rgb[0], rgb[-1], rgb[:, 0], rgb[:, -1]])  # [P, 3]
+    bg = np.median(border, axis=0)
+    spread = np.percentile(np.linalg.norm(border - bg, axis=1), 90)
+    if spread > 0.25:
+        return np.ones(rgb.shape[:2], bool)
+    similar = np.linalg.norm(rgb - bg, axis=-1) < max(0.08, 2.5 * spread)  # [H, W]
+    labels, _ = ndimage.label(similar)
+    edge_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    mask = ~np.isin(labels, edge_labels[edge_labels > 0])
+    labels, count = ndimage.label(mask)
+    if count <= 1:
+        return mask
+    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
+    return np.isin(labels, np.flatnonzero(sizes >= 0.02 * sizes.max()) + 1)
+
+
+def old_mask(path: Path) -> np.ndarray:
+    """The old path as a whole: any alpha that is not fully opaque was the mask, else the old estimate."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        rgba = np.asarray(img.convert("RGBA"), np.float32) / 255.0
+        had_alpha = "A" in img.mode
+    if had_alpha and rgba[..., 3].min() < 1.0:
+        return rgba[..., 3] > 0.5
+    return old_estimate(rgba[..., :3])
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 1.0
+
+
+def cases() -> list[dict]:
+    return json.loads((SET / "manifest.json").read_text())["cases"]
+
+
+def truth(case: dict) -> np.ndarray:
+    return load_image(str(SET / case["mask"])).rgba[..., 0] > 0.5
+
+
+def main() -> None:
+    rows, t_old, t_new = [], 0.0, 0.0
+    for case in cases():
+        path, gt = SET / case["image"], truth(case)
+        t0 = time.perf_counter()
+        old = old_mask(path)
+        t1 = time.perf_counter()
+        image = load_image(str(path))
+        new = object_mask(image)
+        t2 = time.perf_counter()
+        t_old, t_new = t_old + t1 - t0, t_new + t2 - t1
+        rows.append((case["name"], case["kind"], iou(old, gt), iou(new.mask, gt), new.report))
+    print(f"{'case':32} {'kind':10} {'old IoU':>8} {'new IoU':>8}  source     cover  conf  warning")
+    for name, kind, a, b, rep in rows:
+        flag = "yes" if rep.warning else ""
+        print(f"{name:32} {kind:10} {a:8.3f} {b:8.3f}  {rep.source:10} {rep.coverage:5.2f} {rep.confidence:5.2f}"
+              f"  {flag}")
+    product = [r for r in rows if r[1] == "product"]
+    print(f"\nproduct shots: old mean {np.mean([r[2] for r in product]):.3f} min {min(r[2] for r in product):.3f}; "
+          f"new mean {np.mean([r[3] for r in product]):.3f} min {min(r[3] for r in product):.3f}; "
+          f"{sum(r[3] >= 0.9 for r in product)}/{len(product)} at IoU >= 0.9")
+    n = len(rows)
+    print(f"time per image: old {1000 * t_old / n:.0f} ms, new {1000 * t_new / n:.0f} ms "
+          f"(new / old = {t_new / max(t_old, 1e-9):.1f}x; both include decoding)")
+
+
+if __name__ == "__main__":
+    main()
