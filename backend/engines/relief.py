@@ -29,7 +29,7 @@ from .base import EngineRequest, EngineResult, MeshData, NormalMapData, ParamSpe
 
 NormalEstimator = Callable[[np.ndarray, np.ndarray, JobContext], np.ndarray]
 
-DEFAULT_FACES = 20_000
+DEFAULT_FACES = 40_000
 "The relief's default face budget (see bench/bench_relief_geometry.py for what it costs in accuracy)."
 OUTLINE_SIGMA = 0.8
 "Blur (in grid cells) of the mask's coverage before its outline is traced: no pixel staircase."

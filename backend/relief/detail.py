@@ -1,9 +1,9 @@
 """Shape from shading without the picture's texture: an edge-aware smoothing of the luminance.
 
 Fur, print, speckle and JPEG noise are small luminance features; the shading that carries shape (an eye
-socket, a fold, a rounded cheek) is wider. Two classic edge-preserving filters separate them: a median of
-a window about 3 % of the object wide removes every feature narrower than half the window whatever its
-contrast, while keeping step edges where they are; the guided filter (He, Sun & Tang, "Guided Image
+socket, a fold, a rounded cheek) is wider. Two classic edge-preserving filters separate them: a median over
+a window 2 % of the object wide (at least 5 pixels) removes every feature narrower than half the window,
+whatever its contrast, and keeps step edges where they are; the guided filter (He, Sun & Tang, "Guided Image
 Filtering", PAMI 2013), guided by the result itself, then flattens what low-contrast texture is left and
 keeps the edges whose contrast is above ``SMOOTH_EPS``. Both run in about linear time at any window, so
 they work at the image's full size.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-SMOOTH_RADIUS = 0.015
+SMOOTH_RADIUS = 0.006
 "Window radius of both filters as a fraction of the object's size (the square root of its area in pixels)."
 MIN_RADIUS = 2
 SMOOTH_EPS = 0.08**2

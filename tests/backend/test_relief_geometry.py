@@ -95,7 +95,7 @@ def test_default_detail_keeps_texture_noise_out_of_the_shape():
     rgba, mask = _noisy_flat_disc()
     size = np.sqrt(mask.sum())
     shape, texture = shading_detail(rgba, mask, "shape"), shading_detail(rgba, mask, "texture")
-    assert shape[mask].std() < 0.25 * texture[mask].std()
+    assert shape[mask].std() < 0.3 * texture[mask].std()
     assert shape[mask].std() < 0.002 * size  # near flat: a fifth of a per cent of the object's size
 
 

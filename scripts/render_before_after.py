@@ -1,0 +1,89 @@
+"""Render two relief meshes (.npz from scripts/relief_mesh_npz.py) side by side, three-quarter view.
+
+Each mesh is built as the add-on builds it (smooth, edges over 30 degrees sharp: its default Auto Smooth)
+without a material, so the picture shows the geometry alone; Cycles on the CPU, headless. Run with the bpy
+environment:
+    .venv-blender/bin/python scripts/render_before_after.py before.npz after.npz \\
+        --out docs/images/relief_before_after.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+AUTO_SMOOTH_DEGREES = 30.0  # as blender_addon/settings.py
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("meshes", nargs="+", help=".npz files, left to right")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--size", type=int, default=480, help="pixels per view (square)")
+    parser.add_argument("--samples", type=int, default=32)
+    parser.add_argument("--azimuth", type=float, default=-40.0)
+    parser.add_argument("--elevation", type=float, default=20.0)
+    args = parser.parse_args()
+
+    import bpy
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    from render_preview import render_preview
+
+    views = []
+    with tempfile.TemporaryDirectory(prefix="hi3dgen-before-after-") as tmp:
+        for k, path in enumerate(args.meshes):
+            bpy.ops.wm.read_factory_settings(use_empty=True)
+            obj = add_mesh(bpy, np.load(path))
+            png = render_preview(obj, Path(tmp) / f"view{k}.png", size=args.size, samples=args.samples,
+                                 azimuth_deg=args.azimuth, elevation_deg=args.elevation, denoise=True)
+            views.append(read_png(bpy, png))
+        write_png(bpy, np.concatenate(views, axis=1), Path(args.out))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def add_mesh(bpy, data) -> object:  # noqa: ANN001 - bpy is the module
+    vertices, faces = data["vertices"].astype(np.float32), data["faces"].astype(np.int32)
+    mesh = bpy.data.meshes.new("relief")
+    mesh.vertices.add(len(vertices))
+    mesh.vertices.foreach_set("co", vertices.ravel())
+    mesh.loops.add(faces.size)
+    mesh.loops.foreach_set("vertex_index", faces.ravel())
+    mesh.polygons.add(len(faces))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
+    mesh.update(calc_edges=True)
+    mesh.polygons.foreach_set("use_smooth", np.ones(len(faces), dtype=bool))
+    mesh.set_sharp_from_angle(angle=math.radians(AUTO_SMOOTH_DEGREES))
+    obj = bpy.data.objects.new("relief", mesh)
+    bpy.context.scene.collection.objects.link(obj)
+    return obj
+
+
+def read_png(bpy, path: Path) -> np.ndarray:  # noqa: ANN001
+    image = bpy.data.images.load(str(path))
+    w, h = image.size
+    pixels = np.empty(w * h * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    bpy.data.images.remove(image)
+    return pixels.reshape(h, w, 4)  # rows bottom to top, as Blender stores them
+
+
+def write_png(bpy, pixels: np.ndarray, out: Path) -> None:  # noqa: ANN001
+    h, w = pixels.shape[:2]
+    image = bpy.data.images.new("before_after", w, h, alpha=False)
+    image.pixels.foreach_set(np.ascontiguousarray(pixels, np.float32).ravel())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.filepath_raw = str(out)
+    image.file_format = "PNG"
+    image.save()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
