@@ -38,18 +38,26 @@ def simplify_closed(points: np.ndarray, faces: np.ndarray, target_faces: int) ->
 def without_folds(points: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Drop every face whose three vertices another face also has (the decimation now and then leaves a
     face and its reverse folded onto each other: an edge with four faces), and unused vertices."""
-    _, inverse, counts = np.unique(np.sort(faces, axis=1), axis=0, return_inverse=True, return_counts=True)
-    faces = faces[counts[inverse.reshape(-1)] == 1]
+    corners = np.sort(faces, axis=1)  # [F, 3] the vertex set of each face
+    order = np.lexsort(corners.T[::-1])
+    same = (corners[order[1:]] == corners[order[:-1]]).all(axis=1)  # [F - 1] a face equal to the next
+    twin = np.zeros(len(faces), bool)
+    twin[order[1:][same]] = twin[order[:-1][same]] = True
+    if not twin.any():
+        return points, faces
+    faces = faces[~twin]
     used, index = np.unique(faces.reshape(-1), return_inverse=True)
     return points[used], index.reshape(-1, 3)
 
 
 def is_closed_manifold(faces: np.ndarray) -> bool:
-    """Every directed edge once and its reverse once: closed, manifold at the edges, consistently wound."""
-    a, b = faces.reshape(-1), np.roll(faces, -1, axis=1).reshape(-1)  # [3F]
+    """Every directed edge once and its reverse once: closed, manifold at the edges, consistently wound.
+
+    Then the sorted directed edges have no repeats and equal the sorted reversed edges (two sorts)."""
+    a, b = faces.reshape(-1).astype(np.int64), np.roll(faces, -1, axis=1).reshape(-1).astype(np.int64)
     n = int(faces.max(initial=0)) + 1
-    directed = np.unique(a.astype(np.int64) * n + b)
-    return len(directed) == len(a) and bool(np.isin(b.astype(np.int64) * n + a, directed).all())
+    forward, backward = np.sort(a * n + b), np.sort(b * n + a)
+    return bool((np.diff(forward) > 0).all() and np.array_equal(forward, backward))
 
 
 def _find_rows(points: np.ndarray, wanted: np.ndarray) -> np.ndarray:

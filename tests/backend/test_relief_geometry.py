@@ -150,3 +150,17 @@ def test_face_budget_is_honoured_and_the_mesh_stays_closed():
     # the outline is kept exactly: the same silhouette extent
     assert np.allclose(v[:, [0, 2]].min(axis=0), v0[:, [0, 2]].min(axis=0), atol=1e-6)
     assert np.allclose(v[:, [0, 2]].max(axis=0), v0[:, [0, 2]].max(axis=0), atol=1e-6)
+
+
+def test_fold_repair_and_closed_manifold_check():
+    from backend.relief.decimate import is_closed_manifold, without_folds
+
+    points = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], np.float64)
+    tetra = np.array([[0, 2, 1], [0, 1, 3], [1, 2, 3], [0, 3, 2]])
+    assert is_closed_manifold(tetra)
+    assert not is_closed_manifold(tetra[:3])  # open
+    assert not is_closed_manifold(np.concatenate([tetra[:3], tetra[3:, ::-1]]))  # one face wound inward
+    folded = np.concatenate([tetra, [[1, 2, 4], [4, 2, 1]]])  # a face and its reverse: four faces on 1-2
+    assert not is_closed_manifold(folded)
+    v, f = without_folds(points, folded)
+    assert is_closed_manifold(f) and len(v) == 4 and len(f) == 4
