@@ -51,8 +51,8 @@ PARAMS = (
     ParamSpec("detail_mode", "enum", "shape", "Which shading becomes detail: shape (an edge-aware filter drops "
               "the picture's texture: fur, print, noise) or texture (every luminance detail is embossed).",
               options=("shape", "texture")),
-    ParamSpec("faces", "int", DEFAULT_FACES, "Decimate the relief to about this many faces (0 keeps the full "
-              "grid mesh, about 2 faces per cell front and back).", 0, 20_000_000),
+    ParamSpec("faces", "int", DEFAULT_FACES, "Decimate the relief to about this many faces, the outline kept "
+              "(0 keeps the full grid mesh: about 4 faces per covered cell).", 0, 20_000_000),
 )
 MARGIN = 0.02
 WORK_SIDE = 2048

@@ -54,6 +54,8 @@ def is_closed_manifold(faces: np.ndarray) -> bool:
     """Every directed edge once and its reverse once: closed, manifold at the edges, consistently wound.
 
     Then the sorted directed edges have no repeats and equal the sorted reversed edges (two sorts)."""
+    if len(faces) == 0:
+        return False
     a, b = faces.reshape(-1).astype(np.int64), np.roll(faces, -1, axis=1).reshape(-1).astype(np.int64)
     n = int(faces.max(initial=0)) + 1
     forward, backward = np.sort(a * n + b), np.sort(b * n + a)

@@ -2,7 +2,7 @@
 
 Fur, print, speckle and JPEG noise are small luminance features; the shading that carries shape (an eye
 socket, a fold, a rounded cheek) is wider. Two classic edge-preserving filters separate them: a median over
-a window 2 % of the object wide (at least 5 pixels) removes every feature narrower than half the window,
+a window 1.2 % of the object wide (at least 5 pixels) removes every feature narrower than half the window,
 whatever its contrast, and keeps step edges where they are; the guided filter (He, Sun & Tang, "Guided Image
 Filtering", PAMI 2013), guided by the result itself, then flattens what low-contrast texture is left and
 keeps the edges whose contrast is above ``SMOOTH_EPS``. Both run in about linear time at any window, so

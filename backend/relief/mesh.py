@@ -74,7 +74,10 @@ def relief_mesh(heights: np.ndarray, field: np.ndarray, thickness: float,
     vertices = np.concatenate([front, back])
     faces = np.concatenate([tris, tris[:, ::-1] + n, _walls(start, end, start + n, end + n)])
     if 0 < target_faces < len(faces):
-        smaller = _decimated(front, back, tris, start, end, target_faces)
+        try:
+            smaller = _decimated(front, back, tris, start, end, target_faces)
+        except RuntimeError:  # an outline vertex moved after all
+            smaller = vertices, faces[:0]
         if not is_closed_manifold(smaller[1]):  # a rare fold the repair missed: decimate the closed mesh
             smaller = simplify_closed(vertices, faces, target_faces)
         if is_closed_manifold(smaller[1]):  # else keep the full mesh: valid beats small

@@ -71,13 +71,18 @@ def test_wall_normals_turn_smoothly_around_the_rim():
 
 @pytest.mark.parametrize("seed", range(4))
 def test_saddles_holes_and_thin_parts_give_a_closed_manifold(seed):
-    """Marching squares on a noisy soft mask (many pieces, holes, saddles, one-cell lines)."""
+    """Marching squares on a noisy soft mask (many pieces, holes, saddles, one-cell lines); a face budget
+    never makes it invalid."""
     rng = np.random.default_rng(seed)
     field = rng.random((40, 50))
     field[10, 5:45] = 1.0  # a line one cell wide
-    mesh = relief_mesh(rng.random(field.shape) * 0.05, field, thickness=0.05)
+    heights = rng.random(field.shape) * 0.05
+    mesh = relief_mesh(heights, field, thickness=0.05)
     _closed_manifold(mesh)
     assert mesh.uvs.shape == (len(mesh.vertices), 2) and mesh.uvs.min() >= 0 and mesh.uvs.max() <= 1
+    smaller = relief_mesh(heights, field, thickness=0.05, target_faces=len(mesh.faces) // 2)
+    _closed_manifold(smaller)  # decimated where the decimation keeps it valid, else the full mesh
+    assert len(smaller.faces) <= len(mesh.faces)
 
 
 def _noisy_flat_disc(side: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -158,7 +163,7 @@ def test_fold_repair_and_closed_manifold_check():
     points = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]], np.float64)
     tetra = np.array([[0, 2, 1], [0, 1, 3], [1, 2, 3], [0, 3, 2]])
     assert is_closed_manifold(tetra)
-    assert not is_closed_manifold(tetra[:3])  # open
+    assert not is_closed_manifold(tetra[:3]) and not is_closed_manifold(tetra[:0])  # open, empty
     assert not is_closed_manifold(np.concatenate([tetra[:3], tetra[3:, ::-1]]))  # one face wound inward
     folded = np.concatenate([tetra, [[1, 2, 4], [4, 2, 1]]])  # a face and its reverse: four faces on 1-2
     assert not is_closed_manifold(folded)
