@@ -50,6 +50,13 @@ class HI3DGEN_PG_settings(bpy.types.PropertyGroup):
         name="Surface Detail", default=0.5, min=0.0, max=4.0,
         description="Shading detail added to inflated shapes")
     thickness: bpy.props.FloatProperty(name="Thickness", default=0.05, min=0.0, max=1.0)  # type: ignore[valid-type]
+    detail_mode: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Detail From", default="shape",
+        items=[("shape", "Shape", "Shading detail without the picture's texture (fur, print, noise)"),
+               ("texture", "Texture", "Every luminance detail becomes relief")])
+    faces: bpy.props.IntProperty(  # type: ignore[valid-type]
+        name="Faces", default=40_000, min=0, max=20_000_000,
+        description="Decimate the relief to about this many faces (0: the full grid mesh)")
     # hi3dgen
     ss_steps: bpy.props.IntProperty(name="Structure Steps", default=50, min=1, max=200)  # type: ignore[valid-type]
     ss_guidance: bpy.props.FloatProperty(  # type: ignore[valid-type]
@@ -80,8 +87,8 @@ class HI3DGEN_PG_settings(bpy.types.PropertyGroup):
 
     def param_values(self) -> dict[str, Any]:
         """Every engine parameter the panel offers; the job keeps those the chosen engine declares."""
-        names = ("resolution", "depth", "detail", "thickness", "ss_steps", "ss_guidance", "slat_steps",
-                 "slat_guidance", "extraction", "decimate_faces", "remove_floaters")
+        names = ("resolution", "depth", "detail", "thickness", "detail_mode", "faces", "ss_steps", "ss_guidance",
+                 "slat_steps", "slat_guidance", "extraction", "decimate_faces", "remove_floaters")
         return {name: getattr(self, name) for name in names}
 
 

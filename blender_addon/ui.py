@@ -8,7 +8,7 @@ import bpy
 from . import generation, install_ui, sources, weights_ops
 from .preferences import PACKAGE
 
-RELIEF_PARAMS = ("resolution", "depth", "detail", "thickness")
+RELIEF_PARAMS = ("resolution", "depth", "detail", "detail_mode", "thickness", "faces")
 HI3DGEN_PARAMS = ("ss_steps", "ss_guidance", "slat_steps", "slat_guidance", "extraction", "decimate_faces",
                   "remove_floaters")
 

@@ -13,8 +13,10 @@ from mathutils import Vector
 
 
 def render_preview(obj: bpy.types.Object, out: Path, size: int = 640, samples: int = 24,
-                   azimuth_deg: float = -30.0, elevation_deg: float = 15.0) -> Path:
-    """Render ``obj`` from the front-left with a key light and soft world light; return the PNG path."""
+                   azimuth_deg: float = -30.0, elevation_deg: float = 15.0, denoise: bool = False) -> Path:
+    """Render ``obj`` from the front-left with a key light and soft world light; return the PNG path.
+
+    ``denoise`` runs Cycles' denoiser (smaller PNGs for the README; off by default, as the demo renders)."""
     scene = bpy.context.scene
     centre, radius = _bounds(obj)
     cam = _camera(scene, centre, radius, azimuth_deg, elevation_deg)
@@ -23,7 +25,7 @@ def render_preview(obj: bpy.types.Object, out: Path, size: int = 640, samples: i
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = samples
-    scene.cycles.use_denoising = False
+    scene.cycles.use_denoising = denoise
     scene.render.film_transparent = False
     scene.render.resolution_x = scene.render.resolution_y = size
     scene.render.image_settings.file_format = "PNG"

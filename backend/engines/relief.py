@@ -22,6 +22,7 @@ from ..mask_report import MaskReport, report_mask
 from ..nirne.matting import MattingProvider, choose_matting, image_for_mask
 from ..nirne.segmentation import foreground_mask as segment
 from ..normalmap import from_colors, normalize
+from ..relief.detail import shape_luminance
 from ..relief.inflate import height_to_normals, inflated_height
 from ..relief.integrate import integrate_normals
 from ..relief.mask import clean_mask, object_mask
@@ -29,6 +30,13 @@ from ..relief.mesh import relief_mesh
 from .base import EngineRequest, EngineResult, MeshData, NormalMapData, ParamSpec
 
 NormalEstimator = Callable[[np.ndarray, np.ndarray, JobContext], np.ndarray]
+
+DEFAULT_FACES = 40_000
+"The relief's default face budget (see bench/bench_relief_geometry.py for what it costs in accuracy)."
+OUTLINE_SIGMA = 0.8
+"Blur (in grid cells) of the mask's coverage before its outline is traced: no pixel staircase."
+OUTLINE_KEEP = 0.3
+"Cells covered over 0.5 + this stay inside whatever the blur says: thin parts and sharp corners."
 
 PARAMS = (
     ParamSpec("resolution", "int", 256, "Grid cells along the image's long side (mesh detail).", 16, 1024),
@@ -42,6 +50,11 @@ PARAMS = (
               options=("auto", "estimate", "learned")),
     ParamSpec("detail", "float", 0.5, "With inflated normals: surface detail taken from the image's shading.",
               0.0, 4.0),
+    ParamSpec("detail_mode", "enum", "shape", "Which shading becomes detail: shape (an edge-aware filter drops "
+              "the picture's texture: fur, print, noise) or texture (every luminance detail is embossed).",
+              options=("shape", "texture")),
+    ParamSpec("faces", "int", DEFAULT_FACES, "Decimate the relief to about this many faces, the outline kept "
+              "(0 keeps the full grid mesh: about 4 faces per covered cell).", 0, 20_000_000),
 )
 MARGIN = 0.02
 WORK_SIDE = 2048
@@ -80,15 +93,17 @@ class ReliefEngine:
         mask, normals = prep.mask, prep.normals
         p = request.params
         ctx.step("relief", 2, 4, "integrating normals")
-        cells, cell_normals = _to_grid(mask, normals, p["resolution"])
+        field, cell_normals = _to_grid(mask, normals, p["resolution"])
+        cells = field >= 0.5
         ctx.check()
         height = integrate_normals(cell_normals, cells)
         ctx.step("relief", 3, 4, "building mesh")
         scale = 1.0 / max(cells.shape)
-        relief = relief_mesh(height * scale * p["depth"], cells, p["thickness"], ctx.check)
+        relief = relief_mesh(height * scale * p["depth"], field, p["thickness"], ctx.check, p["faces"])
         mesh = MeshData(request.name, relief.vertices, relief.faces, uvs=relief.uvs)
         ctx.step("relief", 4, 4, "done")
         stats = {"normals": prep.normals_source, "mask": prep.mask_report.as_stats(), "grid": list(cells.shape),
+                 "faces": int(len(relief.faces)),
                  "seconds": time.perf_counter() - t0}
         return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats,
                             base_color=prep.rgba)
@@ -132,18 +147,21 @@ class ReliefEngine:
         height = inflated_height(mask)
         ctx.check()
         if request.params["detail"] > 0.0:
-            height = height + request.params["detail"] * shading_detail(rgba, mask)
+            height = height + request.params["detail"] * shading_detail(rgba, mask, request.params["detail_mode"])
             ctx.check()
         return height_to_normals(height, mask), "inflate"
 
 
-def shading_detail(rgba: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def shading_detail(rgba: np.ndarray, mask: np.ndarray, mode: str = "shape") -> np.ndarray:
     """Height detail [H, W] in pixels from the image's shading: bright bulges out, dark recedes.
 
     A high-pass of the luminance (features smaller than about a tenth of the object), scaled to the
-    object's size; a cheap, classic stand-in for real normal estimation.
+    object's size; a cheap, classic stand-in for real normal estimation. ``mode`` "shape" first smooths
+    the picture's texture away with an edge-aware filter; "texture" embosses the luminance as it is.
     """
     lum = rgba[..., :3] @ np.array([0.2126, 0.7152, 0.0722], np.float32)  # [H, W]
+    if mode == "shape":
+        lum = shape_luminance(lum, mask)
     size = float(np.sqrt(mask.sum()))
     sigma = max(1.0, 0.08 * size)
     weight = _blur(mask.astype(np.float32), sigma)
@@ -233,10 +251,26 @@ def _resize(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _to_grid(mask: np.ndarray, normals: np.ndarray, resolution: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mask and normals resampled to a grid of ``resolution`` cells along the long side."""
-    h, w = mask.shape
+    """Soft mask [h, w] in [0, 1] and normals [h, w, 3] resampled to a grid of ``resolution`` cells along
+    the long side.
+
+    The soft mask's 0.5 iso-line is the mesh's outline; see ``soft_grid``.
+    """
+    return soft_grid(mask, resolution), normalize(_resize(normals, _grid_shape(mask.shape, resolution)))
+
+
+def soft_grid(mask: np.ndarray, resolution: int) -> np.ndarray:
+    """The smoothed coverage [h, w] in [0, 1] of a bool ``mask`` on the grid of ``resolution`` cells (long
+    side): area-averaged, then blurred by ``OUTLINE_SIGMA`` cells so its 0.5 iso-line follows the
+    silhouette at sub-cell precision (within 0.1 cell of a disc sampled at 4 pixels a cell) without the
+    pixel staircase; well-covered cells are kept so the blur does not erase parts a cell or two wide.
+    """
+    coverage = _resize(mask.astype(np.float32), _grid_shape(mask.shape, resolution))
+    smooth = ndimage.gaussian_filter(coverage, OUTLINE_SIGMA)
+    return np.clip(np.maximum(smooth, coverage - OUTLINE_KEEP), 0.0, 1.0)
+
+
+def _grid_shape(shape: tuple[int, ...], resolution: int) -> tuple[int, int]:
+    h, w = shape[:2]
     scale = resolution / max(h, w)
-    shape = (max(2, round(h * scale)), max(2, round(w * scale)))
-    cells = _resize(mask.astype(np.float32), shape) > 0.5
-    n = normalize(_resize(normals, shape))
-    return cells, n
+    return max(2, round(h * scale)), max(2, round(w * scale))

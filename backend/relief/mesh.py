@@ -1,4 +1,12 @@
-"""A closed relief mesh from a height field over a cell mask: front surface, flat back, side walls.
+"""A closed relief mesh from a height field over a soft mask: front surface, flat back, side walls.
+
+The outline is the 0.5 iso-line of the soft (antialiased) mask, found by marching squares over the grid
+samples: outline vertices sit on the grid edges at sub-cell positions, so the side walls follow the
+silhouette itself instead of a pixel staircase, and neighbouring wall faces turn by small angles. Each
+square of four samples contributes the part of it inside the outline, a convex polygon (its vertices lie
+in order on the square's border), fanned into triangles; crossings are shared by the two squares of their
+edge, so the front surface is a manifold whose border is the outline, and the mesh is closed by a mirrored
+back and a wall of quads along that border.
 
 Frame: Blender's, +Z up, the relief faces -Y (toward the front-view camera), the bounding box centred at
 the origin, the outline's long side one unit long (depth and thickness scale with it). Faces are wound
@@ -12,6 +20,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .decimate import is_closed_manifold, simplify_closed, simplify_keeping_border
+from .outline import merge_short_edges, smooth_outline
+
+LEVEL = 0.5
+"The outline is where the soft mask crosses this value."
+EDGE_CLAMP = 0.02
+"A crossing keeps at least this fraction of its grid edge from either sample (no zero-length edges)."
+
+# A square's border in order, counter-clockwise seen from the viewer: the corners top-left, bottom-left,
+# bottom-right, top-right (TL, BL, BR, TR) with the edge after each (left, bottom, right, top) between them.
+_CORNER_SLOTS = (0, 2, 4, 6)
+_EDGE_SLOTS = (1, 3, 5, 7)
+_SEPARATED = {0b0101: ((7, 0, 1), (3, 4, 5)), 0b1010: ((1, 2, 3), (5, 6, 7))}
+"Saddles whose centre is outside: two corner triangles (TL+BR inside, or BL+TR inside)."
+
 
 @dataclass
 class ReliefMesh:
@@ -20,109 +43,185 @@ class ReliefMesh:
     uvs: np.ndarray  # [V, 2] float32, front projection in [0, 1]
 
 
-def manifold_cells(cells: np.ndarray, max_rounds: int = 64) -> np.ndarray:
-    """Fill cells so no two active cells touch only at a corner (which would make a non-manifold vertex)."""
-    c = cells.copy()
-    for _ in range(max_rounds):
-        a, b = c[:-1, :-1], c[:-1, 1:]
-        d, e = c[1:, :-1], c[1:, 1:]
-        diag = a & e & ~b & ~d  # [[1,0],[0,1]]: fill the lower-left cell
-        anti = b & d & ~a & ~e  # [[0,1],[1,0]]: fill the upper-left cell
-        if not (diag.any() or anti.any()):
-            return c
-        c[1:, :-1] |= diag
-        c[:-1, :-1] |= anti
-    return c
+def relief_mesh(heights: np.ndarray, field: np.ndarray, thickness: float,
+                check: Callable[[], None] = lambda: None, target_faces: int = 0) -> ReliefMesh:
+    """Closed mesh over the samples [h, w] of the soft mask ``field`` (in [0, 1]; a bool mask works, with a
+    coarser outline) that are at least ``LEVEL``; ``heights`` [h, w] are in world units (long side = 1).
 
-
-def corner_heights(heights: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    """Per-corner height [h+1, w+1]: the mean of the active cells around each corner."""
-    hv = np.pad(np.where(cells, heights, 0.0), 1)
-    cv = np.pad(cells.astype(np.float32), 1)
-    total = hv[:-1, :-1] + hv[:-1, 1:] + hv[1:, :-1] + hv[1:, 1:]  # [h+1, w+1]
-    count = cv[:-1, :-1] + cv[:-1, 1:] + cv[1:, :-1] + cv[1:, 1:]
-    return np.where(count > 0, total / np.maximum(count, 1.0), 0.0)
-
-
-def relief_mesh(heights: np.ndarray, cells: np.ndarray, thickness: float,
-                check: Callable[[], None] = lambda: None) -> ReliefMesh:
-    """Closed mesh over the active ``cells`` [h, w]; ``heights`` [h, w] are in world units (long side = 1).
-
-    ``check`` is called between the vertices and the faces (a cancel point: it may raise)."""
-    cells = manifold_cells(cells)
-    h, w = cells.shape
-    z = corner_heights(heights, cells)  # [h+1, w+1]
-    padded = np.pad(cells, 1)
-    used = padded[:-1, :-1] | padded[:-1, 1:] | padded[1:, :-1] | padded[1:, 1:]  # [h+1, w+1]
-    n = int(used.sum())
-    index = np.full(used.shape, -1, np.int64)
-    index[used] = np.arange(n)
-    rows, cols = np.nonzero(used)
-    start, end = _outline_edges(cells, index)
+    Sample (i, j) stands for the grid cell's centre. ``target_faces`` > 0 decimates to about that many
+    faces, the outline kept exactly (``_decimated``). ``check`` is called between the vertices and the
+    faces (a cancel point: it may raise)."""
+    h, w = field.shape
+    f = _nudged(np.pad(np.asarray(field, np.float64), 1))  # [h+2, w+2]: the border is outside
+    z = np.pad(np.where(f[1:-1, 1:-1] >= LEVEL, heights, 0.0), 1)
+    rows, cols, depth, slots = _vertices(f, z)
+    tris = _front_triangles(f, slots)
+    grid, tris = merge_short_edges(np.stack([rows, cols, depth], 1), tris, *_border(tris, len(rows)))
+    start, end = _border(tris, len(grid))
+    (rows, cols), depth = smooth_outline(grid[:, :2], start, end).T, grid[:, 2]
+    n = len(rows)
     scale = 1.0 / max(h, w)
-    grid = np.stack([cols, rows, z[rows, cols] / scale], 1).astype(np.float64)  # [n, 3] in cell units
-    cols_s, rows_s, depth = smooth_outline(grid, start, end).T  # the rim's position and height
-    x = (cols_s - w / 2.0) * scale
-    up = (h / 2.0 - rows_s) * scale
-    front = np.stack([x, -depth * scale, up], axis=1)
+    x = (cols - 0.5 - w / 2.0) * scale  # sample (i, j) of the padded grid is cell (i - 1, j - 1)'s centre
+    up = (h / 2.0 - (rows - 0.5)) * scale
+    front = np.stack([x, -depth, up], axis=1)
     back = np.stack([x, np.full(n, thickness), up], axis=1)
-    vertices = np.concatenate([front, back])
-    vertices -= (vertices.max(axis=0) + vertices.min(axis=0)) / 2.0  # centre the bounding box
-    vertices /= max(np.ptp(vertices[:, 0]), np.ptp(vertices[:, 2]))  # the outline's long side is 1
-    vertices = vertices.astype(np.float32)
-    uv = np.stack([cols_s / w, 1.0 - rows_s / h], axis=1)  # front projection of the smoothed outline
+    both = np.concatenate([front, back])
+    offset = (both.max(axis=0) + both.min(axis=0)) / 2.0  # centre the bounding box
+    size = max(np.ptp(both[:, 0]), np.ptp(both[:, 2]))  # the outline's long side becomes 1
+    front, back = (front - offset) / size, (back - offset) / size
+    uv_of = _front_projection(front, cols, rows, h, w)
     check()
-    faces = np.concatenate([_surfaces(cells, index, n), _walls(start, end, n)]).astype(np.int32)
-    return ReliefMesh(vertices, faces, np.concatenate([uv, uv]).astype(np.float32))
+    vertices = np.concatenate([front, back])
+    faces = np.concatenate([tris, tris[:, ::-1] + n, _walls(start, end, start + n, end + n)])
+    if 0 < target_faces < len(faces):
+        try:
+            smaller = _decimated(front, back, tris, start, end, target_faces)
+        except RuntimeError:  # an outline vertex moved after all
+            smaller = vertices, faces[:0]
+        if not is_closed_manifold(smaller[1]):  # a rare fold the repair missed: decimate the closed mesh
+            smaller = simplify_closed(vertices, faces, target_faces)
+        if is_closed_manifold(smaller[1]):  # else keep the full mesh: valid beats small
+            vertices, faces = smaller
+    uv = np.clip(uv_of(vertices), 0.0, 1.0)
+    return ReliefMesh(vertices.astype(np.float32), faces.astype(np.int32), uv.astype(np.float32))
 
 
-def _surfaces(cells: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
-    i, j = np.nonzero(cells)
-    a, b = index[i, j], index[i, j + 1]  # top-left, top-right corners
-    d, c = index[i + 1, j], index[i + 1, j + 1]  # bottom-left, bottom-right
-    front = np.concatenate([np.stack([a, d, c], 1), np.stack([a, c, b], 1)])  # counter-clockwise seen from -Y
-    back = front[:, ::-1] + n
-    return np.concatenate([front, back])
+def _front_projection(front: np.ndarray, cols: np.ndarray, rows: np.ndarray, h: int,
+                      w: int) -> Callable[[np.ndarray], np.ndarray]:
+    """The UV map, (col, row) over the grid to [0, 1], as an affine function of a vertex's (x, z)."""
+    uv = np.stack([(cols - 0.5) / w, 1.0 - (rows - 0.5) / h], axis=1)  # [n, 2]
+    xz1 = np.column_stack([front[:, 0], front[:, 2], np.ones(len(front))])
+    affine, *_ = np.linalg.lstsq(xz1, uv, rcond=None)  # [3, 2], exact: positions are affine in (col, row)
+    return lambda v: np.column_stack([v[:, 0], v[:, 2], np.ones(len(v))]) @ affine
 
 
-def smooth_outline(points: np.ndarray, start: np.ndarray, end: np.ndarray, rounds: int = 4,
-                   limit: float = 0.5) -> np.ndarray:
-    """Taubin-smooth the outline's corners (cell units [N, D]: position, optionally height) along the
-    directed outline edges ``start -> end``, so the side walls follow the silhouette instead of the pixel
-    staircase.
+def _decimated(front: np.ndarray, back: np.ndarray, tris: np.ndarray, start: np.ndarray, end: np.ndarray,
+               target_faces: int) -> tuple[np.ndarray, np.ndarray]:
+    """The front and the flat back decimated as open surfaces with their border (the outline) kept, and
+    the walls rebuilt between the kept border vertices. The back shrinks to about a strip along the
+    outline; the front gets the rest of the budget. A budget below what the outline alone takes (its
+    walls and strips) decimates the closed mesh further, outline included."""
+    border = np.unique(start)
+    back_v, back_f, back_id = simplify_keeping_border(back, tris[:, ::-1], 1, border)
+    budget = target_faces - 2 * len(start) - len(back_f)
+    if budget < len(tris):
+        front_v, front_f, front_id = simplify_keeping_border(front, tris, budget, border)
+    else:
+        front_v, front_f, front_id = front, tris, border
+    remap = np.full(len(front), -1, np.int64)
+    remap[border] = np.arange(len(border))
+    a, b, nf = remap[start], remap[end], len(front_v)
+    walls = _walls(front_id[a], front_id[b], back_id[a] + nf, back_id[b] + nf)
+    vertices = np.concatenate([front_v, back_v])
+    faces = np.concatenate([front_f, back_f + nf, walls])
+    if len(faces) > target_faces:  # the outline alone needs more: let the decimation shorten it too
+        vertices, faces = simplify_closed(vertices, faces, target_faces)
+    return vertices, faces
 
-    Only outline vertices move, by at most ``limit`` cells per axis; the connectivity is unchanged, so the
-    mesh stays closed and manifold. Taubin's lambda/mu pair (0.5, -0.53) smooths without shrinking.
+
+def _nudged(f: np.ndarray) -> np.ndarray:
+    """Samples exactly at the level moved just inside, so every crossing lies strictly between samples."""
+    return np.where(f == LEVEL, LEVEL + 1e-6, f)
+
+
+def _vertices(f: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Front vertices: the inside samples, then a crossing on every grid edge whose ends differ.
+
+    Returns their (row, col) in padded grid units [V], height [V] (a crossing takes its inside sample's)
+    and, per square [h+1, w+1, 8], the vertex index of each border slot (-1 where there is none).
     """
-    nxt = np.full(len(points), -1, np.int64)
-    prv = np.full(len(points), -1, np.int64)
-    nxt[start], prv[end] = end, start
-    on = np.nonzero((nxt >= 0) & (prv >= 0))[0]  # outline vertices with both neighbours
-    out = points.copy()
-    for _ in range(rounds):
-        for factor in (0.5, -0.53):
-            mean = 0.5 * (out[nxt[on]] + out[prv[on]])  # [B, D]
-            out[on] += factor * (mean - out[on])
-    return points + np.clip(out - points, -limit, limit)
+    inside = f >= LEVEL
+    H, W = f.shape
+    corner = np.full((H, W), -1, np.int64)
+    r_in, c_in = np.nonzero(inside)
+    corner[r_in, c_in] = np.arange(len(r_in))
+    parts = [(r_in.astype(np.float64), c_in.astype(np.float64), z[r_in, c_in])]
+    count = len(r_in)
+    edge_ids = []
+    for axis in (1, 0):  # along rows (horizontal edges), then along columns (vertical edges)
+        a = f[:, :-1] if axis == 1 else f[:-1]
+        b = f[:, 1:] if axis == 1 else f[1:]
+        cut = (a >= LEVEL) != (b >= LEVEL)
+        ids = np.full(cut.shape, -1, np.int64)
+        r, c = np.nonzero(cut)
+        ids[r, c] = count + np.arange(len(r))
+        count += len(r)
+        t = np.clip(_crossing(f, r, c, axis), EDGE_CLAMP, 1.0 - EDGE_CLAMP)
+        za = z[r, c]
+        zb = z[r, c + 1] if axis == 1 else z[r + 1, c]
+        height = np.where(a[r, c] >= LEVEL, za, zb)
+        parts.append((r + (t if axis == 0 else 0.0), c + (t if axis == 1 else 0.0), height))
+        edge_ids.append(ids)
+    horizontal, vertical = edge_ids  # [H, W-1], [H-1, W]
+    slots = np.stack([corner[:-1, :-1], vertical[:, :-1], corner[1:, :-1], horizontal[1:],
+                      corner[1:, 1:], vertical[:, 1:], corner[:-1, 1:], horizontal[:-1]], axis=-1)
+    rows, cols, depth = (np.concatenate([p[k] for p in parts]) for k in range(3))
+    return rows, cols, depth, slots
 
 
-def _outline_edges(cells: np.ndarray, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every outline edge as corner indices (start, end), oriented so the wall built on it faces away from
-    the cells."""
-    p = np.pad(cells, 1)
-    inner = p[1:-1, 1:-1]
-    edges = []
-    i, j = np.nonzero(inner & ~p[:-2, 1:-1])  # open above: edge top-left -> top-right
-    edges.append((index[i, j], index[i, j + 1]))
-    i, j = np.nonzero(inner & ~p[2:, 1:-1])  # open below: bottom-right -> bottom-left
-    edges.append((index[i + 1, j + 1], index[i + 1, j]))
-    i, j = np.nonzero(inner & ~p[1:-1, :-2])  # open left: bottom-left -> top-left
-    edges.append((index[i + 1, j], index[i, j]))
-    i, j = np.nonzero(inner & ~p[1:-1, 2:])  # open right: top-right -> bottom-right
-    edges.append((index[i, j + 1], index[i + 1, j + 1]))
-    return np.concatenate([e[0] for e in edges]), np.concatenate([e[1] for e in edges])
+def _crossing(f: np.ndarray, r: np.ndarray, c: np.ndarray, axis: int, steps: int = 12) -> np.ndarray:
+    """Where [N] between sample (r, c) and the next one along ``axis`` the field crosses ``LEVEL``: the
+    root of the Catmull-Rom cubic through the four samples on that line (bisection; the two middle ones
+    bracket it), much closer to a smooth field's true crossing than the linear interpolation's."""
+    dr, dc = (0, 1) if axis == 1 else (1, 0)
+    h, w = f.shape
+
+    def at(k: int) -> np.ndarray:
+        return f[np.clip(r + k * dr, 0, h - 1), np.clip(c + k * dc, 0, w - 1)]
+
+    p0, p1, p2, p3 = at(-1), at(0), at(1), at(2)
+    c1, c2, c3 = 0.5 * (p2 - p0), p0 - 2.5 * p1 + 2.0 * p2 - 0.5 * p3, 0.5 * (p3 - p0) + 1.5 * (p1 - p2)
+    lo, hi = np.zeros(len(r)), np.ones(len(r))
+    rising = p2 > p1
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        below = p1 + mid * (c1 + mid * (c2 + mid * c3)) < LEVEL
+        go_up = below == rising  # the crossing lies above mid
+        lo, hi = np.where(go_up, mid, lo), np.where(go_up, hi, mid)
+    return 0.5 * (lo + hi)
 
 
-def _walls(start: np.ndarray, end: np.ndarray, n: int) -> np.ndarray:
-    """Side quads along the outline edges (front corner k, back corner k + n)."""
-    return np.concatenate([np.stack([start, end, end + n], 1), np.stack([start, end + n, start + n], 1)])
+def _front_triangles(f: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    """Triangles [T, 3] of every square's inside polygon, counter-clockwise seen from the viewer."""
+    inside = f >= LEVEL
+    code = (inside[:-1, :-1] * 1 + inside[1:, :-1] * 2 + inside[1:, 1:] * 4 + inside[:-1, 1:] * 8)
+    centre = (f[:-1, :-1] + f[1:, :-1] + f[1:, 1:] + f[:-1, 1:]) / 4.0 >= LEVEL
+    out = []
+    for case in range(1, 16):
+        chosen = code == case
+        if case in _SEPARATED:  # a saddle: joined through the centre, or two separate corners
+            out.append(_fan(slots[chosen & centre], case))
+            for tri in _SEPARATED[case]:
+                out.append(slots[chosen & ~centre][:, tri])
+        else:
+            out.append(_fan(slots[chosen], case))
+    return np.concatenate(out)
+
+
+def _fan(square_slots: np.ndarray, case: int) -> np.ndarray:
+    """Fan triangles [N * (k - 2), 3] of the convex polygons of ``case`` (``square_slots`` [N, 8])."""
+    bits = [(case >> k) & 1 for k in range(4)]
+    order = []
+    for k in range(4):
+        if bits[k]:
+            order.append(_CORNER_SLOTS[k])
+        if bits[k] != bits[(k + 1) % 4]:
+            order.append(_EDGE_SLOTS[k])
+    poly = square_slots[:, order]  # [N, k]
+    return np.concatenate([poly[:, [0, m, m + 1]] for m in range(1, len(order) - 1)])
+
+
+def _border(front: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The front surface's border edges (start, end), each directed so that a wall built on it faces
+    outward: the reverse of the front triangle's edge it lies on."""
+    first = front.reshape(-1)
+    second = np.roll(front, -1, axis=1).reshape(-1)  # [3T] every directed edge of the front triangles
+    key = np.minimum(first, second) * (n + 1) + np.maximum(first, second)
+    _, once, counts = np.unique(key, return_index=True, return_counts=True)
+    border = once[counts == 1]  # edges only one front triangle has
+    return second[border], first[border]
+
+
+def _walls(front_a: np.ndarray, front_b: np.ndarray, back_a: np.ndarray, back_b: np.ndarray) -> np.ndarray:
+    """Side quads (two triangles each) on the border edges a -> b, given front and back vertex indices."""
+    return np.concatenate([np.stack([front_a, front_b, back_b], 1), np.stack([front_a, back_b, back_a], 1)])

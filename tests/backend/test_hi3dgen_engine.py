@@ -97,6 +97,19 @@ def test_models_stay_loaded_until_released(server):
     assert not loads(_generate(server, 24))
 
 
+def test_the_face_budget_is_honoured(server):
+    """``decimate_faces`` (the hi3dgen engine's face budget; the relief's is ``faces``) caps the cleaned mesh."""
+    full = _generate(server, 30)["meshes"][0]["faces"]
+    assert len(full) > 200, "the tiny networks' surface is big enough to decimate"
+    target = len(full) // 3
+    server.send(P.Generate(engine="hi3dgen", seed=1, params={**FAST, "decimate_faces": target},
+                           image_bytes=_image()), 31)
+    out = server.collect(31, timeout=300)
+    assert out["error"] is None, out["error"]
+    faces = out["meshes"][0]["faces"]
+    assert 0.8 * target <= len(faces) <= target
+
+
 def test_a_given_rgba_normal_map_reaches_the_encoder_as_the_release_resizes_it(monkeypatch):
     """The engine's own path (no networks): the condition image is the premultiplied resize on white."""
     import backend.pipelines.hi3dgen as geometry

@@ -11,7 +11,7 @@ from backend.images import LoadedImage
 from backend.jobs import JobContext
 from backend.relief.integrate import integrate_normals
 from backend.relief.mask import estimate_mask
-from backend.relief.mesh import manifold_cells, relief_mesh
+from backend.relief.mesh import relief_mesh
 
 from .conftest import blob_rgba
 
@@ -42,7 +42,7 @@ def test_relief_mesh_is_closed_outward_and_manifold():
     cells = np.zeros((40, 50), bool)
     cells[5:35, 5:20] = True
     cells[10:20, 25:45] = True
-    cells[22, 22] = cells[23, 23] = True  # corner-touching cells are fixed up
+    cells[22, 22] = cells[23, 23] = True  # corner-touching samples: a saddle square
     heights = np.random.default_rng(0).random(cells.shape) * 0.1
     mesh = relief_mesh(heights, cells, 0.05)
     tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
@@ -53,20 +53,14 @@ def test_relief_mesh_is_closed_outward_and_manifold():
     assert mesh.uvs.shape == (len(mesh.vertices), 2) and mesh.uvs.min() >= 0 and mesh.uvs.max() <= 1
 
 
-def test_manifold_cells_removes_diagonal_contacts():
-    cells = np.eye(6, dtype=bool)
-    fixed = manifold_cells(cells)
-    a, b, d, e = fixed[:-1, :-1], fixed[:-1, 1:], fixed[1:, :-1], fixed[1:, 1:]
-    assert not (a & e & ~b & ~d).any() and not (b & d & ~a & ~e).any()
-
-
 def test_front_faces_the_viewer_at_minus_y():
     out = ReliefEngine().generate(_request(blob_rgba(128)), JobContext())
     v = out.meshes[0].vertices
     tm = trimesh.Trimesh(v, out.meshes[0].faces, process=False)
-    back = tm.face_normals[:, 1] > 0.99  # the flat back looks away from the viewer (+Y)
-    front = tm.face_normals[:, 1] < 0.0
-    assert back.mean() > 0.4 and front.mean() > 0.4
+    area = tm.area_faces / tm.area
+    back = area[tm.face_normals[:, 1] > 0.99].sum()  # the flat back looks away from the viewer (+Y)
+    front = area[tm.face_normals[:, 1] < 0.0].sum()
+    assert back > 0.3 and front > 0.3
     assert np.isclose(max(np.ptp(v[:, 0]), np.ptp(v[:, 2])), 1.0, atol=0.05)
 
 
@@ -96,23 +90,3 @@ def test_given_normal_map_is_used():
     assert out.stats["normals"] == "given"
     v = out.meshes[0].vertices
     assert np.ptp(v[:, 1]) > 0.2  # a hemisphere of radius ~0.4 at depth 0.5 plus the slab
-
-
-def test_side_walls_follow_the_silhouette_not_the_pixel_staircase():
-    """A disc: a staircase outline is 4/pi (27 %) longer than the circle; the smoothed one is within a few
-    per cent, and the mesh stays closed."""
-    size, r = 96, 40.0
-    yy, xx = np.mgrid[:size, :size] + 0.5
-    cells = (xx - size / 2) ** 2 + (yy - size / 2) ** 2 < r**2
-    mesh = relief_mesh(np.zeros(cells.shape), cells, thickness=0.05)
-    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
-    assert tm.is_watertight and tm.is_winding_consistent and tm.volume > 0
-    n = len(mesh.vertices) // 2  # front corners, then the same corners at the back
-    back = mesh.faces[(mesh.faces >= n).all(axis=1)]  # the flat back surface
-    edges = np.sort(back[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-    unique, counts = np.unique(edges, axis=0, return_counts=True)
-    outline = unique[counts == 1]  # the back surface's border
-    xz = mesh.vertices[:, [0, 2]]
-    perimeter = np.linalg.norm(xz[outline[:, 0]] - xz[outline[:, 1]], axis=1).sum()
-    ratio = perimeter / np.pi  # the outline's long side is 1: a circle of radius 0.5
-    assert abs(ratio - 1.0) < 0.05, ratio
