@@ -1,6 +1,7 @@
 """Batch generation for the CLI: the same engines as the server, in-process, one image after another.
 
-Outputs are ``<stem>.<format>`` (more meshes: ``<stem>_1.<format>``...) and ``<stem>_normal.png``. Two inputs
+Outputs are ``<stem>.<format>`` (more meshes: ``<stem>_1.<format>``...), ``<stem>_normal.png`` and, when asked
+and the engine estimated it, the input view's camera ``<stem>_camera.json`` (``backend/camera.py``). Two inputs
 of one batch never write the same file: when a name is already taken by an earlier input (``a/x.png`` and
 ``b/x.png``, ``x.png`` and ``x.jpg``), the later one becomes ``<stem>-2`` (``-3``...), and a note says so.
 Files left in the folder by an earlier run are replaced. Every file is written atomically.
@@ -36,6 +37,8 @@ class BatchJob:
     normal_map: str = ""
     mask: str = ""
     "Mask image path; ``{stem}`` is replaced by each image's file name without suffix."
+    camera_json: bool = False
+    "Write ``<stem>_camera.json`` when the engine returns the input view's camera (``stats['camera']``)."
 
 
 def run_batch(job: BatchJob, settings: BackendSettings, show_progress: bool) -> list[tuple[Path, str]]:
@@ -98,14 +101,25 @@ def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: Ba
     result = engine.normals(request, ctx) if job.normals_only else engine.generate(request, ctx)
     files = ["_normal.png"] if result.normal_map is not None else []
     files += [("" if i == 0 else f"_{i}") + f".{job.export_format}" for i in range(len(result.meshes))]
+    files += ["_camera.json"] if _camera(job, result) is not None else []
     stem = names.claim(path.stem, files)
     _write(job, stem, result)
     return "" if stem == path.stem else f"note: {path} is written as {stem}* ({path.stem}* is used by an earlier input)"
 
 
+def _camera(job: BatchJob, result: EngineResult) -> dict[str, Any] | None:
+    camera = result.stats.get("camera")
+    return camera if job.camera_json and isinstance(camera, dict) else None
+
+
 def _write(job: BatchJob, stem: str, result: EngineResult) -> None:
+    import json
+
     from .mesh.export import export_mesh
 
+    camera = _camera(job, result)
+    if camera is not None:
+        write_bytes_atomic(job.output / f"{stem}_camera.json", json.dumps(camera, indent=1).encode("utf-8"))
     if result.normal_map is not None:
         nm = result.normal_map
         png = encode_png16(to_rgba16(nm.normals, nm.mask, job.convention))
@@ -113,6 +127,11 @@ def _write(job: BatchJob, stem: str, result: EngineResult) -> None:
     for i, mesh in enumerate(result.meshes):
         suffix = "" if i == 0 else f"_{i}"
         export_mesh(mesh.vertices, mesh.faces, job.output / f"{stem}{suffix}.{job.export_format}", mesh.normals)
+    if camera is not None and result.meshes and job.export_format == "glb":  # the GLB opens at the input view
+        from .camera import Camera
+        from .mesh.glb_camera import add_camera
+
+        add_camera(job.output / f"{stem}.glb", Camera.from_dict(camera))
 
 
 def _bar(name: str, n: int, total: int):  # noqa: ANN202 - a ProgressFn

@@ -141,3 +141,28 @@ def test_cycles_silhouette_matches_our_rasterizer(index: int, tmp_path: Path):
     iou = (theirs & ours).sum() / (theirs | ours).sum()
     print(f"Cycles vs ours: IoU {iou:.4f} over {ours.sum()} pixels")
     assert ours.sum() > 500 and iou > 0.97, iou
+
+
+@pytest.mark.parametrize("index", [0, 3], ids=["persp-wide", "ortho-tall"])
+def test_blender_imports_the_glb_camera_as_ours(index: int, tmp_path: Path):
+    """The glTF form: a GLB written by the backend with the camera in it, through Blender's glTF importer."""
+    camera = _cameras()[index]
+    (tmp_path / "camera.json").write_text(json.dumps(camera.to_dict()))
+    code = ("import json, sys; from backend.camera import Camera; from backend.mesh.export import export_mesh; "
+            "from backend.mesh.glb_camera import add_camera; from tests.backend.shapes import chair; d = sys.argv[1]; "
+            "export_mesh(*chair(), d + '/c.glb'); add_camera(d + '/c.glb', "
+            "Camera.from_dict(json.load(open(d + '/camera.json'))))")
+    python = os.environ.get("HI3DGEN_PYTHON", sys.executable)
+    subprocess.run([python, "-c", code, str(tmp_path)], cwd=REPO, check=True, timeout=300,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    bpy.ops.import_scene.gltf(filepath=str(tmp_path / "c.glb"))
+    (obj,) = [o for o in bpy.data.objects if o.type == "CAMERA"]
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y = camera.width, camera.height
+    scene.render.resolution_percentage = 100
+    bpy.context.view_layer.update()
+    points = np.random.default_rng(index).uniform(-0.5, 0.5, (20, 3))
+    for p, (u, v, depth) in zip(points, camera.project(points)):
+        x, y, z = world_to_camera_view(scene, obj, Vector(p.tolist()))
+        assert (x * camera.width, (1.0 - y) * camera.height) == pytest.approx((u, v), abs=1e-2)
+        assert z == pytest.approx(depth, abs=1e-4)
