@@ -1,7 +1,8 @@
 """Batch generation for the CLI: the same engines as the server, in-process, one image after another.
 
 Outputs are ``<stem>.<format>`` (more meshes: ``<stem>_1.<format>``...) and ``<stem>_normal.png``, plus
-``<stem>.mtl`` for OBJ (``result_files.py``; for OBJ the stem keeps only letters, digits, ``.-_``). Two inputs
+``<stem>.mtl`` for OBJ (``result_files.py``; for OBJ the stem keeps only letters, digits, ``.-_``) and, when
+asked and the engine estimated it, the input view's camera ``<stem>_camera.json`` (``backend/camera.py``). Two inputs
 of one batch never write the same file: when a name is already taken by an earlier input (``a/x.png`` and
 ``b/x.png``, ``x.png`` and ``x.jpg``), the later one becomes ``<stem>-2`` (``-3``...), and a note says so.
 Files left in the folder by an earlier run are replaced. Every file is written atomically.
@@ -14,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import prepare_folder
+from .atomic import prepare_folder, write_bytes_atomic
 from .engines import make_engines
-from .engines.base import EngineRequest, validate_params
+from .engines.base import EngineRequest, EngineResult, validate_params
 from .errors import BackendError
 from .images import apply_mask, load_image
 from .jobs import JobContext
@@ -38,6 +39,8 @@ class BatchJob:
     normal_map: str = ""
     mask: str = ""
     "Mask image path; ``{stem}`` is replaced by each image's file name without suffix."
+    camera_json: bool = False
+    "Write ``<stem>_camera.json`` when the engine returns the input view's camera (``stats['camera']``)."
 
 
 def run_batch(job: BatchJob, settings: BackendSettings, show_progress: bool) -> list[tuple[Path, str]]:
@@ -99,8 +102,11 @@ def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: Ba
                             validate_params(engine.params, job.params), settings.device, normal_map)
     result = engine.normals(request, ctx) if job.normals_only else engine.generate(request, ctx)
     base = safe_stem(path.stem) if job.export_format == "obj" and result.meshes else path.stem
-    stem = names.claim(base, output_suffixes(result, job.export_format))
+    camera = _camera(job, result)
+    stem = names.claim(base, output_suffixes(result, job.export_format) + (["_camera.json"] if camera else []))
     write_result(result, job.output, stem, job.export_format, job.convention)
+    if camera is not None:
+        _write_camera(job, stem, result, camera)
     notes = []
     if stem != path.stem:
         why = (f"{path.stem}* is used by an earlier input" if base == path.stem
@@ -116,6 +122,23 @@ def mask_warning(stats: dict[str, Any]) -> str:
     """The result's mask warning (``stats["mask"]["warning"]``), '' when there is none."""
     report = stats.get("mask")
     return str(report.get("warning") or "") if isinstance(report, dict) else ""
+
+
+def _camera(job: BatchJob, result: EngineResult) -> dict[str, Any] | None:
+    camera = result.stats.get("camera")
+    return camera if job.camera_json and isinstance(camera, dict) else None
+
+
+def _write_camera(job: BatchJob, stem: str, result: EngineResult, camera: dict[str, Any]) -> None:
+    """``<stem>_camera.json``, and the camera in the GLB so that it opens at the input view."""
+    import json
+
+    write_bytes_atomic(job.output / f"{stem}_camera.json", json.dumps(camera, indent=1).encode("utf-8"))
+    if result.meshes and job.export_format == "glb":
+        from .camera import Camera
+        from .mesh.glb_camera import add_camera
+
+        add_camera(job.output / f"{stem}.glb", Camera.from_dict(camera))
 
 
 def _bar(name: str, n: int, total: int):  # noqa: ANN202 - a ProgressFn

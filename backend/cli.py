@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="colour convention of the written normal map")
         if name == "generate":
             p.add_argument("--format", default="glb", choices=EXPORT_FORMATS)
+            p.add_argument("--camera-json", action="store_true",
+                           help="write <stem>_camera.json, the input view's camera (hi3dgen's align step), and put "
+                                "that camera into the GLB")
         _common(p)
     info = sub.add_parser("info", help="print versions, devices, engines with their parameters, and weights")
     info.add_argument("--json", action="store_true", help="one machine-readable JSON object instead of text")
@@ -96,7 +99,7 @@ def _batch(args: argparse.Namespace, settings: BackendSettings) -> int:
     job = BatchJob(images=[Path(p) for p in args.images], output=Path(args.output), engine=args.engine,
                    seed=seed, params=_parse_params(args.param), normals_only=args.command == "normals",
                    export_format=getattr(args, "format", "glb"), convention=args.convention,
-                   normal_map=args.normal_map, mask=args.mask)
+                   normal_map=args.normal_map, mask=args.mask, camera_json=getattr(args, "camera_json", False))
     t0 = time.perf_counter()
     try:
         failures = run_batch(job, settings, show_progress=sys.stderr.isatty())

@@ -40,6 +40,8 @@ PARAMS = (
               options=("auto", "estimate", "learned")),
     ParamSpec("normal_resolution", "int", 768, "NiRNE processing resolution (the official app uses 768).",
               64, 2048),
+    ParamSpec("align", "bool", True, "Estimate the input view's camera from the mesh, mask and normal map "
+              "(returned with the result; a few seconds)."),
 )
 
 GEOMETRY_MODELS = ("trellis-normal", "dinov2")
@@ -108,9 +110,26 @@ class Hi3DGenEngine:
                                  target_faces=p["decimate_faces"])
         vertices, faces, vertex_normals = clean_mesh(vertices, faces, options)
         mesh = MeshData(request.name, vertices, faces, normals=vertex_normals)
-        stats = {"normals": source, "mask": _mask_stats(frame), **timings, "faces": int(len(faces)),
-                 "seconds": time.perf_counter() - t0}
+        stats = {"normals": source, "mask": _mask_stats(frame), **timings, "faces": int(len(faces))}
+        if p["align"]:
+            stats["camera"] = self._align(request, vertices, faces, normals, mask, frame, ctx)
+        stats["seconds"] = time.perf_counter() - t0
         return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats)
+
+    def _align(self, request: EngineRequest, vertices: Any, faces: Any, normals: Any, mask: Any, frame: Any,
+               ctx: JobContext) -> dict[str, Any]:
+        """The input view's camera (``Camera.to_dict``, for the input image's size) with its alignment scores."""
+        import torch
+
+        from ..align.align import align_view
+        from ..devices import choose_placement
+        from ..preprocess import uncrop_normals
+
+        full_normals, full_mask = uncrop_normals(normals, mask, frame)  # the camera is for the input image
+        device = choose_placement(request.placement_name, self.settings.precision).device
+        if device.type != "cuda":  # the rasterizer's int64 scatter-min is checked on CPU and CUDA only
+            device = torch.device("cpu")
+        return align_view(vertices, faces, full_mask, full_normals, device=device, ctx=ctx).to_dict()
 
     def _require_weights(self, request: EngineRequest, geometry: bool) -> None:
         """Raise one ``WeightsMissing`` naming every absent model this request needs (none when downloading)."""

@@ -16,7 +16,7 @@ from backend.models.testing import write_dinov2_folder, write_release_folder
 from .conftest import BackendProcess, assert_stopped_at_next_step, blob_rgba, cancel_with_fence, png_bytes
 from .test_nirne import write_release as write_yoso_folder
 
-FAST = {"ss_steps": 3, "slat_steps": 2, "normal_resolution": 64}
+FAST = {"ss_steps": 3, "slat_steps": 2, "normal_resolution": 64, "align": False}
 
 
 @pytest.fixture(scope="module")
