@@ -31,10 +31,22 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
+def _every(n: int):
+    """A progress callback printing every ``n``-th line (the trainer logs every step here)."""
+    count = [0]
+
+    def show(line: str) -> None:
+        count[0] += 1
+        if count[0] % n == 0:
+            print(line, flush=True)
+
+    return show
+
+
 def overfit(root: Path, data: Path, args: argparse.Namespace) -> None:
     start = time.perf_counter()
     config = tiny_config(steps=args.steps, batch_size=args.batch, lr=args.lr, p_uncond=0.0, t_mean=args.t_mean)
-    losses = train_ss_flow(config, data, root / "overfit", CPU, progress=lambda line: None).losses
+    losses = train_ss_flow(config, data, root / "overfit", CPU, progress=_every(25)).losses
     first, last = _mean(losses[:10]), _mean(losses[-10:])
     print(f"overfit: {args.assets} assets, {args.steps} steps of {args.batch}, lr {args.lr}: "
           f"loss {first:.4f} -> {last:.4f} (x{first / last:.1f} lower) in {time.perf_counter() - start:.0f} s")

