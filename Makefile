@@ -6,11 +6,12 @@ VENV := .venv
 BVENV := .venv-blender
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint typecheck test-backend test-blender bench addon clean venvs
+.PHONY: demo test lint typecheck test-backend test-training test-blender bench addon clean venvs
 
-$(VENV)/.ready: requirements/backend.txt requirements/dev.txt
+$(VENV)/.ready: requirements/backend.txt requirements/dev.txt requirements/training.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check $(TORCH) -r requirements/backend.txt -r requirements/dev.txt
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check $(TORCH) -r requirements/backend.txt -r requirements/dev.txt \
+		-r requirements/training.txt
 	touch $@
 
 $(BVENV)/.ready: requirements/blender.txt
@@ -24,7 +25,7 @@ demo: venvs
 	HI3DGEN_PYTHON=$(abspath $(VENV)/bin/python) $(BVENV)/bin/python scripts/demo.py --out out
 
 # Every suite runs, even after one fails; then a summary, and a non-zero exit if any failed.
-SUITES := lint typecheck test-backend test-blender
+SUITES := lint typecheck test-backend test-training test-blender
 
 test: venvs
 	@failed=""; \
@@ -38,13 +39,16 @@ test: venvs
 	test -z "$$failed"
 
 lint: $(VENV)/.ready
-	$(VENV)/bin/ruff check backend blender_addon tests bench scripts build_addon.py
+	$(VENV)/bin/ruff check backend training blender_addon tests bench scripts build_addon.py
 
 typecheck: $(BVENV)/.ready
 	$(BVENV)/bin/python -m mypy --config-file tests/blender/mypy.ini blender_addon
 
 test-backend: $(VENV)/.ready
 	$(VENV)/bin/python -m pytest tests/backend -q
+
+test-training: $(VENV)/.ready
+	$(VENV)/bin/python -m pytest tests/training -q
 
 test-blender: venvs
 	HI3DGEN_PYTHON=$(abspath $(VENV)/bin/python) $(BVENV)/bin/python -m pytest tests/blender -q

@@ -1,0 +1,74 @@
+"""Command line: ``python -m training ss-flow ...`` (also under ``torchrun``) and ``python -m training toy-data``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    ss = sub.add_parser("ss-flow", help="train the sparse-structure flow (torchrun for several processes)")
+    ss.add_argument("--config", type=Path, required=True, help="TOML file (see training/config.py)")
+    ss.add_argument("--data", type=Path, required=True, help="folder of .npz assets (see training/data.py)")
+    ss.add_argument("--out", type=Path, default=Path("runs/ss_flow"), help="logs, checkpoints and export")
+    ss.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    ss.add_argument("--stop-at", type=int, default=None, help="stop (checkpointed) after this many steps")
+    ss.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    toy = sub.add_parser("toy-data", help="write a toy data set of spheres and boxes")
+    toy.add_argument("folder", type=Path)
+    toy.add_argument("--count", type=int, default=4)
+    toy.add_argument("--fit-steps", type=int, default=50, help="decoder-inversion steps per latent")
+    toy.add_argument("--config", type=Path, default=None, help="a training config whose [decoder] to invert")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "ss-flow":
+            return _ss_flow(args)
+        return _toy_data(args)
+    except ValueError as exc:  # bad config, data or arguments: one readable line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _ss_flow(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .distributed import start, stop
+    from .trainer import train_ss_flow
+
+    config = load_config(args.config)
+    if args.stop_at is not None and args.stop_at < 1:
+        raise ValueError("--stop-at must be at least 1")
+    world = start(args.device)
+    try:
+        result = train_ss_flow(config, args.data, args.out, world, resume=args.resume, stop_at=args.stop_at)
+    finally:
+        stop(world)
+    if world.is_main and result.export is not None:
+        print(result.export)
+    return 0
+
+
+def _toy_data(args: argparse.Namespace) -> int:
+    import torch
+
+    from backend.models.configs import SSFlowConfig
+
+    from .config import TrainConfig, load_config
+    from .synthetic import make_dataset
+    from .trainer import build_decoder, network_config
+
+    config = load_config(args.config) if args.config else TrainConfig()
+    if not 1 <= args.count <= 100_000 or not 0 <= args.fit_steps <= 100_000:
+        raise ValueError("--count must be in [1, 100000] and --fit-steps in [0, 100000]")
+    decoder = build_decoder(config, torch.device("cpu"))
+    flow = network_config(config.model.variant, config.model.overrides, SSFlowConfig)
+    make_dataset(args.folder, decoder, args.count, channels=flow.cond_channels, fit_steps=args.fit_steps,
+                 seed=config.train.seed)
+    print(args.folder)
+    return 0
