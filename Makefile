@@ -38,7 +38,7 @@ test: venvs
 	test -z "$$failed"
 
 lint: $(VENV)/.ready
-	$(VENV)/bin/ruff check backend blender_addon tests bench scripts build_addon.py
+	$(VENV)/bin/ruff check backend blender_addon synthesis tests bench scripts build_addon.py
 
 typecheck: $(BVENV)/.ready
 	$(BVENV)/bin/python -m mypy --config-file tests/blender/mypy.ini blender_addon
