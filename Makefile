@@ -6,11 +6,12 @@ VENV := .venv
 BVENV := .venv-blender
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint typecheck test-backend test-blender bench addon clean venvs
+.PHONY: demo test lint typecheck test-backend test-blender test-synthesis bench addon clean venvs
 
-$(VENV)/.ready: requirements/backend.txt requirements/dev.txt
+$(VENV)/.ready: requirements/backend.txt requirements/synthesis.txt requirements/dev.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check $(TORCH) -r requirements/backend.txt -r requirements/dev.txt
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check $(TORCH) -r requirements/backend.txt \
+		-r requirements/synthesis.txt -r requirements/dev.txt
 	touch $@
 
 $(BVENV)/.ready: requirements/blender.txt
@@ -24,7 +25,7 @@ demo: venvs
 	HI3DGEN_PYTHON=$(abspath $(VENV)/bin/python) $(BVENV)/bin/python scripts/demo.py --out out
 
 # Every suite runs, even after one fails; then a summary, and a non-zero exit if any failed.
-SUITES := lint typecheck test-backend test-blender
+SUITES := lint typecheck test-backend test-blender test-synthesis
 
 test: venvs
 	@failed=""; \
@@ -46,6 +47,9 @@ typecheck: $(BVENV)/.ready
 test-backend: $(VENV)/.ready
 	$(VENV)/bin/python -m pytest tests/backend -q
 
+test-synthesis: $(VENV)/.ready
+	$(VENV)/bin/python -m pytest tests/synthesis -q
+
 test-blender: venvs
 	HI3DGEN_PYTHON=$(abspath $(VENV)/bin/python) $(BVENV)/bin/python -m pytest tests/blender -q
 
@@ -61,6 +65,7 @@ bench: venvs
 	$(VENV)/bin/python bench/bench_cli.py
 	$(VENV)/bin/python bench/bench_flow_forward.py
 	$(VENV)/bin/python bench/bench_nirne.py
+	$(VENV)/bin/python bench/bench_synthesis.py
 
 clean:
 	rm -rf dist out .pytest_cache

@@ -27,6 +27,8 @@ class RunSummary:
     reports: list[TaskReport] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     "Wall time per stage in this call (resumed tasks cost nothing)."
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    "CPU time of this process per stage (worker processes not counted)."
     notes: list[str] = field(default_factory=list)
 
 
@@ -63,9 +65,10 @@ def run(config: RunConfig, out: Path | str, executor: Executor | None = None, pr
 
 def _stage(stage: str, task: Any, keys: list[str], executor: Executor, config: RunConfig, progress: bool,
            summary: RunSummary) -> TaskReport:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     report = run_tasks(stage, keys, task, task.done, executor, retries=config.retries, progress=progress)
     summary.seconds[stage] = time.perf_counter() - t0
+    summary.cpu_seconds[stage] = time.process_time() - c0
     return report
 
 
