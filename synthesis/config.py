@@ -61,6 +61,16 @@ class LabelConfig:
 
 
 @dataclass(frozen=True)
+class ViewConfig:
+    """Conditioning views: camera-space normal maps, masks and depth rasterised from the mesh (raster.py)."""
+
+    count: int = 4
+    "Views per asset (0: none), evenly spread in azimuth around the asset at random elevations."
+    resolution: int = 512
+    fov_y_deg: float = 40.0
+
+
+@dataclass(frozen=True)
 class DatasetConfig:
     shard_size: int = 64
     "Assets per WebDataset shard."
@@ -77,6 +87,7 @@ class RunConfig:
     "Every mesh is centred and scaled so its longest bounding-box side is this (<= 1: the unit cube)."
     filters: FilterConfig = field(default_factory=FilterConfig)
     labels: LabelConfig = field(default_factory=LabelConfig)
+    views: ViewConfig = field(default_factory=ViewConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     workers: int = 1
     "Local worker processes per stage (1: run in this process)."
@@ -109,6 +120,7 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     values = _build(RunConfig, {**raw, "generators": tuple(_build(GeneratorConfig, g, "generators") for g in gens),
                                 "filters": _build(FilterConfig, raw.get("filters", {}), "filters"),
                                 "labels": _build(LabelConfig, raw.get("labels", {}), "labels"),
+                                "views": _build(ViewConfig, raw.get("views", {}), "views"),
                                 "dataset": _build(DatasetConfig, raw.get("dataset", {}), "dataset")}, "")
     _check(values)
     return values
@@ -151,7 +163,10 @@ def _check(cfg: RunConfig) -> None:
         need(_is_int(g.resolution) and 16 <= g.resolution <= 512, "generator resolution must be 16..512")
         need(g.kind != "image_to_3d" or bool(g.images), "an image_to_3d generator needs images = FOLDER")
     need(len({g.kind for g in cfg.generators}) == len(cfg.generators), "each generator kind at most once")
-    lab, ds = cfg.labels, cfg.dataset
+    lab, ds, views = cfg.labels, cfg.dataset, cfg.views
+    need(_is_int(views.count) and 0 <= views.count <= 64, "views.count must be 0..64")
+    need(_is_int(views.resolution) and 16 <= views.resolution <= 4096, "views.resolution must be 16..4096")
+    need(isinstance(views.fov_y_deg, float) and 5.0 <= views.fov_y_deg <= 120.0, "views.fov_y_deg must be 5..120")
     need(_is_int(lab.resolution) and 8 <= lab.resolution <= 256, "labels.resolution must be 8..256")
     need(_is_int(lab.surface_points) and 1 <= lab.surface_points <= 10_000_000, "labels.surface_points >= 1")
     need(_is_int(ds.shard_size) and ds.shard_size >= 1, "dataset.shard_size must be >= 1")

@@ -29,6 +29,11 @@ MEMBERS = {
     "normals.npy": "float32 [N, 3]: unit outward normals at the samples",
     "vertices.npy": "float32 [V, 3]: the mesh, in [-0.5, 0.5]^3, Blender frame (+Z up, facing -Y)",
     "faces.npy": "int32 [F, 3]: triangles, counter-clockwise seen from outside",
+    "cameras.json": "list of K cameras (synthesis/camera.py): intrinsics, world_to_camera, image size",
+    "viewKKK.normal.png": "RGB8 camera-space normals (+X right, +Y up, +Z to the viewer) as (n + 1) / 2; black "
+                          "background",
+    "viewKKK.mask.png": "L8 foreground mask (255 inside)",
+    "viewKKK.depth.npy": "float32 [H, W] distance along the view axis, 0 on the background",
 }
 
 
@@ -60,8 +65,35 @@ class ShardTask:
                 "filters": verdict["values"], "images": [], "format": FORMAT}
         with np.load(self.layout.labels(asset_id), allow_pickle=False) as labels:
             arrays = {f"{k}.npy": npy_bytes(labels[k]) for k in ("occ_surface", "occ_solid", "points", "normals")}
+        if self.config.views.count:
+            views = view_members(self.layout.views(asset_id))
+            meta["images"] = sorted(k for k in views if k.endswith(".normal.png"))
+            meta["cameras"] = "cameras.json"
+            arrays.update(views)
         return {"__key__": asset_id.encode(), "json": json_bytes(meta), **arrays,
                 "vertices.npy": npy_bytes(mesh.vertices), "faces.npy": npy_bytes(mesh.faces.astype(np.int32))}
+
+
+def view_members(path: Path) -> dict[str, bytes]:
+    """The tar members of one asset's views: PNG normal maps and masks, depth arrays and the cameras."""
+    out: dict[str, bytes] = {}
+    with np.load(path, allow_pickle=False) as views:
+        out["cameras.json"] = json_bytes(json.loads(views["cameras"].tobytes()))
+        for k in range(len(views["normals"])):
+            out[f"view{k:03d}.normal.png"] = png_bytes(views["normals"][k])
+            out[f"view{k:03d}.mask.png"] = png_bytes(views["mask"][k].astype(np.uint8) * 255)
+            out[f"view{k:03d}.depth.npy"] = npy_bytes(views["depth"][k])
+    return out
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
 
 
 def split_of(asset_id: str, config: RunConfig) -> str:
@@ -82,8 +114,8 @@ def plan_shards(accepted: list[str], config: RunConfig) -> dict[str, list[str]]:
     return plan
 
 
-def verdicts(layout: Layout, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """The filter verdict of every id, a labels failure turning a pass into a rejection."""
+def verdicts(layout: Layout, ids: list[str], views: bool) -> dict[str, dict[str, Any]]:
+    """The filter verdict of every id, a labels (or views) failure turning a pass into a rejection."""
     out = {}
     for asset_id in ids:
         path = layout.verdict(asset_id)
@@ -93,6 +125,8 @@ def verdicts(layout: Layout, ids: list[str]) -> dict[str, dict[str, Any]]:
             verdict = rejected(asset_id, "filter", layout)
         if verdict["passed"] and not layout.labels(asset_id).is_file():
             verdict = rejected(asset_id, "labels", layout)
+        if verdict["passed"] and views and not layout.views(asset_id).is_file():
+            verdict = rejected(asset_id, "views", layout)
         out[asset_id] = verdict
     return out
 
@@ -121,6 +155,8 @@ def _manifest(config: RunConfig, plan: dict[str, list[str]], judged: dict[str, d
     reasons = Counter(name for r in rejects for name in r["rejected_by"])
     return {"format": FORMAT, "name": config.name, "config_digest": config.digest(), "seed": config.seed,
             "resolution": config.labels.resolution, "surface_points": config.labels.surface_points,
+            "views": {"count": config.views.count, "resolution": config.views.resolution,
+                      "fov_y_deg": config.views.fov_y_deg},
             "frame": "unit cube [-0.5, 0.5]^3, Blender frame +Z up facing -Y (backend/mesh/export.py)",
             "members": MEMBERS, "splits": splits,
             "generators": {g: {"made": by_generator[g], "kept": kept[g], "licence": licences[g]} for g in licences},

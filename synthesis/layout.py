@@ -35,12 +35,17 @@ class Layout:
     def labels(self, asset_id: str) -> Path:
         return self.work / "labels" / f"{asset_id}.npz"
 
+    def views(self, asset_id: str) -> Path:
+        return self.work / "views" / f"{asset_id}.npz"
+
     def failure(self, stage: str, asset_id: str) -> Path:
         return self.work / "failed" / stage / f"{asset_id}.json"
 
     def folders(self) -> list[Path]:
-        return [self.work / "meshes", self.work / "filters", self.work / "labels", self.work / "failed" / "generate",
-                self.work / "failed" / "filter", self.work / "failed" / "labels", self.dataset]
+        return [self.work / "meshes", self.work / "filters", self.work / "labels", self.work / "views",
+                self.work / "failed" / "generate",
+                self.work / "failed" / "filter", self.work / "failed" / "labels", self.work / "failed" / "views",
+                self.dataset]
 
     def remove_stale_temporaries(self) -> int:
         """Delete temporary files a killed run left behind (a completed file is never a temporary)."""

@@ -17,7 +17,7 @@ from .config import RunConfig
 from .dataset import ShardTask, plan_shards, verdicts, write_summary
 from .generators import AssetGenerator, make_generator
 from .layout import Layout
-from .stages import FilterTask, GenerateTask, LabelTask, config_record, record_failures, write_json
+from .stages import FilterTask, GenerateTask, LabelTask, ViewTask, config_record, record_failures, write_json
 from .tasks import Executor, LocalExecutor, TaskReport, run_tasks
 
 
@@ -46,10 +46,12 @@ def run(config: RunConfig, out: Path | str, executor: Executor | None = None, pr
     try:
         for stage, task, keys in (("generate", GenerateTask(layout, config, generators), lambda: ids),
                                   ("filter", FilterTask(layout, config), lambda: ids),
-                                  ("labels", LabelTask(layout, config), lambda: _passed(layout, ids))):
+                                  ("labels", LabelTask(layout, config), lambda: _passed(layout, ids)),
+                                  ("views", ViewTask(layout, config),
+                                   lambda: _passed(layout, ids) if config.views.count else [])):
             summary.reports.append(_stage(stage, task, keys(), executor, config, progress, summary))
             record_failures(layout, stage, summary.reports[-1].failed)
-        judged = verdicts(layout, ids)
+        judged = verdicts(layout, ids, views=config.views.count > 0)
         licences = {g.name: g.licence for g in generators.values()}
         plan = plan_shards([a for a, v in judged.items() if v["passed"]], config)
         shards = ShardTask(layout, config, plan, licences)

@@ -30,6 +30,19 @@ class Sample:
     normals: np.ndarray  # [N, 3] float32 unit outward normals
     vertices: np.ndarray  # [V, 3] float32 the mesh
     faces: np.ndarray  # [F, 3] int32
+    views: list[View]
+    "The conditioning views (empty when the run made none)."
+
+
+@dataclass
+class View:
+    normal: np.ndarray  # [H, W, 3] float32 camera-space unit normals (+X right, +Y up, +Z to the viewer)
+    normal_png: bytes
+    "The stored image, (n + 1) / 2 as RGB8: what NiRNE outputs and the engines read."
+    mask: np.ndarray  # [H, W] bool
+    depth: np.ndarray  # [H, W] float32, 0 on the background
+    camera: dict[str, Any]
+    "synthesis/camera.py's JSON: intrinsics, world_to_camera, camera_to_world, width, height."
 
 
 def load_manifest(folder: Path | str) -> dict[str, Any]:
@@ -54,5 +67,18 @@ def decode_sample(raw: dict[str, bytes]) -> Sample:
     def bits(suffix: str) -> np.ndarray:
         return np.unpackbits(array(suffix), count=r**3).reshape(r, r, r).astype(bool)
 
+    cameras = json.loads(raw["cameras.json"]) if "cameras.json" in raw else []
+    views = [_view(raw, name, cameras[k]) for k, name in enumerate(meta.get("images", []))]
     return Sample(meta["id"], meta, bits("occ_surface.npy"), bits("occ_solid.npy"), array("points.npy"),
-                  array("normals.npy"), array("vertices.npy"), array("faces.npy"))
+                  array("normals.npy"), array("vertices.npy"), array("faces.npy"), views)
+
+
+def _view(raw: dict[str, bytes], name: str, camera: dict[str, Any]) -> View:
+    from PIL import Image
+
+    stem = name.removesuffix(".normal.png")
+    rgb = np.asarray(Image.open(io.BytesIO(raw[name])).convert("RGB"), np.float32) / 255.0
+    mask = np.asarray(Image.open(io.BytesIO(raw[f"{stem}.mask.png"]))) > 127
+    normal = (rgb * 2.0 - 1.0) * mask[..., None]
+    depth = np.load(io.BytesIO(raw[f"{stem}.depth.npy"]), allow_pickle=False)
+    return View(normal, raw[name], mask, depth, camera)

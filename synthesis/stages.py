@@ -80,6 +80,36 @@ class LabelTask:
         return self.layout.labels(asset_id).is_file() or self.layout.failure("labels", asset_id).is_file()
 
 
+@dataclass
+class ViewTask:
+    """Camera-space normal maps, masks and depth of ``views.count`` orbit cameras, with the cameras."""
+
+    layout: Layout
+    config: RunConfig
+
+    def __call__(self, asset_id: str) -> None:
+        from .camera import orbit_cameras
+        from .raster import encode_normals, rasterize
+
+        cfg = self.config.views
+        mesh = load_mesh(self.layout.mesh(asset_id))
+        cameras = orbit_cameras(asset_rng(asset_id, self.config.seed + 2), cfg.count, cfg.resolution, cfg.fov_y_deg)
+        frames = [rasterize(mesh, c) for c in cameras]
+        cams = json.dumps([c.to_json() for c in cameras], sort_keys=True).encode()
+        arrays = {"normals": np.stack([encode_normals(f) for f in frames]),  # [K, H, W, 3] uint8
+                  "mask": np.stack([f.mask for f in frames]), "depth": np.stack([f.depth for f in frames]),
+                  "cameras": np.frombuffer(cams, np.uint8)}
+
+        def write(temp: Path) -> None:
+            with open(temp, "wb") as f:
+                np.savez(f, **arrays)
+
+        write_atomic(self.layout.views(asset_id), write)
+
+    def done(self, asset_id: str) -> bool:
+        return self.layout.views(asset_id).is_file() or self.layout.failure("views", asset_id).is_file()
+
+
 def rejected(asset_id: str, stage: str, layout: Layout) -> dict[str, object]:
     """The verdict of an asset whose ``stage`` failed for good (the failure record holds the error)."""
     path = layout.failure(stage, asset_id)

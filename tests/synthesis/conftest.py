@@ -62,6 +62,10 @@ detail_samples = 4000
 resolution = 32
 surface_points = 256
 
+[views]
+count = 2
+resolution = 64
+
 [dataset]
 shard_size = 2
 val_fraction = 0.2

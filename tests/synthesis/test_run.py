@@ -62,6 +62,9 @@ def test_a_run_makes_a_dataset_the_reader_reads(clean_run):
             assert sample.occ_surface.any() and sample.occ_solid.any()
             assert sample.points.shape == sample.normals.shape == (256, 3)
             assert np.abs(sample.points).max() <= 0.5 and sample.faces.dtype == np.int32
+            assert sample.meta["images"] == ["view000.normal.png", "view001.normal.png"]
+            assert len(sample.views) == 2 and sample.views[0].normal.shape == (64, 64, 3)
+            assert sample.views[0].mask.any() and sample.views[0].camera["width"] == 64
     assert len(ids) == len(set(ids)) == kept
     assert "| train |" in (clean_run / "dataset" / "DATACARD.md").read_text()
 
