@@ -47,8 +47,10 @@ typecheck: $(BVENV)/.ready
 test-backend: $(VENV)/.ready
 	$(VENV)/bin/python -m pytest tests/backend -q
 
-test-synthesis: $(VENV)/.ready
+# The synthesis tests in the backend venv; the Blender render test with the bpy interpreter.
+test-synthesis: venvs
 	$(VENV)/bin/python -m pytest tests/synthesis -q
+	$(BVENV)/bin/python -m pytest tests/synthesis/test_render_rgb.py -q
 
 test-blender: venvs
 	HI3DGEN_PYTHON=$(abspath $(VENV)/bin/python) $(BVENV)/bin/python -m pytest tests/blender -q

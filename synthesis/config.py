@@ -71,6 +71,17 @@ class ViewConfig:
 
 
 @dataclass(frozen=True)
+class RenderConfig:
+    """RGB renders through the views' cameras by Blender (Cycles, CPU), in a bpy subprocess per asset."""
+
+    rgb: bool = False
+    samples: int = 16
+    "Cycles samples per pixel."
+    blender_python: str = ""
+    "The bpy interpreter; empty: $HI3DGEN_BLENDER_PYTHON, else the repository's .venv-blender/bin/python."
+
+
+@dataclass(frozen=True)
 class DatasetConfig:
     shard_size: int = 64
     "Assets per WebDataset shard."
@@ -88,6 +99,7 @@ class RunConfig:
     filters: FilterConfig = field(default_factory=FilterConfig)
     labels: LabelConfig = field(default_factory=LabelConfig)
     views: ViewConfig = field(default_factory=ViewConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     workers: int = 1
     "Local worker processes per stage (1: run in this process)."
@@ -98,6 +110,7 @@ class RunConfig:
         """A hash of everything that changes the output (not workers): resuming needs the same digest."""
         data = asdict(self)
         data.pop("workers")
+        data["render"].pop("blender_python")
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -121,6 +134,7 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
                                 "filters": _build(FilterConfig, raw.get("filters", {}), "filters"),
                                 "labels": _build(LabelConfig, raw.get("labels", {}), "labels"),
                                 "views": _build(ViewConfig, raw.get("views", {}), "views"),
+                                "render": _build(RenderConfig, raw.get("render", {}), "render"),
                                 "dataset": _build(DatasetConfig, raw.get("dataset", {}), "dataset")}, "")
     _check(values)
     return values
@@ -165,6 +179,10 @@ def _check(cfg: RunConfig) -> None:
     need(len({g.kind for g in cfg.generators}) == len(cfg.generators), "each generator kind at most once")
     lab, ds, views = cfg.labels, cfg.dataset, cfg.views
     need(_is_int(views.count) and 0 <= views.count <= 64, "views.count must be 0..64")
+    need(isinstance(cfg.render.rgb, bool) and (not cfg.render.rgb or views.count > 0),
+         "render.rgb must be true or false, and needs views.count > 0 (it renders through the views' cameras)")
+    need(_is_int(cfg.render.samples) and 1 <= cfg.render.samples <= 4096, "render.samples must be 1..4096")
+    need(isinstance(cfg.render.blender_python, str), "render.blender_python must be a path")
     need(_is_int(views.resolution) and 16 <= views.resolution <= 4096, "views.resolution must be 16..4096")
     need(isinstance(views.fov_y_deg, float) and 5.0 <= views.fov_y_deg <= 120.0, "views.fov_y_deg must be 5..120")
     need(_is_int(lab.resolution) and 8 <= lab.resolution <= 256, "labels.resolution must be 8..256")

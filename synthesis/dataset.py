@@ -33,6 +33,8 @@ MEMBERS = {
     "viewKKK.normal.png": "RGB8 camera-space normals (+X right, +Y up, +Z to the viewer) as (n + 1) / 2; black "
                           "background",
     "viewKKK.mask.png": "L8 foreground mask (255 inside)",
+    "viewKKK.rgb.png": "RGB8 Blender (Cycles) render on a random background colour, random material and "
+                       "lighting (only when render.rgb)",
     "viewKKK.depth.npy": "float32 [H, W] distance along the view axis, 0 on the background",
 }
 
@@ -47,6 +49,8 @@ class ShardTask:
     "shard file name -> asset ids."
     licences: dict[str, str]
     "generator name -> licence."
+    rgb: bool = False
+    "Whether the run made Blender RGB renders (work/rgb)."
 
     def __call__(self, shard: str) -> None:
         write_shard(self.layout.dataset / shard, [self.sample(a, shard.split("-")[0]) for a in self.plan[shard]])
@@ -70,6 +74,11 @@ class ShardTask:
             meta["images"] = sorted(k for k in views if k.endswith(".normal.png"))
             meta["cameras"] = "cameras.json"
             arrays.update(views)
+        if self.rgb:
+            with np.load(self.layout.rgb(asset_id), allow_pickle=False) as rgb:
+                for k in range(len(rgb["rgb"])):
+                    arrays[f"view{k:03d}.rgb.png"] = png_bytes(rgb["rgb"][k])
+            meta["rgb"] = sorted(k for k in arrays if k.endswith(".rgb.png"))
         return {"__key__": asset_id.encode(), "json": json_bytes(meta), **arrays,
                 "vertices.npy": npy_bytes(mesh.vertices), "faces.npy": npy_bytes(mesh.faces.astype(np.int32))}
 
@@ -114,8 +123,8 @@ def plan_shards(accepted: list[str], config: RunConfig) -> dict[str, list[str]]:
     return plan
 
 
-def verdicts(layout: Layout, ids: list[str], views: bool) -> dict[str, dict[str, Any]]:
-    """The filter verdict of every id, a labels (or views) failure turning a pass into a rejection."""
+def verdicts(layout: Layout, ids: list[str], required: list[str]) -> dict[str, dict[str, Any]]:
+    """The filter verdict of every id; a ``required`` stage without output turns a pass into a rejection."""
     out = {}
     for asset_id in ids:
         path = layout.verdict(asset_id)
@@ -123,10 +132,9 @@ def verdicts(layout: Layout, ids: list[str], views: bool) -> dict[str, dict[str,
             verdict = json.loads(path.read_text(encoding="utf-8"))
         else:
             verdict = rejected(asset_id, "filter", layout)
-        if verdict["passed"] and not layout.labels(asset_id).is_file():
-            verdict = rejected(asset_id, "labels", layout)
-        if verdict["passed"] and views and not layout.views(asset_id).is_file():
-            verdict = rejected(asset_id, "views", layout)
+        for stage in required:
+            if verdict["passed"] and not getattr(layout, stage)(asset_id).is_file():
+                verdict = rejected(asset_id, stage, layout)
         out[asset_id] = verdict
     return out
 

@@ -38,14 +38,16 @@ class Layout:
     def views(self, asset_id: str) -> Path:
         return self.work / "views" / f"{asset_id}.npz"
 
+    def rgb(self, asset_id: str) -> Path:
+        return self.work / "rgb" / f"{asset_id}.npz"
+
     def failure(self, stage: str, asset_id: str) -> Path:
         return self.work / "failed" / stage / f"{asset_id}.json"
 
     def folders(self) -> list[Path]:
-        return [self.work / "meshes", self.work / "filters", self.work / "labels", self.work / "views",
-                self.work / "failed" / "generate",
-                self.work / "failed" / "filter", self.work / "failed" / "labels", self.work / "failed" / "views",
-                self.dataset]
+        stages = ("generate", "filter", "labels", "views", "rgb")
+        return ([self.work / name for name in ("meshes", "filters", "labels", "views", "rgb")]
+                + [self.work / "failed" / stage for stage in stages] + [self.dataset])
 
     def remove_stale_temporaries(self) -> int:
         """Delete temporary files a killed run left behind (a completed file is never a temporary)."""

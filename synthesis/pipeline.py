@@ -17,7 +17,17 @@ from .config import RunConfig
 from .dataset import ShardTask, plan_shards, verdicts, write_summary
 from .generators import AssetGenerator, make_generator
 from .layout import Layout
-from .stages import FilterTask, GenerateTask, LabelTask, ViewTask, config_record, record_failures, write_json
+from .stages import (
+    FilterTask,
+    GenerateTask,
+    LabelTask,
+    RgbTask,
+    ViewTask,
+    blender_python,
+    config_record,
+    record_failures,
+    write_json,
+)
 from .tasks import Executor, LocalExecutor, TaskReport, run_tasks
 
 
@@ -41,6 +51,10 @@ def run(config: RunConfig, out: Path | str, executor: Executor | None = None, pr
         folder.mkdir(parents=True, exist_ok=True)
     layout.remove_stale_temporaries()
     generators, ids, notes = _generators(config, settings)
+    python, why = blender_python(config) if config.render.rgb else ("", "")
+    if why:
+        notes.append(why)
+        print(f"note: {why}", file=sys.stderr)
     executor = executor or LocalExecutor(config.workers)
     summary = RunSummary(manifest={}, notes=notes)
     try:
@@ -48,13 +62,16 @@ def run(config: RunConfig, out: Path | str, executor: Executor | None = None, pr
                                   ("filter", FilterTask(layout, config), lambda: ids),
                                   ("labels", LabelTask(layout, config), lambda: _passed(layout, ids)),
                                   ("views", ViewTask(layout, config),
-                                   lambda: _passed(layout, ids) if config.views.count else [])):
+                                   lambda: _passed(layout, ids) if config.views.count else []),
+                                  ("rgb", RgbTask(layout, config, python),
+                                   lambda: _passed(layout, ids) if python else [])):
             summary.reports.append(_stage(stage, task, keys(), executor, config, progress, summary))
             record_failures(layout, stage, summary.reports[-1].failed)
-        judged = verdicts(layout, ids, views=config.views.count > 0)
+        required = ["labels"] + ["views"] * (config.views.count > 0) + ["rgb"] * bool(python)
+        judged = verdicts(layout, ids, required)
         licences = {g.name: g.licence for g in generators.values()}
         plan = plan_shards([a for a, v in judged.items() if v["passed"]], config)
-        shards = ShardTask(layout, config, plan, licences)
+        shards = ShardTask(layout, config, plan, licences, rgb=bool(python))
         report = _stage("dataset", shards, list(plan), executor, config, progress, summary)
         summary.reports.append(report)
         if report.failed:

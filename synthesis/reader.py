@@ -43,6 +43,7 @@ class View:
     depth: np.ndarray  # [H, W] float32, 0 on the background
     camera: dict[str, Any]
     "synthesis/camera.py's JSON: intrinsics, world_to_camera, camera_to_world, width, height."
+    rgb: np.ndarray | None = None  # [H, W, 3] uint8 Blender render, when the run made them
 
 
 def load_manifest(folder: Path | str) -> dict[str, Any]:
@@ -81,4 +82,6 @@ def _view(raw: dict[str, bytes], name: str, camera: dict[str, Any]) -> View:
     mask = np.asarray(Image.open(io.BytesIO(raw[f"{stem}.mask.png"]))) > 127
     normal = (rgb * 2.0 - 1.0) * mask[..., None]
     depth = np.load(io.BytesIO(raw[f"{stem}.depth.npy"]), allow_pickle=False)
-    return View(normal, raw[name], mask, depth, camera)
+    rgb = raw.get(f"{stem}.rgb.png")
+    colour = None if rgb is None else np.asarray(Image.open(io.BytesIO(rgb)).convert("RGB"))
+    return View(normal, raw[name], mask, depth, camera, colour)

@@ -7,6 +7,8 @@ instead, so the asset counts as rejected (with the error as the reason) rather t
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +23,8 @@ from .generators.base import asset_rng
 from .labels import make_labels
 from .layout import Layout
 from .mesh import load_mesh, normalise, save_mesh
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -108,6 +112,40 @@ class ViewTask:
 
     def done(self, asset_id: str) -> bool:
         return self.layout.views(asset_id).is_file() or self.layout.failure("views", asset_id).is_file()
+
+
+@dataclass
+class RgbTask:
+    """Blender RGB renders through the asset's view cameras (synthesis/blender/render_rgb.py, a subprocess)."""
+
+    layout: Layout
+    config: RunConfig
+    python: str
+    "The bpy interpreter (blender_python())."
+
+    def __call__(self, asset_id: str) -> None:
+        command = [self.python, "-m", "synthesis.blender.render_rgb", "--mesh", str(self.layout.mesh(asset_id)),
+                   "--views", str(self.layout.views(asset_id)), "--out", str(self.layout.rgb(asset_id)),
+                   "--seed", str(int(asset_rng(asset_id, self.config.seed + 3).integers(2**31))),
+                   "--samples", str(self.config.render.samples)]
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"Blender render failed ({done.returncode}): {tail[0]}")
+
+    def done(self, asset_id: str) -> bool:
+        return self.layout.rgb(asset_id).is_file() or self.layout.failure("rgb", asset_id).is_file()
+
+
+def blender_python(config: RunConfig) -> tuple[str, str]:
+    """(the bpy interpreter, "") or ("", a note saying why RGB renders are skipped)."""
+    path = config.render.blender_python or os.environ.get("HI3DGEN_BLENDER_PYTHON", "") or \
+        str(REPO / ".venv-blender" / "bin" / "python")
+    if not (Path(path).is_file() and os.access(path, os.X_OK)):
+        return "", (f"rgb renders skipped: no bpy interpreter at {path}; run `make venvs` or set "
+                    "render.blender_python / HI3DGEN_BLENDER_PYTHON.")
+    return path, ""
 
 
 def rejected(asset_id: str, stage: str, layout: Layout) -> dict[str, object]:
