@@ -1,12 +1,13 @@
-"""Synthesis throughput: assets per minute per core, by stage (generate, filter, labels, dataset).
+"""Synthesis throughput: assets per minute per core, by stage (generate, filter, labels, views, rgb, dataset).
 
 Runs the tiny config's pipeline (or ``--config``) in this process with one worker, on ``--count`` assets per
-generator, and times each stage from the run's own report. CPU time is measured too (``process_time``),
-since a shared machine's wall time includes other people's work. The baseline, measured in the same process
-first, is marching cubes of an analytic sphere at the generators' resolution: each stage's cost is also
-printed as a multiple of its CPU time, which stays comparable between machines.
+generator, and times each stage from the run's own report. CPU time is measured too (this process and its
+Blender subprocesses), since a shared machine's wall time includes other people's work. The baseline,
+measured in the same process first, is marching cubes of an analytic sphere at the generators' resolution:
+each stage's CPU per asset is also printed as a multiple of its CPU time, which stays comparable between
+machines.
 
-Run: ``.venv/bin/python bench/bench_synthesis.py [--count 4] [--config synthesis/configs/tiny.toml]``
+Run: ``.venv/bin/python bench/bench_synthesis.py [--count 4] [--rgb] [--config synthesis/configs/tiny.toml]``
 """
 
 from __future__ import annotations
@@ -39,16 +40,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "synthesis/configs/tiny.toml"))
     parser.add_argument("--count", type=int, default=4, help="assets per generator")
+    parser.add_argument("--rgb", action="store_true", help="also Blender RGB renders (needs .venv-blender)")
     args = parser.parse_args()
     config = load_config(args.config)
     gens = tuple(dataclasses.replace(g, count=args.count) for g in config.generators if g.kind != "image_to_3d")
     config = dataclasses.replace(config, generators=gens, workers=1)
+    if args.rgb:
+        config = dataclasses.replace(config, render=dataclasses.replace(config.render, rgb=True))
     resolution = max(g.resolution for g in gens)
     base = baseline_seconds(resolution)
     with tempfile.TemporaryDirectory() as folder:
         summary = run(config, Path(folder) / "out", progress=False)
     assets = sum(g.count for g in gens)
-    print(f"{assets} assets ({', '.join(f'{g.kind} x{g.count} @ {g.resolution}^3' for g in gens)}), 1 worker; "
+    print(f"{assets} assets ({', '.join(f'{g.kind} x{g.count} @ {g.resolution}^3' for g in gens)}), 1 worker, "
+          f"{config.views.count} views of {config.views.resolution}^2{' + RGB' if args.rgb else ''}; "
           f"baseline: sphere meshing at {resolution}^3 = {base * 1000:.0f} ms CPU")
     kept = sum(v["count"] for v in summary.manifest["splits"].values())
     print(f"{'stage':>9} {'assets':>6} {'wall s':>7} {'CPU s':>6} {'assets/min/core':>16} {'CPU x baseline':>15}")

@@ -38,7 +38,7 @@ class RunSummary:
     seconds: dict[str, float] = field(default_factory=dict)
     "Wall time per stage in this call (resumed tasks cost nothing)."
     cpu_seconds: dict[str, float] = field(default_factory=dict)
-    "CPU time of this process per stage (worker processes not counted)."
+    "CPU time per stage of this process and its finished subprocesses (Blender renders; not pool workers)."
     notes: list[str] = field(default_factory=list)
 
 
@@ -84,11 +84,18 @@ def run(config: RunConfig, out: Path | str, executor: Executor | None = None, pr
 
 def _stage(stage: str, task: Any, keys: list[str], executor: Executor, config: RunConfig, progress: bool,
            summary: RunSummary) -> TaskReport:
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0 = time.perf_counter(), _cpu_seconds()
     report = run_tasks(stage, keys, task, task.done, executor, retries=config.retries, progress=progress)
     summary.seconds[stage] = time.perf_counter() - t0
-    summary.cpu_seconds[stage] = time.process_time() - c0
+    summary.cpu_seconds[stage] = _cpu_seconds() - c0
     return report
+
+
+def _cpu_seconds() -> float:
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def _claim(layout: Layout, config: RunConfig) -> None:
