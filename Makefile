@@ -6,12 +6,12 @@ VENV := .venv
 BVENV := .venv-blender
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test lint typecheck test-backend test-training test-blender bench addon clean venvs
+.PHONY: demo test lint typecheck test-backend test-training test-synthesis test-blender bench addon clean venvs
 
-$(VENV)/.ready: requirements/backend.txt requirements/dev.txt requirements/training.txt
+$(VENV)/.ready: requirements/backend.txt requirements/dev.txt requirements/training.txt requirements/synthesis.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check $(TORCH) -r requirements/backend.txt -r requirements/dev.txt \
-		-r requirements/training.txt
+		-r requirements/training.txt -r requirements/synthesis.txt
 	touch $@
 
 $(BVENV)/.ready: requirements/blender.txt
@@ -25,7 +25,7 @@ demo: venvs
 	HI3DGEN_PYTHON=$(abspath $(VENV)/bin/python) $(BVENV)/bin/python scripts/demo.py --out out
 
 # Every suite runs, even after one fails; then a summary, and a non-zero exit if any failed.
-SUITES := lint typecheck test-backend test-training test-blender
+SUITES := lint typecheck test-backend test-training test-synthesis test-blender
 
 test: venvs
 	@failed=""; \
@@ -39,7 +39,7 @@ test: venvs
 	test -z "$$failed"
 
 lint: $(VENV)/.ready
-	$(VENV)/bin/ruff check backend training blender_addon tests bench scripts build_addon.py
+	$(VENV)/bin/ruff check backend training synthesis blender_addon tests bench scripts build_addon.py
 
 typecheck: $(BVENV)/.ready
 	$(BVENV)/bin/python -m mypy --config-file tests/blender/mypy.ini blender_addon
@@ -49,6 +49,11 @@ test-backend: $(VENV)/.ready
 
 test-training: $(VENV)/.ready
 	$(VENV)/bin/python -m pytest tests/training -q
+
+# The synthesis tests in the backend venv; the Blender render test with the bpy interpreter.
+test-synthesis: venvs
+	$(VENV)/bin/python -m pytest tests/synthesis -q
+	$(BVENV)/bin/python -m pytest tests/synthesis/test_render_rgb.py -q
 
 test-blender: venvs
 	HI3DGEN_PYTHON=$(abspath $(VENV)/bin/python) $(BVENV)/bin/python -m pytest tests/blender -q
@@ -65,6 +70,7 @@ bench: venvs
 	$(VENV)/bin/python bench/bench_cli.py
 	$(VENV)/bin/python bench/bench_flow_forward.py
 	$(VENV)/bin/python bench/bench_nirne.py
+	$(VENV)/bin/python bench/bench_synthesis.py
 
 clean:
 	rm -rf dist out .pytest_cache

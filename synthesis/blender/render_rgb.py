@@ -1,0 +1,138 @@
+"""RGB renders of one asset under varied material, lighting and background, through the cameras of its views.
+
+Run by the bpy interpreter: ``python -m synthesis.blender.render_rgb --mesh M.npz --views V.npz --out O.npz
+--seed S``. The cameras are the views' JSON (synthesis/camera.py): camera axes are Blender's, so
+``camera_to_world`` is the camera object's ``matrix_world`` and the renders line up with the normal maps.
+Writes ``rgb`` [K, H, W, 3] uint8 and ``alpha`` [K, H, W] uint8 to O.npz atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+
+from backend.atomic import write_atomic
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mesh", required=True)
+    parser.add_argument("--views", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--samples", type=int, default=16)
+    args = parser.parse_args(argv)
+    with np.load(args.mesh, allow_pickle=False) as mesh, np.load(args.views, allow_pickle=False) as views:
+        vertices, faces = mesh["vertices"], mesh["faces"]
+        cameras = json.loads(views["cameras"].tobytes())
+    rgb, alpha = render_views(vertices, faces, cameras, np.random.default_rng(args.seed), args.samples)
+
+    def write(temp: Path) -> None:
+        with open(temp, "wb") as f:
+            np.savez(f, rgb=rgb, alpha=alpha)
+
+    write_atomic(args.out, write)
+    return 0
+
+
+def render_views(vertices: np.ndarray, faces: np.ndarray, cameras: list[dict[str, Any]], rng: np.random.Generator,
+                 samples: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """[K, H, W, 3] uint8 RGB on a random background colour and [K, H, W] uint8 alpha, one per camera."""
+    scene = _empty_scene(samples)
+    material = _add_mesh(scene, vertices, faces)
+    camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    sun = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
+    scene.collection.objects.link(sun)
+    rgbs, alphas = [], []
+    for cam in cameras:
+        _vary(rng, material, sun, scene)
+        _place_camera(camera, scene, cam)
+        rgba = _render(scene)  # [H, W, 4] float, top row first
+        background = rng.uniform(0.0, 1.0, 3)
+        colour = rgba[..., :3] * rgba[..., 3:] + background * (1.0 - rgba[..., 3:])
+        rgbs.append(np.round(np.clip(colour, 0, 1) * 255).astype(np.uint8))
+        alphas.append(np.round(rgba[..., 3] * 255).astype(np.uint8))
+    return np.stack(rgbs), np.stack(alphas)
+
+
+def _empty_scene(samples: int) -> Any:
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = samples
+    scene.cycles.use_denoising = False
+    scene.render.film_transparent = True
+    scene.render.resolution_percentage = 100
+    scene.view_settings.view_transform = "Standard"
+    scene.world = bpy.data.worlds.new("world")
+    return scene
+
+
+def _add_mesh(scene: Any, vertices: np.ndarray, faces: np.ndarray) -> Any:
+    mesh = bpy.data.meshes.new("asset")
+    mesh.vertices.add(len(vertices))
+    mesh.vertices.foreach_set("co", np.asarray(vertices, np.float32).ravel())
+    mesh.loops.add(faces.size)
+    mesh.loops.foreach_set("vertex_index", np.asarray(faces, np.int32).ravel())
+    mesh.polygons.add(len(faces))
+    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
+    mesh.update()
+    mesh.shade_smooth()
+    material = bpy.data.materials.new("asset")
+    mesh.materials.append(material)
+    scene.collection.objects.link(bpy.data.objects.new("asset", mesh))
+    return material
+
+
+def _vary(rng: np.random.Generator, material: Any, sun: Any, scene: Any) -> None:
+    """A random plastic-to-metal material, sun direction, strength and colour, and sky tint."""
+    bsdf = material.node_tree.nodes["Principled BSDF"]
+    bsdf.inputs["Base Color"].default_value = (*rng.uniform(0.05, 0.95, 3), 1.0)
+    bsdf.inputs["Roughness"].default_value = float(rng.uniform(0.15, 0.9))
+    bsdf.inputs["Metallic"].default_value = float(rng.random() < 0.3)
+    sun.rotation_euler = (float(rng.uniform(0.1, 1.2)), 0.0, float(rng.uniform(0, 2 * math.pi)))
+    sun.data.energy = float(rng.uniform(2.0, 6.0))
+    sun.data.color = tuple(rng.uniform(0.85, 1.0, 3))
+    scene.world.color = tuple(rng.uniform(0.05, 0.5, 3))  # the world's ambient light when it has no nodes
+
+
+def _place_camera(camera: Any, scene: Any, cam: dict[str, Any]) -> None:
+    from mathutils import Matrix
+
+    camera.matrix_world = Matrix(cam["camera_to_world"])
+    scene.render.resolution_x, scene.render.resolution_y = int(cam["width"]), int(cam["height"])
+    data = camera.data
+    data.sensor_fit = "VERTICAL"
+    if cam["model"] == "orthographic":
+        data.type, data.ortho_scale = "ORTHO", float(cam["ortho_height"])
+    else:
+        data.type, data.angle_y = "PERSP", math.radians(float(cam["fov_y_deg"]))
+
+
+def _render(scene: Any) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "frame.png")
+        scene.render.image_settings.file_format = "PNG"
+        scene.render.image_settings.color_mode = "RGBA"
+        scene.render.filepath = path
+        bpy.ops.render.render(write_still=True)
+        image = bpy.data.images.load(path)
+        w, h = image.size
+        pixels = np.empty(w * h * 4, np.float32)
+        image.pixels.foreach_get(pixels)
+        bpy.data.images.remove(image)
+    return pixels.reshape(h, w, 4)[::-1]  # Blender's rows run bottom to top
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""Command line: ``python -m synthesis run --config FILE --out DIR``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from backend.errors import BackendError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m synthesis", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_p = sub.add_parser("run", help="make (or resume) a dataset: generate, filter, label, shard")
+    run_p.add_argument("--config", required=True, help="a TOML run config, e.g. synthesis/configs/tiny.toml")
+    run_p.add_argument("--out", required=True, help="output folder (empty, or a run to resume)")
+    run_p.add_argument("--workers", type=int, help="local worker processes (overrides the config)")
+    run_p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    try:
+        return _run(args)
+    except BackendError as exc:
+        print(f"error: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .pipeline import run
+
+    config = load_config(args.config)
+    if args.workers is not None:
+        if not 1 <= args.workers <= 256:
+            print("error: --workers must be 1..256", file=sys.stderr)
+            return 2
+        config = dataclasses.replace(config, workers=args.workers)
+    summary = run(config, args.out, progress=not args.no_progress)
+    m = summary.manifest
+    counts = ", ".join(f"{s} {v['count']}" for s, v in m["splits"].items())
+    print(f"dataset: {args.out}/dataset ({counts}); rejected {m['filters']['rejected_assets']} of "
+          f"{m['filters']['judged_assets']}: {m['filters']['rejected'] or 'none'}")
+    for r in summary.reports:
+        if r.failed:
+            print(f"{r.stage}: {len(r.failed)} failed (recorded as rejections)", file=sys.stderr)
+    print("seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in summary.seconds.items()))
+    return 0
