@@ -104,9 +104,7 @@ def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: Ba
     base = safe_stem(path.stem) if job.export_format == "obj" and result.meshes else path.stem
     camera = _camera(job, result)
     stem = names.claim(base, output_suffixes(result, job.export_format) + (["_camera.json"] if camera else []))
-    write_result(result, job.output, stem, job.export_format, job.convention)
-    if camera is not None:
-        _write_camera(job, stem, result, camera)
+    _write(job, stem, result)
     notes = []
     if stem != path.stem:
         why = (f"{path.stem}* is used by an earlier input" if base == path.stem
@@ -127,6 +125,14 @@ def mask_warning(stats: dict[str, Any]) -> str:
 def _camera(job: BatchJob, result: EngineResult) -> dict[str, Any] | None:
     camera = result.stats.get("camera")
     return camera if job.camera_json and isinstance(camera, dict) else None
+
+
+def _write(job: BatchJob, stem: str, result: EngineResult) -> None:
+    """Every file of one result; with ``--camera-json`` also ``<stem>_camera.json`` and the GLB's camera."""
+    write_result(result, job.output, stem, job.export_format, job.convention)
+    camera = _camera(job, result)
+    if camera is not None:
+        _write_camera(job, stem, result, camera)
 
 
 def _write_camera(job: BatchJob, stem: str, result: EngineResult, camera: dict[str, Any]) -> None:
