@@ -28,6 +28,7 @@ from ..relief.integrate import integrate_normals
 from ..relief.mask import clean_mask, object_mask
 from ..relief.mesh import relief_mesh
 from .base import EngineRequest, EngineResult, MeshData, NormalMapData, ParamSpec
+from .relief_camera import relief_camera
 
 NormalEstimator = Callable[[np.ndarray, np.ndarray, JobContext], np.ndarray]
 
@@ -102,8 +103,10 @@ class ReliefEngine:
         relief = relief_mesh(height * scale * p["depth"], field, p["thickness"], ctx.check, p["faces"])
         mesh = MeshData(request.name, relief.vertices, relief.faces, uvs=relief.uvs)
         ctx.step("relief", 4, 4, "done")
+        camera = relief_camera(relief.vertices, relief.uvs, prep.box, cells.shape,
+                               work_factor(request.image.rgba.shape[:2]), request.image.rgba.shape[:2])
         stats = {"normals": prep.normals_source, "mask": prep.mask_report.as_stats(), "grid": list(cells.shape),
-                 "faces": int(len(relief.faces)),
+                 "faces": int(len(relief.faces)), "camera": camera.to_dict(),
                  "seconds": time.perf_counter() - t0}
         return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats,
                             base_color=prep.rgba)
@@ -193,13 +196,18 @@ def working_image(image: LoadedImage, side: int = WORK_SIDE) -> LoadedImage:
     dropped (fewer than the factor, at most 8 pixels).
     """
     h, w = image.rgba.shape[:2]
-    k = -(-max(h, w) // side)
+    k = work_factor((h, w), side)
     if k < 2:
         return image
     h2, w2 = h // k, w // k
     rows = image.rgba[:h2 * k, :w2 * k].reshape(h2, k, w2 * k * 4).sum(axis=1)  # [h2, w2 * k * 4]
     blocks = rows.reshape(h2, w2, k, 4).sum(axis=2) * np.float32(1.0 / (k * k))  # [h2, w2, 4]
     return replace(image, rgba=blocks.astype(np.float32))
+
+
+def work_factor(shape: tuple[int, ...], side: int = WORK_SIDE) -> int:
+    """The whole factor ``working_image`` shrinks an image of ``shape`` (H, W, ...) by (1: not shrunk)."""
+    return max(1, -(-max(shape[0], shape[1]) // side))
 
 
 def _crop_box(mask: np.ndarray) -> tuple[slice, slice]:
