@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "generate":
             p.add_argument("--format", default="glb", choices=EXPORT_FORMATS)
             p.add_argument("--camera-json", action="store_true",
-                           help="write <stem>_camera.json, the input view's camera (hi3dgen's align step), and put "
+                           help="write <stem>_camera.json, the input view's camera (hi3dgen's align step; the relief's "
+                                "own front view), and put "
                                 "that camera into the GLB")
         _common(p)
     info = sub.add_parser("info", help="print versions, devices, engines with their parameters, and weights")

@@ -17,7 +17,7 @@ from typing import Any
 
 import bpy
 
-from . import generation, mesh_builder, sources
+from . import generation, sources
 from .job import JobFailed
 from .settings import BuildOptions, GenerateSettings
 
@@ -40,19 +40,25 @@ class GenerationWarning(UserWarning):
 
 def generate(image: str | bpy.types.Image | bpy.types.Object, engine: str = "relief", seed: int = 0, *,
              shading: str = "AUTO", with_material: bool = False, with_color: bool = True, device: str = "auto",
-             timeout: float | None = None, mask_path: str = "", **params: Any) -> bpy.types.Object:
+             timeout: float | None = None, mask_path: str = "", view_camera: bool = True,
+             align: bool | None = None, refine: bool | None = None, texture: bool | None = None,
+             **params: Any) -> bpy.types.Object:
     """Generate a mesh from ``image`` and return the new object.
 
     ``image`` is an image file path, an image datablock (packed, file-backed or generated: its pixels), or a
-    reference-image empty (an empty showing an image); the object is placed at the 3D cursor, or beside
-    the empty, turned like it, as the panel does. ``params`` are the engine's parameters (e.g.
-    ``resolution=384`` for relief, ``ss_steps=25`` for hi3dgen); unknown names are errors. ``mask_path``:
-    an optional mask image (white or opaque = the object). ``with_material``: a material with the mesh's
-    normal texture (relief), ``with_color`` its base colour from the image. Blocks until done; raises
-    ``GenerationError`` on failure. A mask that covers nearly the whole image, or an unsure automatic mask,
-    is reported with a ``GenerationWarning`` (``warnings.warn``; ``warnings.simplefilter("error",
-    GenerationWarning)`` makes it an exception); ``obj["hi3dgen_mask"]`` always says where the mask came
-    from and how much it covers.
+    reference-image empty (an empty showing an image). When the result has a camera (relief always; hi3dgen
+    with ``align``), the object is laid over the empty's picture, seen from the empty's viewpoint; from a
+    path or an image datablock it goes to the 3D cursor with a camera ``"<object> view"`` that sees it as
+    the picture does (``view_camera=False``: none; ``obj["hi3dgen_view"]`` names it). Without a camera it
+    goes to the 3D cursor, or beside the empty, turned like it. ``align``, ``refine``, ``texture``: the
+    engine's switches, sent only when the backend's engine declares them (None: the engine's default).
+    ``params`` are the engine's parameters (e.g. ``resolution=384`` for relief, ``ss_steps=25`` for hi3dgen);
+    unknown names are errors. ``mask_path``: an optional mask image (white or opaque = the object).
+    ``with_material``: a material with the mesh's normal texture (relief), ``with_color`` its base colour from the
+    image. Blocks until done; raises ``GenerationError`` on failure. A mask that covers nearly the whole image, or
+    an unsure automatic mask, is reported with a ``GenerationWarning`` (``warnings.warn``;
+    ``warnings.simplefilter("error", GenerationWarning)`` makes it an exception); ``obj["hi3dgen_mask"]`` always
+    says where the mask came from and how much it covers.
     """
     try:
         picture = _picture(image)
@@ -61,24 +67,32 @@ def generate(image: str | bpy.types.Image | bpy.types.Object, engine: str = "rel
         raise GenerationError(generation.refuse("bad_input", str(exc))) from None
     settings = GenerateSettings(image_name=picture.name, image_bytes=picture.data, engine=engine, seed=seed,
                                 params=dict(params), strict_params=True, device=device, mask_bytes=mask,
-                                want_textures=with_material)
-    options = BuildOptions(shading=shading, with_material=with_material, with_color=with_color)
+                                want_textures=with_material, optional_params=_switches(align, refine, texture))
+    options = BuildOptions(shading=shading, with_material=with_material, with_color=with_color,
+                           view_camera=view_camera)
     context = bpy.context
     if context.scene is None:
         raise GenerationError(JobFailed("no_scene", "There is no scene to add the object to."))
     try:
-        if picture.reference is not None:
-            if context.view_layer is not None:  # a script may just have moved the empty: matrix_world lags
-                context.view_layer.update()
-            placement = mesh_builder.Placement.beside(picture.reference)
-        else:
-            placement = mesh_builder.Placement.at_cursor(context.scene)
+        if picture.reference is not None and context.view_layer is not None:
+            context.view_layer.update()  # a script may just have moved the empty: matrix_world lags
+        placement = sources.placement_for(context.scene, picture)
         objects = generation.run_blocking(context, settings, options, placement, timeout)
     except JobFailed as failure:
         raise GenerationError(failure) from None
     if generation.last_warning():
         warnings.warn(GenerationWarning(generation.last_warning()), stacklevel=2)
     return objects[0]
+
+
+def _switches(align: bool | None, refine: bool | None, texture: bool | None) -> dict[str, Any]:
+    """The switches given (not None), checked: the job sends those the engine declares."""
+    given = {"align": align, "refine": refine, "texture": texture}
+    for name, value in given.items():
+        if value is not None and not isinstance(value, bool):
+            raise GenerationError(generation.refuse("bad_input", f"{name} must be True, False or None, not "
+                                                                 f"{type(value).__name__}."))
+    return {name: value for name, value in given.items() if value is not None}
 
 
 def _picture(image: Any) -> sources.Picture:
@@ -93,7 +107,7 @@ def _picture(image: Any) -> sources.Picture:
             raise sources.SourceProblem(f"Object '{image.name}' is not a reference-image empty with an image "
                                         "(Add > Image > Reference).")
         picture = sources.picture_from_image(empty.data)
-        picture.reference = empty
+        picture.reference, picture.image = empty, None
         return picture
     raise sources.SourceProblem(f"Cannot generate from {type(image).__name__}: give an image file path, an "
                                 "image datablock or a reference-image empty.")

@@ -236,7 +236,7 @@ def _build(context: Any, result: JobResult, options: BuildOptions,
     meshes = [(m.name, m.arrays) for m in result.meshes]
     textures = [m.textures for m in result.meshes]
     try:
-        objects = mesh_builder.add_result(context, meshes, textures, options, placement)
+        objects = mesh_builder.add_result(context, meshes, textures, options, placement, result.stats.get("camera"))
     except Exception as exc:  # the scene was rolled back; whatever went wrong becomes a readable failure
         raise JobFailed("build_failed", f"Could not build the mesh in Blender: {exc}",
                         "Please report this with the console output.") from exc
@@ -249,8 +249,10 @@ def _build(context: Any, result: JobResult, options: BuildOptions,
     for obj in objects:  # scripts and later sessions can see where the outline came from
         obj["hi3dgen_mask"] = report
     mask = f"; mask: {report['source']}, {report.get('coverage', 0.0):.0%} of the image" if "source" in report else ""
+    camera = objects[0].get("hi3dgen_view") if objects else None
+    view = f"; view camera: {camera}" if camera else ""
     _State.last_result = (f"{', '.join(o.name for o in objects)}: {faces:,} faces in {result.seconds:.1f} s"
-                          f"{mask}{note}")
+                          f"{mask}{view}{note}")
     _State.last_warning = result.mask_warning()
     if _State.last_warning:
         print(f"[Hi3DGen] WARNING: {_State.last_warning}", file=sys.stderr)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .client import BackendProcess, BackendUnavailable, Event
-from .settings import GenerateSettings, engine_params
+from .settings import GenerateSettings, declared_params, engine_params
 from .wire import protocol as P
 
 PING_SECONDS = 2.0
@@ -128,10 +128,11 @@ class Job:
     def _request_message(self) -> P.Generate:
         s = self.settings
         params = dict(s.params)
+        hello = self.backend.hello
+        engine = next((e for e in (hello.engines if hello else []) if e.get("name") == s.engine), None)
         if not s.strict_params:
-            hello = self.backend.hello
-            engine = next((e for e in (hello.engines if hello else []) if e.get("name") == s.engine), None)
             params = engine_params(engine, params)
+        params = {**declared_params(engine, s.optional_params), **params}
         image = np.frombuffer(s.image_bytes, dtype=np.uint8) if s.image_bytes is not None else None
         return P.Generate(engine=s.engine, seed=int(s.seed), params=params, image_path=s.image_path,
                           image_name=s.image_name, device=s.device, want_normal_map=s.want_normal_map,

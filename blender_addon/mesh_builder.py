@@ -17,7 +17,9 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Vector
 
+from . import view_objects
 from .settings import AUTO_SMOOTH_DEGREES, BuildOptions
+from .view_camera import PictureFrame
 
 UV_NAME = "UVMap"
 
@@ -199,15 +201,22 @@ def plain_faces(mesh: bpy.types.Mesh) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Placement:
-    """Where the new object goes: a world matrix (location, rotation, uniform scale)."""
+    """Where the new object goes: a world matrix (location, rotation, uniform scale), used as it is when the
+    result has no camera. With one, the object overlays the ``reference`` empty's picture, or (``view``)
+    stays at ``matrix`` and gets a camera for the estimated view, the picture as its background."""
 
     matrix: tuple[tuple[float, ...], ...] = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0),
                                              (0.0, 0.0, 1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
+    reference: PictureFrame | None = None
+    "The reference-image empty's picture (captured when the run started)."
+    view: view_objects.Background | None = None
+    "A plain image: make the view camera, with this picture as its background."
 
     @classmethod
-    def at_cursor(cls, scene: bpy.types.Scene) -> Placement:
+    def at_cursor(cls, scene: bpy.types.Scene, view: view_objects.Background | None = None) -> Placement:
+        """At the 3D cursor; ``view``: the picture of a plain-image source, for the view camera."""
         x, y, z = (float(scene.cursor.location[i]) for i in range(3))
-        return cls(_rows(Matrix.Translation((x, y, z))))
+        return cls(_rows(Matrix.Translation((x, y, z))), view=view)
 
     @classmethod
     def beside(cls, empty: bpy.types.Object) -> Placement:
@@ -220,7 +229,11 @@ class Placement:
         offset = world.to_quaternion() @ Vector((1.1 * size, 0.0, 0.0))
         moved = world.translation + offset
         location = Matrix.Translation((moved[0], moved[1], moved[2]))
-        return cls(_rows(location @ rotation @ Matrix.Scale(size, 4)))
+        image: Any = empty.data  # None: Blender draws an empty image frame as a unit square
+        pixels = (int(image.size[0]), int(image.size[1])) if image is not None else (1, 1)
+        aspect = tuple(image.display_aspect) if image is not None else (1.0, 1.0)
+        frame = PictureFrame.of(world, empty.empty_display_size, empty.empty_image_offset, pixels, aspect)
+        return cls(_rows(location @ rotation @ Matrix.Scale(size, 4)), reference=frame)
 
 
 def _rows(m: Matrix) -> tuple[tuple[float, ...], ...]:
@@ -238,16 +251,25 @@ class _Created:
     images: list[Any] = field(default_factory=list)
     materials: list[Any] = field(default_factory=list)
     objects: list[Any] = field(default_factory=list)
+    cameras: list[Any] = field(default_factory=list)
+    "Camera objects (their data goes with them)."
+    collections: list[Any] = field(default_factory=list)
 
     def remove_all(self) -> None:
         for obj in self.objects:
             bpy.data.objects.remove(obj)
+        for cam in self.cameras:
+            data = cam.data
+            bpy.data.objects.remove(cam)
+            bpy.data.cameras.remove(data)
         for mat in self.materials:
             bpy.data.materials.remove(mat)
         for img in self.images:
             bpy.data.images.remove(img)
         for mesh in self.meshes:
             bpy.data.meshes.remove(mesh)
+        for collection in self.collections:
+            bpy.data.collections.remove(collection)
 
 
 @contextmanager
@@ -270,10 +292,12 @@ def wants_material(arrays: dict[str, np.ndarray], textures: dict[str, np.ndarray
 
 def add_result(context: Any, meshes: Sequence[tuple[str, dict[str, np.ndarray]]],
                textures: Sequence[dict[str, np.ndarray]] | None, options: BuildOptions,
-               placement: Placement) -> list[bpy.types.Object]:
+               placement: Placement, camera: Any = None) -> list[bpy.types.Object]:
     """Turn received meshes (with each one's textures by role, ``textures[i]``) into selected objects of the
-    Hi3DGen collection; all or nothing."""
+    Hi3DGen collection; all or nothing. ``camera``: the result's estimated view (``stats["camera"]``, as
+    received), which places them over the reference picture or gives them a view camera."""
     images = list(textures or [])
+    view = view_objects.checked_view(camera)
     with _rollback() as created:
         for index, (name, arrays) in enumerate(meshes):
             mesh = build_mesh(name, arrays["vertices"], arrays["faces"], options.shading,
@@ -285,8 +309,33 @@ def add_result(context: Any, meshes: Sequence[tuple[str, dict[str, np.ndarray]]]
             obj = bpy.data.objects.new(name, mesh)
             created.objects.append(obj)
             obj.matrix_world = Matrix(placement.matrix)
-        _link(context, created.objects, options.collection)
+        view_camera = _place(view, meshes, placement, options, created)
+        collection = _link(context, created, options.collection)
+        if view_camera is not None:
+            view_objects.link_camera(context, view_camera, collection)
     return created.objects
+
+
+def _place(view: Any, meshes: Sequence[tuple[str, dict[str, np.ndarray]]], placement: Placement,
+           options: BuildOptions, created: _Created) -> Any:
+    """Over the reference picture, or the view camera (returned, not linked yet) for a plain image."""
+    if view is None or not created.objects:
+        return None
+    if placement.reference is not None:
+        vertices = np.concatenate([np.asarray(a["vertices"], np.float64).reshape(-1, 3) for _, a in meshes])
+        matrix = Matrix(view_objects.overlay_rows(view, placement.reference, vertices))
+        for obj in created.objects:
+            obj.matrix_world = matrix
+        return None
+    if placement.view is None or not options.view_camera:
+        return None
+    first = created.objects[0]
+    camera = view_objects.view_camera(f"{first.name} view", view, Matrix(placement.matrix), placement.view,
+                                      created.images)
+    created.cameras.append(camera)
+    for obj in created.objects:
+        obj["hi3dgen_view"] = camera.name
+    return camera
 
 
 def _add_materials(mesh: bpy.types.Mesh, name: str, textures: dict[str, np.ndarray], options: BuildOptions,
@@ -311,15 +360,19 @@ def _add_materials(mesh: bpy.types.Mesh, name: str, textures: dict[str, np.ndarr
         mesh.polygons.foreach_set("material_index", plain.astype(np.int32))
 
 
-def _link(context: Any, objects: list[bpy.types.Object], collection_name: str) -> None:
+def _link(context: Any, created: _Created, collection_name: str) -> bpy.types.Collection:
     """Link the objects into the (possibly new) collection, then make them the selection."""
     scene = context.scene
-    collection = _collection(scene, collection_name)
+    collection = scene.collection.children.get(collection_name)
+    if collection is None:
+        collection = _collection(scene, collection_name)
+        created.collections.append(collection)
+    objects = created.objects
     for obj in objects:
         collection.objects.link(obj)
     view_layer = context.view_layer
     if view_layer is None or not objects:
-        return
+        return collection
     for other in list(view_layer.objects.selected):
         if other is not None:  # the view layer may list objects removed since its last update
             other.select_set(False)
@@ -329,6 +382,7 @@ def _link(context: Any, objects: list[bpy.types.Object], collection_name: str) -
         view_layer.objects.active = objects[0]
     except RuntimeError:
         pass  # the collection is excluded from this view layer: the objects exist but cannot be selected
+    return collection
 
 
 def _collection(scene: bpy.types.Scene, name: str) -> bpy.types.Collection:

@@ -23,7 +23,8 @@ def _settings_from(op: Any, context: Any) -> tuple[GenerateSettings, BuildOption
     explicit = parse_params_json(op.params_json)
     options = BuildOptions(shading=op.shading if is_set("shading") else props.shading,
                            with_material=op.with_material if is_set("with_material") else props.with_material,
-                           with_color=op.with_color if is_set("with_color") else props.with_color)
+                           with_color=op.with_color if is_set("with_color") else props.with_color,
+                           view_camera=op.view_camera if is_set("view_camera") else props.view_camera)
     settings = GenerateSettings(
         image_name=picture.name or image_name_from_path(op.image_path), image_bytes=picture.data,
         engine=op.engine if is_set("engine") else (props.engine or "relief"),
@@ -34,12 +35,9 @@ def _settings_from(op: Any, context: Any) -> tuple[GenerateSettings, BuildOption
         want_normal_map=True,
         want_textures=options.with_material,
         mask_bytes=sources.mask_from_file(op.mask_path if is_set("mask_path") else props.mask_path),
+        optional_params=props.switch_values(),
     )
-    if picture.reference is not None:
-        placement = mesh_builder.Placement.beside(picture.reference)
-    else:
-        placement = mesh_builder.Placement.at_cursor(context.scene)
-    return settings, options, placement
+    return settings, options, sources.placement_for(context.scene, picture)
 
 
 def _device(context: Any) -> str:
@@ -74,6 +72,9 @@ class HI3DGEN_OT_generate(bpy.types.Operator):
     with_material: bpy.props.BoolProperty(name="With Material", options={"SKIP_SAVE"})  # type: ignore[valid-type]
     with_color: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Use Image as Base Colour", default=True, options={"SKIP_SAVE"})
+    view_camera: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="View Camera", default=True, options={"SKIP_SAVE"},
+        description="From an image file or datablock: make a camera for the estimated view")
 
     _timer: Any = None
 

@@ -12,6 +12,8 @@ from . import generation
 
 FALLBACK_ENGINES = (("relief", "Relief", "Weightless relief from the picture (always available)"),
                     ("hi3dgen", "Hi3DGen", "Full image-to-3D model (needs the weights)"))
+SWITCHES = ("align", "refine", "texture")
+"Engine switches the panel offers; each is sent only when the backend's engine declares it."
 _engine_items: list[tuple[str, str, str]] = []  # Blender needs the strings of dynamic items kept alive
 
 
@@ -71,6 +73,18 @@ class HI3DGEN_PG_settings(bpy.types.PropertyGroup):
     decimate_faces: bpy.props.IntProperty(  # type: ignore[valid-type]
         name="Decimate To", default=0, min=0, max=20_000_000, description="Target face count (0: keep all)")
     remove_floaters: bpy.props.BoolProperty(name="Remove Floaters", default=True)  # type: ignore[valid-type]
+    # switches of newer backends (sent only when the engine declares them)
+    align: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Align to Image", default=True,
+        description="Estimate the picture's camera, so the result is placed over the reference image (or "
+                    "gets a camera that sees it as the picture does)")
+    refine: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Refine to Image", default=True,
+        description="Move the surface so that, from the estimated view, it matches the predicted normals "
+                    "and the outline (when the alignment is confident)")
+    texture: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Texture", default=True,
+        description="UV-unwrap the mesh and bake the picture and the normal map onto it")
     # output
     shading: bpy.props.EnumProperty(  # type: ignore[valid-type]
         name="Shading", default="AUTO",
@@ -83,6 +97,10 @@ class HI3DGEN_PG_settings(bpy.types.PropertyGroup):
     with_color: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Use Image as Base Colour", default=True,
         description="In that material, the image itself gives the base colour (relief)")
+    view_camera: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="View Camera", default=True,
+        description="From an image file or datablock: make a camera for the estimated view, the picture "
+                    "as its background (it becomes the scene camera only when the scene has none)")
     show_log: bpy.props.BoolProperty(name="Show Log", default=False)  # type: ignore[valid-type]
 
     def param_values(self) -> dict[str, Any]:
@@ -90,6 +108,10 @@ class HI3DGEN_PG_settings(bpy.types.PropertyGroup):
         names = ("resolution", "depth", "detail", "thickness", "detail_mode", "faces", "ss_steps", "ss_guidance",
                  "slat_steps", "slat_guidance", "extraction", "decimate_faces", "remove_floaters")
         return {name: getattr(self, name) for name in names}
+
+    def switch_values(self) -> dict[str, Any]:
+        """The on/off switches newer engines declare; the job sends those the chosen engine lists."""
+        return {name: bool(getattr(self, name)) for name in SWITCHES}
 
 
 classes = (HI3DGEN_PG_settings,)

@@ -116,6 +116,9 @@ class GenerateSettings:
     "Receive each UV-mapped mesh's material images (tangent-space normal texture, base colour)."
     mask_bytes: bytes | None = None
     "An encoded mask image (white or opaque = the object); it replaces the image's alpha in the backend."
+    optional_params: dict[str, Any] = field(default_factory=dict)
+    """Switches sent only when the backend's engine declares them (``align``, ``refine``, ``texture``), so
+    one request suits older and newer backends; a name also in ``params`` takes that value."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,8 @@ class BuildOptions:
     with_color: bool = True
     "In that material, take the image as the base colour (when the backend sent it)."
     collection: str = "Hi3DGen"
+    view_camera: bool = True
+    "From a plain image, with a result camera: make a camera for the estimated view (``<object> view``)."
 
 
 def resolve_python(preference: str, environ: dict[str, str] | None = None) -> str:
@@ -205,6 +210,11 @@ def engine_params(engine: dict[str, Any] | None, values: dict[str, Any]) -> dict
         if name in values:
             out[name] = _convert(spec, values[name])
     return out
+
+
+def declared_params(engine: dict[str, Any] | None, values: dict[str, Any]) -> dict[str, Any]:
+    """The values whose names the engine declares (none when its description is unknown), converted."""
+    return engine_params(engine, values) if engine is not None else {}
 
 
 def _convert(spec: dict[str, Any], value: Any) -> Any:

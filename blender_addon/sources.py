@@ -11,8 +11,10 @@ from typing import Any
 import bpy
 import numpy as np
 
+from . import mesh_builder
 from .files import FileRefused, read_regular_file
 from .settings import image_name_from_path
+from .view_objects import Background
 
 
 class SourceProblem(Exception):
@@ -25,7 +27,20 @@ class Picture:
     data: bytes
     "The encoded image file (PNG, JPEG, ...)."
     reference: Any = None
-    "The reference-image empty it came from, if any (the result is placed beside it)."
+    "The reference-image empty it came from, if any (the result is placed over its picture)."
+    image: Any = None
+    "The image datablock it came from, if any (the view camera's background)."
+    path: str = ""
+    "The image file it came from, if any (the view camera's background)."
+
+
+def placement_for(scene: Any, picture: Picture) -> mesh_builder.Placement:
+    """Over (or, without a result camera, beside) the reference empty; else at the 3D cursor, with a view
+    camera whose background is the picture."""
+    if picture.reference is not None:
+        return mesh_builder.Placement.beside(picture.reference)
+    image = picture.image.name if picture.image is not None else ""
+    return mesh_builder.Placement.at_cursor(scene, view=Background(image=image, path=picture.path))
 
 
 def reference_empty(context: Any) -> Any:
@@ -67,7 +82,7 @@ def picture_from_file(path: str) -> Picture:
                             "Check its permissions.") from None
     if not data:
         raise SourceProblem(f"The image file is empty (0 bytes): {full}")
-    return Picture(image_name_from_path(full), data)
+    return Picture(image_name_from_path(full), data, path=full)
 
 
 def mask_from_file(path: str) -> bytes | None:
@@ -91,14 +106,14 @@ def picture_from_image(image: Any) -> Picture:
     name = image_name_from_path(image.name)
     if image.source == "FILE" and not image.is_dirty and image.file_format in READABLE_FORMATS:
         if image.packed_file is not None:
-            return Picture(name, bytes(image.packed_file.data))
+            return Picture(name, bytes(image.packed_file.data), image=image)
         path = bpy.path.abspath(image.filepath, library=image.library) if image.filepath else ""
         if path:
             with contextlib.suppress(OSError, FileRefused):  # unreadable: Blender may still hold its pixels
                 data = read_regular_file(path, MAX_FILE_BYTES)
                 if data:
-                    return Picture(name, data)
-    return Picture(name, _encode_pixels(image))
+                    return Picture(name, data, image=image)
+    return Picture(name, _encode_pixels(image), image=image)
 
 
 def _encode_pixels(image: Any) -> bytes:
@@ -151,6 +166,6 @@ def picture_from_context(context: Any, props: Any) -> Picture:
         if empty is None:
             raise SourceProblem("Make a reference-image empty (Add > Image > Reference) the active object.")
         picture = picture_from_image(empty.data)
-        picture.reference = empty
+        picture.reference, picture.image = empty, None
         return picture
     return picture_from_file(props.image_path)

@@ -11,6 +11,8 @@ from .preferences import PACKAGE
 RELIEF_PARAMS = ("resolution", "depth", "detail", "detail_mode", "thickness", "faces")
 HI3DGEN_PARAMS = ("ss_steps", "ss_guidance", "slat_steps", "slat_guidance", "extraction", "decimate_faces",
                   "remove_floaters")
+SWITCHES = ("align", "refine", "texture")
+"Shown only when the backend's engine declares them (a backend from before them has none)."
 
 
 def _wrapped(layout: Any, text: str, icon: str = "NONE", width: int = 40) -> None:
@@ -27,6 +29,13 @@ def _engine_params(engine: str) -> tuple[str, ...]:
         return offered
     names = {p.get("name") for p in declared.get("params", [])}
     return tuple(n for n in RELIEF_PARAMS + HI3DGEN_PARAMS if n in names)
+
+
+def _switches(engine: str) -> tuple[str, ...]:
+    """The switches (align, refine, texture) the chosen engine declares in the handshake (none before it)."""
+    declared = _engine(engine)
+    names = {p.get("name") for p in declared.get("params", [])} if declared is not None else set()
+    return tuple(n for n in SWITCHES if n in names)
 
 
 def _engine(name: str) -> dict[str, Any] | None:
@@ -61,6 +70,11 @@ class HI3DGEN_PT_main(bpy.types.Panel):
         col.prop(props, "seed")
         for name in _engine_params(props.engine):
             col.prop(props, name)
+        switches = _switches(props.engine)
+        if switches:
+            row = layout.row(align=True)
+            for name in switches:
+                row.prop(props, name, toggle=True)
         weights_ops.draw_panel(layout, _engine(props.engine))
         col = layout.column(align=True)
         col.prop(props, "shading")
@@ -68,6 +82,9 @@ class HI3DGEN_PT_main(bpy.types.Panel):
         row = col.row()
         row.active = bool(props.with_material)
         row.prop(props, "with_color")
+        row = col.row()
+        row.active = props.source != "EMPTY"
+        row.prop(props, "view_camera")
         self._draw_run(layout, props)
 
     def _draw_source(self, layout: Any, context: Any, props: Any) -> None:

@@ -28,7 +28,7 @@ __all__ = ["bpy", "clear_scene", "scene_snapshot", "write_png", "backend_childre
 
 def clear_scene() -> None:
     """Remove every object and the data a generation makes, without touching preferences or add-ons."""
-    for kind in ("objects", "meshes", "materials", "images", "collections"):
+    for kind in ("objects", "meshes", "materials", "images", "collections", "cameras"):
         collection = getattr(bpy.data, kind)
         for item in list(collection):
             collection.remove(item)

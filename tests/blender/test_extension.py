@@ -130,7 +130,7 @@ def test_operator_generates_one_object(ext, picture, spy):
                                       params_json='{"resolution": 64}')
     assert result == {"FINISHED"}
     after = scene_snapshot()
-    assert after["objects"] == sorted([*before["objects"], "disc"])
+    assert after["objects"] == sorted([*before["objects"], "disc", "disc view"])  # the estimated view's camera
     (name, arrays) = spy[-1]
     obj = bpy.data.objects["disc"]
     assert len(obj.data.vertices) == len(arrays["vertices"])

@@ -79,7 +79,7 @@ def fault_once(ext, monkeypatch) -> Iterator[Any]:  # noqa: F811
 
 
 @pytest.fixture
-def verdicts(ext, monkeypatch) -> list[set[str]]:  # noqa: F811
+def verdicts(ext, monkeypatch) -> Iterator[list[set[str]]]:  # noqa: F811
     """What the generate operator's execute returned, call by call (Blender looks it up at call time)."""
     seen: list[set[str]] = []
     cls = ext.operators.HI3DGEN_OT_generate
@@ -91,7 +91,10 @@ def verdicts(ext, monkeypatch) -> list[set[str]]:  # noqa: F811
         return result
 
     monkeypatch.setattr(cls, "execute", execute)
-    return seen
+    props = bpy.context.window_manager.hi3dgen
+    props.view_camera = False  # these tests count what a run adds; test_placement.py tests the view camera
+    yield seen
+    props.view_camera = True
 
 
 def user_scene() -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Scripting as a render farm does it, in fresh Blender (bpy) processes: a headless install of the built
 zip into a user folder, then ``api.generate`` from a path, a packed or file-backed image datablock and a
-reference-image empty (placed beside it), with clear errors for other objects.
+reference-image empty (laid over its picture), with clear errors for other objects; a path gets a view camera,
+and the engine switches (align, refine, texture) go only to an engine that declares them.
 
 Each step runs in its own subprocess with ``BLENDER_USER_RESOURCES`` set to a temporary user folder, so the
 install is persisted the way a farm's is, and this pytest process's own Blender session is left alone.
@@ -41,7 +42,14 @@ bpy.context.scene.cursor.location = (0.0, 0.0, 0.0)
 def faces(obj):
     return len(obj.data.polygons)
 
-out["path"] = faces(hi3dgen.api.generate({png!r}, resolution=24))
+first = hi3dgen.api.generate({png!r}, resolution=24, align=True, refine=False, texture=True)
+out["path"] = faces(first)
+camera = bpy.data.objects[first["hi3dgen_view"]]
+out["view"] = [camera.type, camera.data.type, list(camera["hi3dgen_resolution"]), bpy.context.scene.camera.name]
+try:
+    hi3dgen.api.generate({png!r}, resolution=24, align="yes")
+except hi3dgen.api.GenerationError as exc:
+    out["bad_switch"] = [exc.code, str(exc)]
 image = bpy.data.images.load({png!r})
 out["file_backed"] = faces(hi3dgen.api.generate(image, resolution=24))
 packed = bpy.data.images.load({other!r})
@@ -55,6 +63,9 @@ empty.location = (5.0, 0.0, 0.0)
 bpy.context.scene.collection.objects.link(empty)
 obj = hi3dgen.api.generate(empty, resolution=24)
 out["empty_location"] = list(obj.location)
+local = [empty.matrix_world.inverted() @ obj.matrix_world @ v.co for v in obj.data.vertices]
+out["empty_extent"] = [min(p.x for p in local), max(p.x for p in local), min(p.y for p in local),
+                       max(p.y for p in local), min(p.z for p in local)]
 plain = bpy.data.objects.new("Plain", None)
 for name, bad in (("plain", plain), ("number", 7)):
     try:
@@ -87,7 +98,11 @@ def test_headless_install_then_generate_from_paths_images_and_empties(tmp_path):
     out = json.loads(line.removeprefix("RESULT "))
     assert out["enabled"]
     assert out["path"] > 0 and out["file_backed"] == out["path"] and out["packed"] > 0
-    x, y, z = out["empty_location"]
-    assert abs(x - 6.1) < 1e-3 and abs(y) < 1e-3 and abs(z) < 1e-3  # beside the empty, not at the cursor
+    assert out["view"] == ["CAMERA", "ORTHO", [96, 96], "Camera"]  # the relief's view; the startup camera kept
+    assert out["bad_switch"][0] == "bad_input" and "align" in out["bad_switch"][1]
+    assert abs(out["empty_location"][0] - 5.0) < 0.5  # over the empty, not at the cursor
+    x0, x1, y0, y1, z0 = out["empty_extent"]  # the disc (radius 0.4 of the picture) over the picture
+    assert max(abs(x0 + 0.4), abs(x1 - 0.4), abs(y0 + 0.4), abs(y1 - 0.4)) < 0.03, out["empty_extent"]
+    assert z0 > -1e-3  # in front of the picture
     assert out["plain"][0] == "bad_input" and "reference-image empty" in out["plain"][1]
     assert out["number"][0] == "bad_input" and "int" in out["number"][1]
