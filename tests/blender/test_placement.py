@@ -271,3 +271,20 @@ def test_panel_switches_and_the_view_camera_option_exist(ext):  # noqa: F811
     props = bpy.context.window_manager.hi3dgen
     assert props.switch_values() == {"align": True, "refine": True, "texture": True}
     assert props.view_camera is True
+
+
+def test_the_panel_shows_the_switches_the_engine_declares(ext, monkeypatch):  # noqa: F811
+    from tests.blender.test_extension import draw_panel
+
+    props = bpy.context.window_manager.hi3dgen
+    for declared, shown in ((["align"], ["align"]), (["align", "refine", "texture"], ["align", "refine", "texture"]),
+                            ([], [])):
+        engine = {"name": "hi3dgen", "label": "Hi3DGen", "available": True, "weights_present": True,
+                  "params": [{"name": n, "type": "bool"} for n in ["ss_steps", *declared]]}
+        monkeypatch.setattr(ext.generation, "last_hello", lambda engine=engine: SimpleNamespace(engines=[engine]))
+        props.engine = "hi3dgen"
+        toggles = [args[1] for name, args, kw in draw_panel(ext.ui.HI3DGEN_PT_main, bpy.context)
+                   if name == "prop" and kw.get("toggle")]
+        assert toggles == shown
+    monkeypatch.undo()
+    props.engine = "relief"
