@@ -122,10 +122,21 @@ def _as_empty_shows(world: np.ndarray, empty) -> tuple[np.ndarray, np.ndarray]:
     return uv, local[:, 2]
 
 
-def test_relief_over_a_rotated_offset_empty_covers_its_picture(ext, picture):  # noqa: F811
+@pytest.mark.parametrize("via", ["api", "panel"])
+def test_relief_over_a_rotated_offset_empty_covers_its_picture(ext, picture, via):  # noqa: F811
     image = bpy.data.images.load(str(picture))
     empty = _reference_empty(image)
-    obj = ext.api.generate(empty, engine="relief", resolution=96, faces=4000)
+    if via == "api":
+        obj = ext.api.generate(empty, engine="relief", resolution=96, faces=4000)
+    else:  # the panel's Reference source: the active reference-image empty
+        props = bpy.context.window_manager.hi3dgen
+        props.source, props.engine = "EMPTY", "relief"
+        bpy.context.view_layer.objects.active = empty
+        try:
+            assert bpy.ops.hi3dgen.generate(params_json='{"resolution": 96, "faces": 4000}') == {"FINISHED"}
+        finally:
+            props.source = "FILE"
+        obj = bpy.context.view_layer.objects.active
     uv, depth = _as_empty_shows(_world_vertices(obj), empty)
     seen = _silhouette(uv, _triangles(obj), WIDTH, HEIGHT)
     iou = _iou(seen, _alpha())
