@@ -46,14 +46,14 @@ def generate(image: str | bpy.types.Image | bpy.types.Object, engine: str = "rel
     """Generate a mesh from ``image`` and return the new object.
 
     ``image`` is an image file path, an image datablock (packed, file-backed or generated: its pixels), or a
-    reference-image empty (an empty showing an image). When the result has a camera (relief always; hi3dgen
-    with ``align``), the object is laid over the empty's picture, seen from the empty's viewpoint; from a
-    path or an image datablock it goes to the 3D cursor with a camera ``"<object> view"`` that sees it as
-    the picture does (``view_camera=False``: none; ``obj["hi3dgen_view"]`` names it). Without a camera it
-    goes to the 3D cursor, or beside the empty, turned like it. ``align``, ``refine``, ``texture``: the
-    engine's switches, sent only when the backend's engine declares them (None: the engine's default).
-    ``params`` are the engine's parameters (e.g. ``resolution=384`` for relief, ``ss_steps=25`` for hi3dgen);
-    unknown names are errors. ``mask_path``: an optional mask image (white or opaque = the object).
+    reference-image empty (an empty showing an image). When the result has a camera (relief always; hi3dgen with
+    ``align``), the object is laid over the empty's picture, seen from the empty's viewpoint (a perspective view
+    also gets a camera there); from a path or an image datablock it goes to the 3D cursor with a camera ``"<object>
+    view"`` that sees it as the picture does (``view_camera=False``: none; ``obj["hi3dgen_view"]`` names it).
+    Without a camera it goes to the 3D cursor, or beside the empty, turned like it. ``align``, ``refine``,
+    ``texture``: the engine's switches, sent only when the backend's engine declares them (None: the engine's
+    default). ``params`` are the engine's parameters (e.g. ``resolution=384`` for relief, ``ss_steps=25`` for
+    hi3dgen); unknown names are errors. ``mask_path``: an optional mask image (white or opaque = the object).
     ``with_material``: a material with the mesh's normal texture (relief), ``with_color`` its base colour from the
     image. Blocks until done; raises ``GenerationError`` on failure. A mask that covers nearly the whole image, or
     an unsure automatic mask, is reported with a ``GenerationWarning`` (``warnings.warn``;

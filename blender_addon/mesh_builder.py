@@ -202,15 +202,16 @@ def plain_faces(mesh: bpy.types.Mesh) -> np.ndarray:
 @dataclass(frozen=True)
 class Placement:
     """Where the new object goes: a world matrix (location, rotation, uniform scale), used as it is when the
-    result has no camera. With one, the object overlays the ``reference`` empty's picture, or (``view``)
-    stays at ``matrix`` and gets a camera for the estimated view, the picture as its background."""
+    result has no camera. With one, the object overlays the ``reference`` empty's picture (a perspective
+    view also gets a camera at the empty's viewpoint), or stays at ``matrix`` and gets a camera for the
+    estimated view; either camera shows the ``view`` picture as its background."""
 
     matrix: tuple[tuple[float, ...], ...] = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0),
                                              (0.0, 0.0, 1.0, 0.0), (0.0, 0.0, 0.0, 1.0))
     reference: PictureFrame | None = None
     "The reference-image empty's picture (captured when the run started)."
     view: view_objects.Background | None = None
-    "A plain image: make the view camera, with this picture as its background."
+    "The picture for the view camera's background (None: no view camera)."
 
     @classmethod
     def at_cursor(cls, scene: bpy.types.Scene, view: view_objects.Background | None = None) -> Placement:
@@ -233,7 +234,8 @@ class Placement:
         pixels = (int(image.size[0]), int(image.size[1])) if image is not None else (1, 1)
         aspect = tuple(image.display_aspect) if image is not None else (1.0, 1.0)
         frame = PictureFrame.of(world, empty.empty_display_size, empty.empty_image_offset, pixels, aspect)
-        return cls(_rows(location @ rotation @ Matrix.Scale(size, 4)), reference=frame)
+        background = view_objects.Background(image=image.name if image is not None else "")
+        return cls(_rows(location @ rotation @ Matrix.Scale(size, 4)), reference=frame, view=background)
 
 
 def _rows(m: Matrix) -> tuple[tuple[float, ...], ...]:
@@ -318,20 +320,25 @@ def add_result(context: Any, meshes: Sequence[tuple[str, dict[str, np.ndarray]]]
 
 def _place(view: Any, meshes: Sequence[tuple[str, dict[str, np.ndarray]]], placement: Placement,
            options: BuildOptions, created: _Created) -> Any:
-    """Over the reference picture, or the view camera (returned, not linked yet) for a plain image."""
+    """Over the reference picture (perspective: and a camera at its viewpoint), or at ``placement.matrix``
+    with a camera for the estimated view; returns the camera (not linked yet) or None."""
     if view is None or not created.objects:
         return None
-    if placement.reference is not None:
+    frame = placement.reference
+    if frame is not None:
         vertices = np.concatenate([np.asarray(a["vertices"], np.float64).reshape(-1, 3) for _, a in meshes])
-        matrix = Matrix(view_objects.overlay_rows(view, placement.reference, vertices))
+        matrix = Matrix(view_objects.overlay_rows(view, frame, vertices))
         for obj in created.objects:
             obj.matrix_world = matrix
-        return None
+        if view.orthographic:
+            return None  # the empty's own front view is the view: no camera needed
+        camera_matrix = view_objects.eye_matrix(view, frame)
+    else:
+        camera_matrix = Matrix(placement.matrix) @ Matrix(view.matrix_world().tolist())
     if placement.view is None or not options.view_camera:
         return None
     first = created.objects[0]
-    camera = view_objects.view_camera(f"{first.name} view", view, Matrix(placement.matrix), placement.view,
-                                      created.images)
+    camera = view_objects.view_camera(f"{first.name} view", view, camera_matrix, placement.view, created.images)
     created.cameras.append(camera)
     for obj in created.objects:
         obj["hi3dgen_view"] = camera.name

@@ -74,7 +74,7 @@ class HI3DGEN_OT_generate(bpy.types.Operator):
         name="Use Image as Base Colour", default=True, options={"SKIP_SAVE"})
     view_camera: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="View Camera", default=True, options={"SKIP_SAVE"},
-        description="From an image file or datablock: make a camera for the estimated view")
+        description="Make a camera for the estimated view (from a reference empty: perspective views only)")
 
     _timer: Any = None
 

@@ -99,8 +99,9 @@ class HI3DGEN_PG_settings(bpy.types.PropertyGroup):
         description="In that material, the image itself gives the base colour (relief)")
     view_camera: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="View Camera", default=True,
-        description="From an image file or datablock: make a camera for the estimated view, the picture "
-                    "as its background (it becomes the scene camera only when the scene has none)")
+        description="Make a camera for the estimated view, the picture as its background (from a reference "
+                    "empty only for a perspective view, at the empty's viewpoint); it becomes the scene camera "
+                    "only when the scene has none")
     show_log: bpy.props.BoolProperty(name="Show Log", default=False)  # type: ignore[valid-type]
 
     def param_values(self) -> dict[str, Any]:

@@ -82,9 +82,7 @@ class HI3DGEN_PT_main(bpy.types.Panel):
         row = col.row()
         row.active = bool(props.with_material)
         row.prop(props, "with_color")
-        row = col.row()
-        row.active = props.source != "EMPTY"
-        row.prop(props, "view_camera")
+        col.prop(props, "view_camera")
         self._draw_run(layout, props)
 
     def _draw_source(self, layout: Any, context: Any, props: Any) -> None:

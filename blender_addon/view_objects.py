@@ -43,11 +43,22 @@ def overlay_rows(view: ViewCamera, frame: PictureFrame, vertices: np.ndarray) ->
     return overlay_matrix(view, frame, vertices).tolist()
 
 
-def view_camera(name: str, view: ViewCamera, placement: Matrix, background: Background,
+def eye_matrix(view: ViewCamera, frame: PictureFrame) -> Matrix:
+    """The camera matrix at a reference empty's perspective viewpoint, turned like the empty (no scale)."""
+    world = frame.world()
+    axes = world[:3, :3] / np.linalg.norm(world[:3, :3], axis=0)  # the empty's unit axes as columns
+    eye = frame.viewpoint(view)
+    m = np.eye(4)
+    m[:3, :3] = axes
+    m[:3, 3] = world[:3, :3] @ (eye if eye is not None else np.zeros(3)) + world[:3, 3]
+    return Matrix(m.tolist())
+
+
+def view_camera(name: str, view: ViewCamera, matrix: Matrix, background: Background,
                 created_images: list[Any]) -> bpy.types.Object:
-    """A camera object (not linked) that sees the object placed at ``placement`` as the backend's camera saw
-    the mesh; its resolution is stored as ``hi3dgen_resolution``. A newly loaded background image is added
-    to ``created_images`` (removed again if the build fails)."""
+    """A camera object (not linked) with ``view``'s lens at ``matrix`` (camera -> world); its resolution is
+    stored as ``hi3dgen_resolution``. A newly loaded background image is added to ``created_images``
+    (removed again if the build fails)."""
     data: Any = bpy.data.cameras.new(name)
     try:
         data.sensor_fit = "AUTO"
@@ -70,7 +81,7 @@ def view_camera(name: str, view: ViewCamera, placement: Matrix, background: Back
     except Exception:
         bpy.data.cameras.remove(data)
         raise
-    obj.matrix_world = placement @ Matrix(view.matrix_world().tolist())
+    obj.matrix_world = matrix
     obj["hi3dgen_resolution"] = [view.width, view.height]
     return obj
 

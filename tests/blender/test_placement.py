@@ -210,6 +210,12 @@ def test_perspective_result_over_the_empty_projects_from_its_viewpoint_as_the_ca
     x0, y0, w, h = frame.extent()
     fov = 2 * math.atan(0.5 * max(w, h) / eye[2])  # the picture, seen from the eye, fills the camera's fov
     assert fov == pytest.approx(camera.fov, abs=1e-6)
+    scene, cam = bpy.context.scene, bpy.data.objects[obj["hi3dgen_view"]]  # a camera at that viewpoint
+    assert scene.camera == cam and cam.data.background_images[0].image == image
+    bpy.context.view_layer.update()
+    for p, (u, v, _) in zip(_world_vertices(obj), camera.project(arrays["vertices"])):
+        x, y, _ = world_to_camera_view(scene, cam, mathutils.Vector(p.tolist()))
+        assert (x * camera.width, (1.0 - y) * camera.height) == pytest.approx((u, v), abs=1e-3)
 
 
 def test_perspective_result_from_an_image_gets_the_camera_blender_projects_as_ours():
