@@ -78,6 +78,11 @@ class Farm:
         self._actors: list[Any] = []
         self._started_ray = False
 
+    @property
+    def size(self) -> int:
+        """Actors started (0 before the first ``map``)."""
+        return len(self._actors)
+
     def __enter__(self) -> Farm:
         return self
 
@@ -257,10 +262,24 @@ def _init(ray: Any, address: str) -> None:
         if address == "auto":
             init_local()
         else:
+            _check_reachable(address)
             ray.init(address=address, **_QUIET)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         raise BadInput(f"Cannot reach the Ray cluster at {address}: {exc}".replace("\n", " "),
                        hint="Check the address (ray status on the head node), or use --ray auto.") from None
+
+
+def _check_reachable(address: str) -> None:
+    """Fail fast (Ray itself retries for minutes) when ``host:port`` takes no TCP connection."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=5).close()
+    except (OSError, ValueError) as exc:
+        raise ConnectionError(f"{host}:{port} does not answer ({exc})") from None
 
 
 _QUIET = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}

@@ -48,8 +48,12 @@ class RayBatchReport:
     "Images that needed more than one attempt."
 
 
-def run_batch_ray(job: BatchJob, settings: BackendSettings, farm: FarmConfig) -> RayBatchReport:
-    """The batch of ``job`` on a Ray farm; ``WriteFailed`` before any work when the output is unusable."""
+def run_batch_ray(job: BatchJob, settings: BackendSettings, farm: FarmConfig,
+                  pool: Farm | None = None) -> RayBatchReport:
+    """The batch of ``job`` on a Ray farm; ``WriteFailed`` before any work when the output is unusable.
+
+    ``pool``: a ``batch_farm`` already started (kept open, its workers warm); else one for this call.
+    """
     prepare_folder(job.output)
     ledger = Ledger(job)
     names = OutputNames()
@@ -63,13 +67,23 @@ def run_batch_ray(job: BatchJob, settings: BackendSettings, farm: FarmConfig) ->
             names.taken.update(f.casefold() for f in files)
             report.skipped += 1
     writer = _OrderedWriter(job, ledger, names, report, [job.images[i] for i in todo])
-    gpu = False if settings.device == "cpu" else farm.gpu
-    config = FarmConfig(farm.address, farm.workers, gpu, farm.retries, farm.in_flight, farm.progress, "images")
-    with Farm(partial(make_engines, settings), config) as pool:
+    own = pool is None
+    pool = pool or batch_farm(settings, farm)
+    try:
         for outcome in pool.map(GenerateImage(job, settings), writer.paths):
             writer.resolve(outcome)
+    finally:
+        if own:
+            pool.close()
     report.failures.sort(key=lambda f: job.images.index(f[0]))
     return report
+
+
+def batch_farm(settings: BackendSettings, farm: FarmConfig) -> Farm:
+    """A farm whose workers hold this backend's engines (GPU workers unless the device is the CPU)."""
+    gpu = False if settings.device == "cpu" else farm.gpu
+    config = FarmConfig(farm.address, farm.workers, gpu, farm.retries, farm.in_flight, farm.progress, "images")
+    return Farm(partial(make_engines, settings), config)
 
 
 class GenerateImage:

@@ -132,3 +132,15 @@ def test_the_farm_keeps_state_and_retries_a_raising_item_a_bounded_number_of_tim
     assert [o.value for o in outcomes] == [0, 10, 40, None, 160, 250]
     assert outcomes[3].error == "ValueError: three is refused" and outcomes[3].attempts == 2
     assert not outcomes[3].crashed and all(o.attempts == 1 for o in outcomes if o.index != 3)
+
+
+def test_an_unreachable_cluster_or_a_missing_ray_is_one_clear_line(images, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(cli(str(images[0]), "-o", str(tmp_path / "a"), "--ray", "127.0.0.1:1"), cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "error: Cannot reach the Ray cluster at 127.0.0.1:1" in done.stderr
+    no_ray = ("import sys; sys.modules['ray'] = None; from backend.cli import main; "
+              f"sys.exit(main(['generate', {str(images[0])!r}, '-o', {str(tmp_path / 'b')!r}, '--ray', 'auto']))")
+    done = subprocess.run([sys.executable, "-c", no_ray], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "needs the ray package" in done.stderr and "Traceback" not in done.stderr
