@@ -9,7 +9,8 @@ uses becomes ``<stem>-2``; results of such same-stem inputs are written in input
 Resume: after an image's files are all written, a record goes to ``<out>/.hi3dgen-done/`` (the input's
 path, a digest of its bytes, the mask and normal map, and the job's settings, and the files). A re-run
 skips an image whose record matches and whose files all exist; anything else is generated again (files
-replaced). A killed driver or worker therefore loses at most the images in flight.
+replaced). A killed driver or worker therefore loses at most the images in flight; the half-written
+temporaries a killed driver leaves (of this job's images) are removed when the job runs again.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sys
 from collections import deque
 from dataclasses import dataclass, field
@@ -55,6 +57,7 @@ def run_batch_ray(job: BatchJob, settings: BackendSettings, farm: FarmConfig,
     ``pool``: a ``batch_farm`` already started (kept open, its workers warm); else one for this call.
     """
     prepare_folder(job.output)
+    remove_stale_temporaries(job)
     ledger = Ledger(job)
     names = OutputNames()
     report = RayBatchReport()
@@ -77,6 +80,27 @@ def run_batch_ray(job: BatchJob, settings: BackendSettings, farm: FarmConfig,
             pool.close()
     report.failures.sort(key=lambda f: job.images.index(f[0]))
     return report
+
+
+_TEMP = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{8}\.tmp$")  # backend/atomic.py's temporary names
+
+
+def remove_stale_temporaries(job: BatchJob) -> None:
+    """Half-written files a killed earlier run left: of this job's images' outputs, and of its records."""
+    stems = {s.casefold() for p in job.images for s in (p.stem, safe_stem(p.stem))}
+    for folder, any_name in ((job.output, False), (job.output / DONE_DIR, True)):
+        if not folder.is_dir():
+            continue
+        for entry in folder.iterdir():
+            match = _TEMP.match(entry.name)
+            if match and entry.is_file() and (any_name or _ours(match["name"], stems)):
+                entry.unlink(missing_ok=True)
+
+
+def _ours(name: str, stems: set[str]) -> bool:
+    """Whether output name ``name`` starts with one of ``stems`` then '-', '_' or '.' (``x-2_normal.png``)."""
+    name = name.casefold()
+    return any(name.startswith(stem) and name[len(stem):][:1] in ("-", "_", ".") for stem in stems)
 
 
 def batch_farm(settings: BackendSettings, farm: FarmConfig) -> Farm:

@@ -28,11 +28,14 @@ PARAMS = {"resolution": 64}
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> list[Path]:
+    """20 images of different sizes; the last has the first's stem (``img00-2``) and the first is the slowest,
+    so Ray finishes them out of order and must still name them as the local batch does."""
     folder = tmp_path_factory.mktemp("images")
+    (folder / "dup").mkdir()
     paths = []
-    for i in range(COUNT):  # different sizes: different meshes
-        paths.append(folder / f"img{i:02d}.png")
-        paths[-1].write_bytes(png_bytes(blob_rgba(96 + 2 * i)))
+    for i in range(COUNT):
+        paths.append(folder / ("dup/img00.png" if i == COUNT - 1 else f"img{i:02d}.png"))
+        paths[-1].write_bytes(png_bytes(blob_rgba(512 if i == 0 else 96 + 2 * i)))
     return paths
 
 
@@ -45,7 +48,9 @@ def local_out(images, tmp_path_factory) -> Path:
 
 
 def outputs(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
+    files = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if p.is_file()}
+    assert len(files) == 2 * COUNT and "img00-2.glb" in files
+    return files
 
 
 def cli(*args: str) -> list[str]:
@@ -70,11 +75,14 @@ def test_a_killed_driver_resumes_and_the_rerun_makes_only_the_missing_images(ima
     assert proc.returncode == -signal.SIGKILL
     finished = {p.name: p.stat().st_mtime_ns for p in (out / DONE_DIR).glob("*.json")}
     assert 4 <= len(finished) < COUNT
+    (out / ".img07.glb.0badc0de.tmp").write_bytes(b"half a file")  # what a kill mid-write leaves
+    (out / DONE_DIR / ".0123.json.0badc0de.tmp").write_bytes(b"{")
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert f"note: {len(finished)} of {COUNT} images were finished by an earlier run (skipped)" in done.stderr
     records = {p.name: p.stat().st_mtime_ns for p in (out / DONE_DIR).glob("*.json")}
     assert len(records) == COUNT and all(records[name] == t for name, t in finished.items())
+    assert not list((out / DONE_DIR).glob(".*"))
     assert outputs(out) == outputs(local_out)  # no stray temporaries, every file complete
     again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and f"{COUNT} of {COUNT} images were finished" in again.stderr
