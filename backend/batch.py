@@ -89,6 +89,11 @@ class OutputNames:
 def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: BackendSettings,
          names: OutputNames) -> str:
     """Generate and write one image's outputs; returns notes (renamed files, a mask warning), one per line."""
+    return store(job, path, generate_one(job, engines, path, ctx, settings), names)[2]
+
+
+def generate_one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: BackendSettings) -> EngineResult:
+    """One image's result, nothing written (a Ray worker runs this; the driver writes)."""
     from .errors import BadInput
 
     engine = engines.get(job.engine)
@@ -100,10 +105,15 @@ def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: Ba
         image = apply_mask(image, load_image(job.mask.replace("{stem}", path.stem)))
     request = EngineRequest(image, path.stem, job.seed,
                             validate_params(engine.params, job.params), settings.device, normal_map)
-    result = engine.normals(request, ctx) if job.normals_only else engine.generate(request, ctx)
+    return engine.normals(request, ctx) if job.normals_only else engine.generate(request, ctx)
+
+
+def store(job: BatchJob, path: Path, result: EngineResult, names: OutputNames) -> tuple[str, list[str], str]:
+    """Write ``result`` under a free stem; returns (stem, the file names written, notes one per line)."""
     base = safe_stem(path.stem) if job.export_format == "obj" and result.meshes else path.stem
     camera = _camera(job, result)
-    stem = names.claim(base, output_suffixes(result, job.export_format) + (["_camera.json"] if camera else []))
+    suffixes = output_suffixes(result, job.export_format) + (["_camera.json"] if camera else [])
+    stem = names.claim(base, suffixes)
     _write(job, stem, result)
     notes = []
     if stem != path.stem:
@@ -113,7 +123,7 @@ def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: Ba
     warning = mask_warning(result.stats)
     if warning:
         notes.append(f"WARNING: {path}: {warning}")
-    return "\n".join(notes)
+    return stem, [stem + s for s in suffixes], "\n".join(notes)
 
 
 def mask_warning(stats: dict[str, Any]) -> str:

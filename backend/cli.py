@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="write <stem>_camera.json, the input view's camera (hi3dgen's align step; the relief's "
                                 "own front view), and put "
                                 "that camera into the GLB")
+        p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                       help="run on Ray (pip install ray): auto = a local Ray on this machine, or a cluster's "
+                            "address; one worker per GPU or CPU, failures retried, a re-run skips finished images")
         _common(p)
     info = sub.add_parser("info", help="print versions, devices, engines with their parameters, and weights")
     info.add_argument("--json", action="store_true", help="one machine-readable JSON object instead of text")
@@ -103,7 +106,10 @@ def _batch(args: argparse.Namespace, settings: BackendSettings) -> int:
                    normal_map=args.normal_map, mask=args.mask, camera_json=getattr(args, "camera_json", False))
     t0 = time.perf_counter()
     try:
-        failures = run_batch(job, settings, show_progress=sys.stderr.isatty())
+        if args.ray is not None:
+            failures = _ray_batch(job, settings, args.ray)
+        else:
+            failures = run_batch(job, settings, show_progress=sys.stderr.isatty())
     except WriteFailed as exc:  # the output folder itself: nothing could be written, so nothing ran
         print(f"error: {exc.message} {exc.hint}", file=sys.stderr)
         return 1
@@ -113,6 +119,23 @@ def _batch(args: argparse.Namespace, settings: BackendSettings) -> int:
     for path, reason in failures:
         print(f"FAILED {_one_line(str(path))}: {_one_line(reason)}", file=sys.stderr)
     return 1 if failures else 0
+
+
+def _ray_batch(job, settings: BackendSettings, address: str) -> list[tuple[Path, str]]:  # noqa: ANN001
+    """``run_batch`` on Ray (backend/farm_batch.py); says how many images an earlier run already finished."""
+    from .errors import BadInput
+    from .farm import FarmConfig
+    from .farm_batch import run_batch_ray
+
+    try:
+        report = run_batch_ray(job, settings, FarmConfig(address=address, progress=sys.stderr.isatty()))
+    except BadInput as exc:  # no ray package, an unreachable cluster
+        print(f"error: {exc.message} {exc.hint}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if report.skipped:
+        print(f"note: {report.skipped} of {len(job.images)} images were finished by an earlier run (skipped)",
+              file=sys.stderr)
+    return report.failures
 
 
 def _one_line(text: str) -> str:

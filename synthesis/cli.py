@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> int:
     run_p.add_argument("--out", required=True, help="output folder (empty, or a run to resume)")
     run_p.add_argument("--workers", type=int, help="local worker processes (overrides the config)")
     run_p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run_p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                       help="run the tasks on Ray (pip install ray): auto = a local Ray, or a cluster's address")
     args = parser.parse_args(argv)
     try:
         return _run(args)
@@ -35,7 +37,12 @@ def _run(args: argparse.Namespace) -> int:
             print("error: --workers must be 1..256", file=sys.stderr)
             return 2
         config = dataclasses.replace(config, workers=args.workers)
-    summary = run(config, args.out, progress=not args.no_progress)
+    executor = None
+    if args.ray is not None:
+        from backend.farm import FarmConfig, FarmExecutor
+
+        executor = FarmExecutor(FarmConfig(address=args.ray, gpu=False))
+    summary = run(config, args.out, executor=executor, progress=not args.no_progress)
     m = summary.manifest
     counts = ", ".join(f"{s} {v['count']}" for s, v in m["splits"].items())
     print(f"dataset: {args.out}/dataset ({counts}); rejected {m['filters']['rejected_assets']} of "
