@@ -384,9 +384,9 @@ def test_a_cancel_during_the_automatic_download_keeps_the_part_for_the_next_requ
     assert server.file_requests("model.safetensors")[-1] == f"bytes={kept}-" and not part.exists()
 
 
-def test_automatic_download_failures_say_why_and_what_to_do(server, auto, monkeypatch):
-    """No network, no space, a corrupt file: ``WeightsMissing`` (so the panel offers Download Weights) naming
-    the cause, the files still missing and the remedy; nothing is left half-written."""
+def test_automatic_download_failures_say_why_and_what_to_do(server, auto, monkeypatch, tmp_path):
+    """No network, no space, a corrupt file, a changed layout: ``WeightsMissing`` (so the panel offers
+    Download Weights) naming the cause, the files still missing and the remedy; nothing half-written."""
     from backend import fetch
     from backend.errors import WeightsMissing
     from backend.weights import resolve
@@ -411,6 +411,14 @@ def test_automatic_download_failures_say_why_and_what_to_do(server, auto, monkey
     with pytest.raises(WeightsMissing, match="corrupt"):
         resolve("dinov2", auto)
     assert _no_parts(Path(auto.weights_dir)) and not (Path(auto.weights_dir) / "dinov2" / "model.safetensors").exists()
+
+    bare = tmp_path / "bare-dinov2"
+    bare.mkdir()
+    (bare / "config.json").write_text("{}")
+    server.state.repos[REPO["dinov2"]] = bare  # the repository no longer has the weights file
+    with pytest.raises(WeightsMissing, match="has no file for model.safetensors") as info:
+        resolve("dinov2", auto)
+    assert "layout" in info.value.hint
 
 
 # ------------------------------------------------------------------------------------------------ CLI
