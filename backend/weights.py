@@ -5,27 +5,28 @@ Resolution order for a model ``name``:
 2. ``$HI3DGEN_WEIGHTS/<name>`` (folded into ``BackendSettings.weights_dir`` at the entry point); with
    neither, ``default_weights_dir()/<name>``, where ``python -m backend download`` puts models then;
 3. the Hugging Face cache (``huggingface_hub``, offline look-up);
-4. a download from the Hub into ``<weights_dir>/<name>`` (or the HF cache) - only with ``allow_download``.
-Otherwise ``WeightsMissing`` names the missing files and the command that fetches them. The ``download``
-command itself is ``backend/downloads.py`` (plan, sizes, licences) over ``backend/fetch.py`` (resumable).
+4. a download into the folder of step 1 or 2 - only with ``allow_download``, through the same code as
+   ``python -m backend download`` (``backend/downloads.py``: plan, sizes, licences, free disk space, over
+   ``backend/fetch.py``: resumable, checksums), its progress reported as the ``downloading`` stage.
+Otherwise ``WeightsMissing`` names the missing files and the command that fetches them.
 
 Weights folders are untrusted: looking files up lists only the folders the required patterns name (at
-most ``MAX_LISTING`` entries each), never a whole tree. Downloads have a connect timeout
-(``CONNECT_TIMEOUT``) and a per-read timeout (``READ_TIMEOUT``), so a dead network fails within seconds;
-a folder left partly filled with no network is reported as offline with the files still missing.
+most ``MAX_LISTING`` entries each), never a whole tree. Downloads have a connect and per-read timeout
+(``fetch.FetchOptions.timeout``), so a dead network fails within seconds; a failed download is reported
+as ``WeightsMissing`` with its reason (offline, refused, no space, corrupt) and the files still missing.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from .errors import WeightsInvalid, WeightsMissing
+from .errors import BackendError, Cancelled, WeightsInvalid, WeightsMissing
+from .jobs import JobContext
 from .settings import BackendSettings
 
 if TYPE_CHECKING:
@@ -92,10 +93,6 @@ def spec(name: str) -> ModelSpec:
 
 MAX_LISTING = 4096
 "Most entries read from one folder while looking for a pattern (a weights folder may be someone's home)."
-CONNECT_TIMEOUT = 10.0
-"Seconds to connect to the Hub and get a file's metadata."
-READ_TIMEOUT = 30
-"Seconds one read of a download may wait for data before the download fails."
 
 
 def missing_files(folder: Path, model: ModelSpec) -> list[str]:
@@ -157,15 +154,22 @@ def status(name: str, settings: BackendSettings) -> tuple[bool, list[str]]:
     return False, missing_files(folders[0], spec(name)) if folders else list(spec(name).required)
 
 
-def resolve(name: str, settings: BackendSettings, progress: bool = False) -> Path:
-    """The folder holding model ``name``; downloads it first only if ``settings.allow_download``."""
-    model = spec(name)
-    found = find_local(name, settings)
-    if found is not None:
-        return found
-    if not settings.allow_download:
-        raise missing_error([name], settings)
-    return _download(model, settings, progress)
+def resolve(name: str, settings: BackendSettings, ctx: JobContext | None = None) -> Path:
+    """The folder holding model ``name``; downloads it first only if ``settings.allow_download``
+    (with progress and cancel through ``ctx``)."""
+    return resolve_all([name], settings, ctx)[name]
+
+
+def resolve_all(names: Iterable[str], settings: BackendSettings, ctx: JobContext | None = None) -> dict[str, Path]:
+    """The folders of every model of ``names``; the absent ones are downloaded together (one progress bar,
+    one disk-space check) only if ``settings.allow_download``, else one ``WeightsMissing`` names them."""
+    wanted = list(names)
+    found = {name: find_local(name, settings) for name in wanted}
+    absent = [name for name, folder in found.items() if folder is None]
+    if absent and not settings.allow_download:
+        raise missing_error(absent, settings)
+    fetched = _download(absent, settings, ctx) if absent else {}
+    return {name: found[name] or fetched[name] for name in wanted}
 
 
 def missing_error(names: list[str], settings: BackendSettings) -> WeightsMissing:
@@ -193,84 +197,84 @@ def download_hint(names: list[str], settings: BackendSettings) -> str:
             f"Downloads there), or run: {command}{folder}.")
 
 
-def _download(model: ModelSpec, settings: BackendSettings, progress: bool) -> Path:
+def _download(names: list[str], settings: BackendSettings, ctx: JobContext | None) -> dict[str, Path]:
+    """Fetch ``names`` with the ``download`` command's code (``backend/downloads.py``): one plan, the free
+    disk space checked first, resumable ``.part`` files, checksums; progress goes to ``ctx`` as the
+    ``downloading`` stage (step and total in MB) and ``ctx``'s cancel stops it at the next chunk."""
+    from .downloads import plan_download, run_plan
+    from .fetch import FetchCancelled, FetchError
+
+    ctx = ctx or JobContext()
     try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
-    except ImportError:
-        raise WeightsMissing("huggingface_hub is not installed, so weights cannot be downloaded.",
-                             hint="pip install huggingface_hub in the backend's environment.") from None
-    target = Path(settings.weights_dir).expanduser() / model.name if settings.weights_dir else None
-    (enable_progress_bars if progress else disable_progress_bars)()
-    try:
-        with hub_timeouts():
-            path = snapshot_download(model.repo_id, allow_patterns=list(model.download),
-                                     local_dir=str(target) if target else None, etag_timeout=CONNECT_TIMEOUT)
-    except Exception as exc:  # network errors come in many types; all mean the same to the user
-        if _is_offline_error(exc):
-            raise _offline(model, target) from None
-        raise WeightsMissing(f"Downloading {model.repo_id} failed: {type(exc).__name__}: {exc}",
-                             hint="Check the network connection, or download the files by hand into "
-                                  f"{target or 'the weights folder'}.") from None
-    folder = Path(path)
-    missing = missing_files(folder, model)
-    if missing and (hub_offline() or not _hub_reachable(model.repo_id)):
-        raise _offline(model, folder)  # the Hub client hands back what is on disk when it cannot connect
-    if missing:
-        raise WeightsMissing(f"The download of {model.repo_id} lacks: {', '.join(missing)}.",
-                             hint="The repository layout may have changed; report this.")
-    return folder
+        plan = plan_download(names, settings)
+        ctx.step(DOWNLOAD_STAGE, 0, max(1, _mb(plan.to_fetch)), _plan_text(plan))
+        folders = run_plan(plan, _progress_reporter(ctx), ctx.cancel_event, options=fetch_options())
+    except FetchCancelled:
+        raise Cancelled("Generation cancelled while downloading weights; what arrived is kept.",
+                        hint="Start it again (or press Download Weights): the download resumes.") from None
+    except FetchError as exc:
+        raise download_failed(names, settings, exc) from None
+    for name, folder in folders.items():
+        missing = missing_files(folder, spec(name))
+        if missing:  # the plan found it complete elsewhere, or the repository changed
+            raise WeightsMissing(f"The download of {spec(name).repo_id} lacks: {', '.join(missing)}.",
+                                 hint="The repository layout may have changed; report this.")
+    return folders
 
 
-@contextlib.contextmanager
-def hub_timeouts() -> Iterator[None]:
-    """Per-read download timeout of the Hub client for the duration of the block (its constant is read
-    at import, so the attribute is set here rather than the environment)."""
-    from huggingface_hub import constants
+def fetch_options() -> Any:
+    """How patient an automatic download is (``fetch.FetchOptions``; tests shrink the chunk and pauses)."""
+    from .fetch import FetchOptions
 
-    saved = constants.HF_HUB_DOWNLOAD_TIMEOUT
-    constants.HF_HUB_DOWNLOAD_TIMEOUT = int(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or READ_TIMEOUT)
-    try:
-        yield
-    finally:
-        constants.HF_HUB_DOWNLOAD_TIMEOUT = saved
+    return FetchOptions()
 
 
-def hub_offline() -> bool:
-    """True when Hub access is switched off (HF_HUB_OFFLINE, now or when huggingface_hub was imported)."""
-    from huggingface_hub import constants
-
-    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
-    return flag or bool(constants.HF_HUB_OFFLINE)
+DOWNLOAD_STAGE = "downloading"
+"The progress stage an automatic download reports (step / total in MB)."
 
 
-def _is_offline_error(exc: BaseException) -> bool:
-    """Connection refused, timeouts, DNS failures, offline mode: the network, not the repository."""
-    if isinstance(exc, (ConnectionError, TimeoutError)):
-        return True
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    offline = {"ConnectError", "TimeoutException", "NetworkError", "LocalEntryNotFoundError",
-               "OfflineModeIsEnabled", "ConnectTimeout", "ReadTimeout"}
-    return bool(names & offline) or (exc.__cause__ is not None and _is_offline_error(exc.__cause__))
+def _mb(n: int) -> int:
+    return int(n // 1_000_000)
 
 
-def _hub_reachable(repo_id: str) -> bool:
-    from huggingface_hub import HfApi
+def _plan_text(plan: Any) -> str:
+    from .fetch import human_bytes
 
-    try:
-        HfApi().repo_info(repo_id, timeout=CONNECT_TIMEOUT)
-    except Exception:  # any failure to reach the Hub means the same here
-        return False
-    return True
+    names = ", ".join(f"{m.name} ({m.licence or 'licence: see the model page'})"
+                      for m in plan.models if m.files)
+    return f"{human_bytes(plan.remaining)} to fetch: {names}" if names else "weights present"
 
 
-def _offline(model: ModelSpec, folder: Path | None) -> WeightsMissing:
-    missing = missing_files(folder, model) if folder is not None else list(model.required)
-    return WeightsMissing(
-        f"Cannot reach the Hugging Face Hub (offline) to download {model.repo_id}; "
-        f"these files are missing: {', '.join(missing)}.",
-        hint="Connect to the network (and unset HF_HUB_OFFLINE) and run the download again, or copy the "
-             f"files by hand into {folder or 'the weights folder'}.")
+def _progress_reporter(ctx: JobContext) -> Callable[[Any, str], None]:
+    """A ``run_plan`` callback that turns byte progress into ``ctx`` stage reports (no cancel raised here:
+    the downloader checks the same event between chunks)."""
+    from .fetch import human_bytes, human_seconds
+
+    def report(p: Any, model: str) -> None:
+        total = max(1, _mb(p.total))
+        rate = f", {human_bytes(p.rate)}/s" if p.rate else ""
+        text = (f"{model}/{p.file}: {human_bytes(p.done)} of {human_bytes(p.total)}{rate}, "
+                f"{human_seconds(p.eta)} left")
+        ctx.report(DOWNLOAD_STAGE, min(_mb(p.done), total), total, text)
+    return report
+
+
+def download_failed(names: list[str], settings: BackendSettings, exc: BackendError) -> WeightsMissing:
+    """A failed automatic download as ``WeightsMissing`` (so the panel offers Download Weights), saying
+    why (offline, refused, no space, corrupt) and what to do, with the files still missing."""
+    parts = []
+    for name in names:
+        missing = missing_files(candidate_folders(name, settings)[0], spec(name))
+        parts.append(f"'{name}'" + (f" (missing: {', '.join(missing)})" if missing else ""))
+    offline = " (offline)" if _hub_offline() or "Cannot reach" in exc.message else ""
+    return WeightsMissing(f"Weights for {', '.join(parts)} could not be downloaded{offline}: {exc.message}",
+                          hint=exc.hint or download_hint(names, settings))
+
+
+def _hub_offline() -> bool:
+    from .hub import offline
+
+    return offline()
 
 
 def _hf_cache_folder(model: ModelSpec) -> Path | None:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import bpy
 
-from . import generation, install_env, preferences
+from . import generation, install_env, install_summary, preferences
 from .client import BackendUnavailable
 from .install_plan import (
     InstallSettings,
@@ -32,6 +32,11 @@ from .settings import ENV_PYTHON, find_backend_root
 OpResult = set[Literal["RUNNING_MODAL", "CANCELLED", "FINISHED", "PASS_THROUGH", "INTERFACE"]]
 TIMER_SECONDS = 0.25
 LOG_NAME = "install.log"
+
+
+class _Confirm:
+    lines: list[str] = []
+    "What the Install Backend dialog shows (the plan of the press being confirmed)."
 
 
 class _State:
@@ -112,6 +117,7 @@ def start(context: Any = None, settings: InstallSettings | None = None, timer: b
     settings = settings or install_settings(context)
     try:
         plan = plan_install(settings, this_machine())
+        install_summary.check_disk(plan)
     except PlanProblem as problem:
         _State.last = InstallState(stage="done", label="Install refused", finished=True,
                                    error=InstallError(problem.code, problem.message, problem.hint))
@@ -263,6 +269,25 @@ class HI3DGEN_OT_install_backend(bpy.types.Operator):
     @classmethod
     def poll(cls, context: Any) -> bool:
         return running() is None
+
+    def invoke(self, context: Any, event: Any) -> OpResult:
+        """Say what will happen (folder, Python, torch build, source, sizes, licences) before it starts."""
+        try:
+            plan = plan_install(install_settings(context), this_machine())
+        except PlanProblem as problem:
+            self.report({"ERROR"}, f"{problem.message} {problem.hint}".strip())
+            return {"CANCELLED"}
+        _Confirm.lines = install_summary.summary_lines(plan, install_summary.free_bytes(plan.env_dir))
+        return context.window_manager.invoke_props_dialog(
+            self, width=640, title="Install Backend", confirm_text="Install")
+
+    def draw(self, context: Any) -> None:
+        if self.layout is None:
+            return
+        col = self.layout.column(align=True)
+        for line in _Confirm.lines:
+            col.label(text=line)
+        col.label(text="Cancel at any time: nothing half-made is kept.", icon="INFO")
 
     def execute(self, context: Any) -> OpResult:
         try:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import WeightsMissing
 from ..jobs import JobContext
 from ..settings import BackendSettings
-from ..weights import missing_error, resolve, status
+from ..weights import missing_error, resolve, resolve_all, status
 from .base import EngineRequest, EngineResult, MeshData, NormalMapData, ParamSpec
 
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ class Hi3DGenEngine:
             from ..pipelines.hi3dgen import GeometryModels
 
             ctx.step("loading", 0, 1, "loading the geometry networks")
-            folders = {m: resolve(m, self.settings) for m in GEOMETRY_MODELS}
+            folders = resolve_all(GEOMETRY_MODELS, self.settings, ctx)  # one download of the absent ones
             placement = choose_placement(request.placement_name, self.settings.precision)
             self._geometry = GeometryModels.load(folders["trellis-normal"], folders["dinov2"], placement)
         return self._geometry
@@ -176,7 +176,7 @@ class Hi3DGenEngine:
             from ..nirne.pipeline import NirneEstimator
 
             ctx.step("loading", 0, 1, "loading NiRNE")
-            folder = resolve(NORMAL_MODEL, self.settings)
+            folder = resolve(NORMAL_MODEL, self.settings, ctx)
             self._nirne = NirneEstimator.load(folder, choose_placement(placement_name, self.settings.precision))
         return self._nirne
 

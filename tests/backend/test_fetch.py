@@ -20,6 +20,7 @@ import torch
 
 from backend import downloads, hub
 from backend.fetch import FetchCancelled, FetchError, FetchOptions, Progress
+from backend.jobs import JobContext
 from backend.models.testing import write_dinov2_folder, write_release_folder
 from backend.settings import BackendSettings
 from backend.weights import MODELS
@@ -312,6 +313,112 @@ def test_a_file_gone_from_the_server_is_a_clear_404(server, settings, sources, t
     (copy / "model.safetensors").unlink()
     with pytest.raises(FetchError, match="model.safetensors failed: 404"):
         downloads.run_plan(plan)
+
+
+# ------------------------------------------------------------------ generation's automatic download
+
+
+@pytest.fixture
+def auto(settings, monkeypatch) -> BackendSettings:
+    """Settings that allow the engine to download, with a small chunk and short pauses."""
+    from backend import weights
+
+    monkeypatch.setattr(weights, "fetch_options", lambda: FetchOptions(chunk=1024, backoff=0.01))
+    return BackendSettings(weights_dir=settings.weights_dir, context="cli", allow_download=True)
+
+
+def _recording_ctx() -> tuple[JobContext, list[tuple[str, int, int, str]]]:
+    steps: list[tuple[str, int, int, str]] = []
+    return JobContext(report=lambda *a: steps.append(a)), steps
+
+
+def test_generation_downloads_absent_weights_with_the_download_command_code(server, auto, sources):
+    """The engine's first request fetches its absent models as ``python -m backend download`` does: one plan,
+    into the weights folder, progress as the 'downloading' stage, resume after a dropped connection,
+    checksums; the engine then loads them, and a second request touches the network no more."""
+    from types import SimpleNamespace
+
+    from backend.engines.hi3dgen import Hi3DGenEngine
+
+    server.state.drop_once.add(f"{REPO['dinov2']}/model.safetensors")
+    ctx, steps = _recording_ctx()
+    engine = Hi3DGenEngine(auto)
+    assert engine._models(SimpleNamespace(placement_name="cpu"), ctx) is not None
+    downloading = [s for s in steps if s[0] == "downloading"]
+    assert downloading and downloading[0][1] == 0 and "MIT" in downloading[0][3]  # the plan, licences named
+    assert {s[3].split("/")[0] for s in downloading[1:]} == {"trellis-normal", "dinov2"}
+    assert all(s[1] <= s[2] for s in downloading) and "left" in downloading[-1][3]
+    assert server.file_requests("dinov2-with-registers-large/model.safetensors") == [
+        "", f"bytes={(sources[REPO['dinov2']] / 'model.safetensors').stat().st_size // 2}-"]
+    for name in ("trellis-normal", "dinov2"):
+        _same_files(sources[REPO[name]], Path(auto.weights_dir) / name, ".safetensors")
+    assert _no_parts(Path(auto.weights_dir))
+    server.state.requests.clear()
+    Hi3DGenEngine(auto)._models(SimpleNamespace(placement_name="cpu"), JobContext())
+    assert not server.state.requests
+
+
+def test_a_cancel_during_the_automatic_download_keeps_the_part_for_the_next_request(server, auto, sources):
+    from backend.errors import Cancelled
+    from backend.weights import resolve
+
+    key = f"{REPO['dinov2']}/model.safetensors"
+    server.state.stall.add(key)
+    ctx, _ = _recording_ctx()
+
+    def cancel_at_the_stall() -> None:
+        server.state.stall_reached.wait(30)
+        ctx.cancel_event.set()
+        server.state.stall_release.set()
+
+    helper = threading.Thread(target=cancel_at_the_stall)
+    helper.start()
+    with pytest.raises(Cancelled, match="cancelled while downloading") as info:
+        resolve("dinov2", auto, ctx)
+    helper.join()
+    assert "resumes" in info.value.hint
+    part = Path(auto.weights_dir) / "dinov2" / "model.safetensors.part"
+    kept = part.stat().st_size
+    assert 0 < kept < (sources[key.rsplit("/", 1)[0]] / "model.safetensors").stat().st_size
+    assert resolve("dinov2", auto) == Path(auto.weights_dir) / "dinov2"
+    assert server.file_requests("model.safetensors")[-1] == f"bytes={kept}-" and not part.exists()
+
+
+def test_automatic_download_failures_say_why_and_what_to_do(server, auto, monkeypatch, tmp_path):
+    """No network, no space, a corrupt file, a changed layout: ``WeightsMissing`` (so the panel offers
+    Download Weights) naming the cause, the files still missing and the remedy; nothing half-written."""
+    from backend import fetch
+    from backend.errors import WeightsMissing
+    from backend.weights import resolve
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed}")
+    with pytest.raises(WeightsMissing, match=r"'dinov2' \(missing: config.json.*\(offline\).*Cannot reach") as info:
+        resolve("dinov2", auto)
+    assert "network" in info.value.hint
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+
+    Usage = namedtuple("Usage", "total used free")
+    with monkeypatch.context() as full:
+        full.setattr(fetch.shutil, "disk_usage", lambda path: Usage(10**9, 10**9, 1000))
+        with pytest.raises(WeightsMissing, match="Not enough free disk space") as info:
+            resolve("dinov2", auto)
+    assert "larger disk" in info.value.hint and not server.state.requests
+
+    server.state.corrupt.add(f"{REPO['dinov2']}/model.safetensors")
+    with pytest.raises(WeightsMissing, match="corrupt"):
+        resolve("dinov2", auto)
+    assert _no_parts(Path(auto.weights_dir)) and not (Path(auto.weights_dir) / "dinov2" / "model.safetensors").exists()
+
+    bare = tmp_path / "bare-dinov2"
+    bare.mkdir()
+    (bare / "config.json").write_text("{}")
+    server.state.repos[REPO["dinov2"]] = bare  # the repository no longer has the weights file
+    with pytest.raises(WeightsMissing, match="has no file for model.safetensors") as info:
+        resolve("dinov2", auto)
+    assert "layout" in info.value.hint
 
 
 # ------------------------------------------------------------------------------------------------ CLI

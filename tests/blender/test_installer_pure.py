@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from blender_addon import install_env
+from blender_addon import install_env, install_summary
 from blender_addon.install_plan import (
     MARKER,
     TORCH_INDEX,
@@ -39,7 +39,7 @@ from blender_addon.pip_output import PipProgress, classify, short_name
 REPO = Path(__file__).resolve().parents[2]
 PINS = REPO / "requirements" / "backend-pins.txt"
 LINUX = Machine("Linux", "x86_64")
-BPY_FREE = ("install_plan.py", "pip_output.py", "install_env.py", "installer.py")
+BPY_FREE = ("install_plan.py", "pip_output.py", "install_env.py", "installer.py", "install_summary.py")
 
 
 def nvidia(driver: str, cap: str | None = None, system: str = "Linux") -> Machine:
@@ -170,6 +170,36 @@ def test_refusals_say_what_to_do(tmp_path):
     missing = dataclasses.replace(settings(tmp_path, online=True), pins_path=str(tmp_path / "no-pins.txt"))
     with pytest.raises(PlanProblem, match="pinned requirements"):
         plan_install(missing, LINUX, environ={})
+
+
+def test_the_confirmation_names_the_python_torch_source_sizes_and_licences(tmp_path):
+    plan = plan_install(settings(tmp_path, online=True), nvidia("575.57.08"), environ={})
+    lines = install_summary.summary_lines(plan, free=50 * install_summary.GB, system="Linux", environ={})
+    text = "\n".join(lines)
+    assert f"Into: {plan.env_dir}" in lines and "Made by: /blender/python" in lines
+    assert "cu128: the newest CUDA build NVIDIA driver 575.57.8 runs" in text
+    assert "Download: about 3.4 GB; on disk: about 7.2 GB, 50.0 GB free" in text
+    assert "BSD-3-Clause" in text and "NVIDIA" in text and "the default package index" in text
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    offline = plan_install(settings(tmp_path, wheel_dir=str(wheels)), LINUX, environ={})
+    assert "Download: nothing (all from the wheel folder); on disk: about 2.2 GB" in "\n".join(
+        install_summary.summary_lines(offline, None, system="Linux", environ={}))
+    named = dataclasses.replace(plan, base_python="/opt/py311/bin/python3")
+    assert "set by HI3DGEN_BASE_PYTHON" in install_summary.base_python_reason(
+        named, {"HI3DGEN_BASE_PYTHON": "/opt/py311/bin/python3"})
+    assert "Blender's own Python" in install_summary.base_python_reason(
+        dataclasses.replace(plan, base_python=sys.executable), {})
+
+
+def test_a_disk_without_room_is_refused_before_anything_runs(tmp_path):
+    Usage = dataclasses.make_dataclass("Usage", ["total", "used", "free"])
+    plan = plan_install(settings(tmp_path, online=True), LINUX, environ={})
+    with pytest.raises(PlanProblem, match="Not enough free disk space") as info:
+        install_summary.check_disk(plan, lambda path: Usage(10**12, 10**12, 2 * 10**9), system="Linux")
+    assert info.value.code == "disk_full" and "Install Backend again" in info.value.hint
+    install_summary.check_disk(plan, lambda path: Usage(10**12, 0, 10**12), system="Linux")  # room: no error
+    assert install_summary.free_bytes(str(tmp_path / "not" / "yet")) is not None  # its nearest parent
 
 
 def test_more_pip_options_come_from_the_environment(tmp_path):
