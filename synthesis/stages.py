@@ -86,23 +86,21 @@ class LabelTask:
 
 @dataclass
 class ViewTask:
-    """Camera-space normal maps, masks and depth of ``views.count`` orbit cameras, with the cameras."""
+    """Camera-space normal maps, masks and depth of ``views.count`` orbit cameras, with the cameras (views.py)."""
 
     layout: Layout
     config: RunConfig
 
     def __call__(self, asset_id: str) -> None:
-        from .camera import orbit_cameras
-        from .raster import encode_normals, rasterize
+        from .views import encode_normals, orbit_cameras, render_views
 
         cfg = self.config.views
         mesh = load_mesh(self.layout.mesh(asset_id))
         cameras = orbit_cameras(asset_rng(asset_id, self.config.seed + 2), cfg.count, cfg.resolution, cfg.fov_y_deg)
-        frames = [rasterize(mesh, c) for c in cameras]
-        cams = json.dumps([c.to_json() for c in cameras], sort_keys=True).encode()
-        arrays = {"normals": np.stack([encode_normals(f) for f in frames]),  # [K, H, W, 3] uint8
-                  "mask": np.stack([f.mask for f in frames]), "depth": np.stack([f.depth for f in frames]),
-                  "cameras": np.frombuffer(cams, np.uint8)}
+        views = render_views(mesh, cameras, cfg.normals)
+        cams = json.dumps([c.to_dict() for c in cameras], sort_keys=True).encode()
+        arrays = {"normals": encode_normals(views.normals, views.mask),  # [K, H, W, 3] uint8
+                  "mask": views.mask, "depth": views.depth, "cameras": np.frombuffer(cams, np.uint8)}
 
         def write(temp: Path) -> None:
             with open(temp, "wb") as f:

@@ -1,8 +1,9 @@
 """RGB renders of one asset under varied material, lighting and background, through the cameras of its views.
 
 Run by the bpy interpreter: ``python -m synthesis.blender.render_rgb --mesh M.npz --views V.npz --out O.npz
---seed S``. The cameras are the views' JSON (synthesis/camera.py): camera axes are Blender's, so
-``camera_to_world`` is the camera object's ``matrix_world`` and the renders line up with the normal maps.
+--seed S``. The cameras are the views' JSON, ``backend/camera.py``'s ``Camera.to_dict()``: its "blender" entry
+holds the camera object's ``matrix_world`` and the camera data settings that reproduce it (the one camera
+convention), so the renders line up with the rasterised normal maps and masks.
 Writes ``rgb`` [K, H, W, 3] uint8 and ``alpha`` [K, H, W] uint8 to O.npz atomically.
 """
 
@@ -109,14 +110,18 @@ def _vary(rng: np.random.Generator, material: Any, sun: Any, scene: Any) -> None
 def _place_camera(camera: Any, scene: Any, cam: dict[str, Any]) -> None:
     from mathutils import Matrix
 
-    camera.matrix_world = Matrix(cam["camera_to_world"])
-    scene.render.resolution_x, scene.render.resolution_y = int(cam["width"]), int(cam["height"])
+    settings = cam["blender"]  # backend.camera.to_blender
+    camera.matrix_world = Matrix(settings["matrix_world"])
+    scene.render.resolution_x, scene.render.resolution_y = int(settings["resolution_x"]), int(settings["resolution_y"])
     data = camera.data
-    data.sensor_fit = "VERTICAL"
-    if cam["model"] == "orthographic":
-        data.type, data.ortho_scale = "ORTHO", float(cam["ortho_height"])
+    data.sensor_fit, data.sensor_width = settings["sensor_fit"], float(settings["sensor_width"])
+    data.shift_x, data.shift_y = float(settings["shift_x"]), float(settings["shift_y"])
+    data.clip_start, data.clip_end = float(settings["clip_start"]), float(settings["clip_end"])
+    data.type = settings["type"]
+    if data.type == "ORTHO":
+        data.ortho_scale = float(settings["ortho_scale"])
     else:
-        data.type, data.angle_y = "PERSP", math.radians(float(cam["fov_y_deg"]))
+        data.lens = float(settings["lens"])
 
 
 def _render(scene: Any) -> np.ndarray:
