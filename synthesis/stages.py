@@ -92,11 +92,12 @@ class ViewTask:
     config: RunConfig
 
     def __call__(self, asset_id: str) -> None:
-        from .views import encode_normals, orbit_cameras, render_views
+        from .views import bounding_radius, encode_normals, orbit_cameras, render_views
 
         cfg = self.config.views
         mesh = load_mesh(self.layout.mesh(asset_id))
-        cameras = orbit_cameras(asset_rng(asset_id, self.config.seed + 2), cfg.count, cfg.resolution, cfg.fov_y_deg)
+        cameras = orbit_cameras(asset_rng(asset_id, self.config.seed + 2), cfg.count, cfg.resolution, cfg.fov_y_deg,
+                                cfg.elevation_deg, cfg.margin * bounding_radius(mesh))
         views = render_views(mesh, cameras, cfg.normals)
         cams = json.dumps([c.to_dict() for c in cameras], sort_keys=True).encode()
         arrays = {"normals": encode_normals(views.normals, views.mask),  # [K, H, W, 3] uint8

@@ -52,6 +52,11 @@ def orbit_cameras(rng: np.random.Generator, count: int, size: int, fov_deg: floa
     return cameras
 
 
+def bounding_radius(mesh: Mesh) -> float:
+    """The radius of the smallest origin-centred sphere holding the mesh (its bounding box is centred there)."""
+    return float(np.linalg.norm(mesh.vertices, axis=1).max()) if len(mesh.vertices) else 0.5
+
+
 def render_views(mesh: Mesh, cameras: list[Camera], normals: str = "smooth") -> Views:
     """Rasterize ``mesh`` from every camera (one size and projection) in one batch."""
     import torch
