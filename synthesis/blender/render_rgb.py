@@ -159,11 +159,15 @@ def _place_camera(camera: Any, scene: Any, cam: dict[str, Any]) -> None:
         data.lens = float(settings["lens"])
 
 
-def _render(scene: Any) -> np.ndarray:
+def _render(scene: Any, exr: bool = False) -> np.ndarray:
+    """Render the scene -> [H, W, 4] float RGBA, top row first (``exr``: scene-linear float, no view transform)."""
     with tempfile.TemporaryDirectory() as folder:
-        path = str(Path(folder) / "frame.png")
-        scene.render.image_settings.file_format = "PNG"
-        scene.render.image_settings.color_mode = "RGBA"
+        path = str(Path(folder) / ("frame.exr" if exr else "frame.png"))
+        settings = scene.render.image_settings
+        settings.file_format = "OPEN_EXR" if exr else "PNG"
+        settings.color_mode = "RGBA"
+        if exr:
+            settings.color_depth = "32"
         scene.render.filepath = path
         bpy.ops.render.render(write_still=True)
         image = bpy.data.images.load(path)

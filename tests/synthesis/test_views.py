@@ -14,6 +14,7 @@ from synthesis import sdf
 from synthesis.mesh import Mesh
 from synthesis.views import encode_normals, orbit_cameras, render_views
 
+from .analytic import box_truth, interior, mean_error_deg, only_on_the_outline, sphere_truth
 from .conftest import box, icosphere
 
 SIZE = 128
@@ -24,55 +25,6 @@ BAND = 2
 def _front_camera(distance: float = 2.0) -> Camera:
     rotation, translation = look_at((0.0, -distance, 0.0), (0.0, 0.0, 0.0))
     return make_camera(rotation, translation, SIZE, SIZE, np.radians(40.0))
-
-
-def _sphere_truth(camera: Camera, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ray-traced (hit [H, W], camera-space normals [H, W, 3], depth [H, W]) of a sphere at the origin."""
-    o, d = camera.center, camera.ray_directions()  # [3], [H, W, 3]
-    b = d @ o
-    disc = b * b - (o @ o - radius * radius)
-    hit = disc > 0
-    t = -b - np.sqrt(np.maximum(disc, 0.0))
-    p = o + t[..., None] * d  # [H, W, 3]
-    return hit, (p / radius) @ camera.rotation.T, -camera.to_camera(p.reshape(-1, 3))[:, 2].reshape(t.shape)
-
-
-def _box_truth(camera: Camera, half: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ray-traced (hit [H, W], camera-space normals [H, W, 3], face id [H, W]) of a box at the origin."""
-    o, d = camera.center, camera.ray_directions()
-    with np.errstate(divide="ignore"):
-        inv = 1.0 / d
-    t1, t2 = (-half - o) * inv, (half - o) * inv
-    near, far = np.minimum(t1, t2), np.maximum(t1, t2)  # [H, W, 3]
-    t_in, t_out = near.max(-1), far.min(-1)
-    hit = (t_in < t_out) & (t_in > 0)
-    axis = near.argmax(-1)  # the slab entered last is the face hit
-    sign = -np.sign(np.take_along_axis(d, axis[..., None], -1)[..., 0])
-    world = np.eye(3)[axis] * sign[..., None]
-    return hit, world @ camera.rotation.T, axis * 2 + (sign > 0)
-
-
-def _interior(label: np.ndarray, band: int) -> np.ndarray:
-    """Pixels whose whole (2 band + 1)^2 window holds one label value (label [H, W] int, -1 = background)."""
-    pad = np.pad(label, band, constant_values=-1)
-    h, w = label.shape
-    same = label >= 0
-    for dy in range(2 * band + 1):
-        for dx in range(2 * band + 1):
-            same &= pad[dy:dy + h, dx:dx + w] == label
-    return same
-
-
-def _mean_error_deg(a: np.ndarray, b: np.ndarray) -> float:
-    cos = np.clip((a * b).sum(-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1), -1.0, 1.0)
-    return float(np.degrees(np.arccos(cos)).mean())
-
-
-def _only_on_the_outline(mask: np.ndarray, truth: np.ndarray) -> bool:
-    """Every pixel where the masks differ lies on the truth's one-pixel outline."""
-    inside = _interior(np.where(truth, 0, -1), 1)
-    outside = _interior(np.where(~truth, 0, -1), 1)
-    return not ((mask != truth) & (inside | outside)).any()
 
 
 def test_sphere_normals_point_right_up_and_towards_the_viewer():
@@ -93,11 +45,11 @@ def test_sphere_normal_map_mask_and_depth_match_the_analytic_sphere(mode):
     cameras = orbit_cameras(np.random.default_rng(3), 2, SIZE)
     views = render_views(icosphere(0.4, 5), cameras, mode)
     for k, camera in enumerate(cameras):
-        hit, normals, depth = _sphere_truth(camera, 0.4)
-        assert _only_on_the_outline(views.mask[k], hit)  # the mask is the sphere's projection
-        inner = _interior(np.where(hit, 0, -1), BAND) & views.mask[k]
+        hit, normals, depth = sphere_truth(camera, 0.4)
+        assert only_on_the_outline(views.mask[k], hit)  # the mask is the sphere's projection
+        inner = interior(np.where(hit, 0, -1), BAND) & views.mask[k]
         assert inner.sum() > 0.8 * hit.sum()
-        assert _mean_error_deg(views.normals[k][inner], normals[inner]) < (0.2 if mode == "smooth" else 1.0)
+        assert mean_error_deg(views.normals[k][inner], normals[inner]) < (0.2 if mode == "smooth" else 1.0)
         assert np.abs(views.depth[k][inner] - depth[inner]).max() < 2e-3  # facets lie within 1e-3 of the sphere
 
 
@@ -106,11 +58,11 @@ def test_cube_flat_normals_and_mask_match_the_analytic_cube():
     cameras = orbit_cameras(np.random.default_rng(5), 3, SIZE)
     views = render_views(box(tuple(2 * half)), cameras, "flat")
     for k, camera in enumerate(cameras):
-        hit, normals, face = _box_truth(camera, half)
-        assert _only_on_the_outline(views.mask[k], hit)
-        inner = _interior(np.where(hit, face, -1), BAND) & views.mask[k]
+        hit, normals, face = box_truth(camera, half)
+        assert only_on_the_outline(views.mask[k], hit)
+        inner = interior(np.where(hit, face, -1), BAND) & views.mask[k]
         assert inner.sum() > 0.6 * hit.sum()
-        assert _mean_error_deg(views.normals[k][inner], normals[inner]) < 0.01  # exact up to float32
+        assert mean_error_deg(views.normals[k][inner], normals[inner]) < 0.01  # exact up to float32
 
 
 def test_a_meshed_cube_with_smooth_normals_matches_the_analytic_cube_away_from_its_edges():
@@ -120,11 +72,11 @@ def test_a_meshed_cube_with_smooth_normals_matches_the_analytic_cube_away_from_i
     cameras = orbit_cameras(np.random.default_rng(5), 3, SIZE)
     views = render_views(mesh, cameras, "smooth")
     for k, camera in enumerate(cameras):
-        hit, normals, face = _box_truth(camera, half)
-        assert _only_on_the_outline(views.mask[k], hit)  # marching cubes keeps the box's outline to a pixel
-        inner = _interior(np.where(hit, face, -1), 2 * BAND) & views.mask[k]  # one grid cell is ~2 pixels
+        hit, normals, face = box_truth(camera, half)
+        assert only_on_the_outline(views.mask[k], hit)  # marching cubes keeps the box's outline to a pixel
+        inner = interior(np.where(hit, face, -1), 2 * BAND) & views.mask[k]  # one grid cell is ~2 pixels
         assert inner.sum() > 0.4 * hit.sum()
-        assert _mean_error_deg(views.normals[k][inner], normals[inner]) < 1.0
+        assert mean_error_deg(views.normals[k][inner], normals[inner]) < 1.0
 
 
 def test_orbit_cameras_are_the_one_camera_and_survive_json():
