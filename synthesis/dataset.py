@@ -34,8 +34,8 @@ MEMBERS = {
     "viewKKK.normal.png": "RGB8 camera-space normals (+X right, +Y up, +Z to the viewer) as (n + 1) / 2; black "
                           "background",
     "viewKKK.mask.png": "L8 foreground mask (255 inside)",
-    "viewKKK.rgb.png": "RGB8 Blender (Cycles) render on a random background colour, random material and "
-                       "lighting (only when render.rgb)",
+    "viewKKK.rgb.png": "RGB8 Blender (Cycles) render through the view's camera: random material, key and fill "
+                       "light about the camera, paper, grey or muted background (only when render.rgb)",
     "viewKKK.depth.npy": "float32 [H, W] distance along the view axis, 0 on the background",
 }
 
