@@ -50,10 +50,9 @@ test-backend: $(VENV)/.ready
 test-training: $(VENV)/.ready
 	$(VENV)/bin/python -m pytest tests/training -q
 
-# The synthesis tests in the backend venv; the Blender render test with the bpy interpreter.
+# The synthesis tests in the backend venv; the Blender render tests start the bpy interpreter themselves.
 test-synthesis: venvs
 	$(VENV)/bin/python -m pytest tests/synthesis -q
-	$(BVENV)/bin/python -m pytest tests/synthesis/test_render_rgb.py -q
 
 test-blender: venvs
 	HI3DGEN_PYTHON=$(abspath $(VENV)/bin/python) $(BVENV)/bin/python -m pytest tests/blender -q

@@ -7,7 +7,10 @@ measured in the same process first, is marching cubes of an analytic sphere at t
 each stage's CPU per asset is also printed as a multiple of its CPU time, which stays comparable between
 machines.
 
-Run: ``.venv/bin/python bench/bench_synthesis.py [--count 4] [--rgb] [--config synthesis/configs/tiny.toml]``
+Views are rasterised by the backend's one rasterizer (torch; its threads count in the CPU time) and RGB is
+rendered by Blender (Cycles, CPU) in a subprocess per asset, as the config says (tiny.toml: on).
+
+Run: ``.venv/bin/python bench/bench_synthesis.py [--count 4] [--rgb | --no-rgb] [--config synthesis/configs/tiny.toml]``
 """
 
 from __future__ import annotations
@@ -40,20 +43,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "synthesis/configs/tiny.toml"))
     parser.add_argument("--count", type=int, default=4, help="assets per generator")
-    parser.add_argument("--rgb", action="store_true", help="also Blender RGB renders (needs .venv-blender)")
+    rgb = parser.add_mutually_exclusive_group()
+    rgb.add_argument("--rgb", action="store_true", default=None, help="Blender RGB renders on (needs .venv-blender)")
+    rgb.add_argument("--no-rgb", dest="rgb", action="store_false", help="Blender RGB renders off")
     args = parser.parse_args()
     config = load_config(args.config)
     gens = tuple(dataclasses.replace(g, count=args.count) for g in config.generators if g.kind != "image_to_3d")
     config = dataclasses.replace(config, generators=gens, workers=1)
-    if args.rgb:
-        config = dataclasses.replace(config, render=dataclasses.replace(config.render, rgb=True))
+    if args.rgb is not None:
+        config = dataclasses.replace(config, render=dataclasses.replace(config.render, rgb=args.rgb))
     resolution = max(g.resolution for g in gens)
     base = baseline_seconds(resolution)
     with tempfile.TemporaryDirectory() as folder:
         summary = run(config, Path(folder) / "out", progress=False)
     assets = sum(g.count for g in gens)
     print(f"{assets} assets ({', '.join(f'{g.kind} x{g.count} @ {g.resolution}^3' for g in gens)}), 1 worker, "
-          f"{config.views.count} views of {config.views.resolution}^2{' + RGB' if args.rgb else ''}; "
+          f"{config.views.count} views of {config.views.resolution}^2{' + RGB' if config.render.rgb else ''}; "
           f"baseline: sphere meshing at {resolution}^3 = {base * 1000:.0f} ms CPU")
     kept = sum(v["count"] for v in summary.manifest["splits"].values())
     print(f"{'stage':>9} {'assets':>6} {'wall s':>7} {'CPU s':>6} {'assets/min/core':>16} {'CPU x baseline':>15}")

@@ -62,12 +62,19 @@ class LabelConfig:
 
 @dataclass(frozen=True)
 class ViewConfig:
-    """Conditioning views: camera-space normal maps, masks and depth rasterised from the mesh (raster.py)."""
+    """Conditioning views: camera-space normal maps, masks and depth rasterised from the mesh (views.py)."""
 
     count: int = 4
     "Views per asset (0: none), evenly spread in azimuth around the asset at random elevations."
     resolution: int = 512
     fov_y_deg: float = 40.0
+    "Full field of view in degrees (the views are square: vertical = horizontal)."
+    normals: str = "smooth"
+    "smooth: interpolated area-weighted vertex normals; flat: each face's normal (views.NORMAL_MODES)."
+    elevation_deg: tuple[float, float] = (-10.0, 40.0)
+    "Range of the cameras' random elevations above the asset's equator."
+    margin: float = 1.1
+    "The asset's bounding sphere times this fills the view (each asset is framed tightly, as cropped inputs are)."
 
 
 @dataclass(frozen=True)
@@ -185,6 +192,10 @@ def _check(cfg: RunConfig) -> None:
     need(isinstance(cfg.render.blender_python, str), "render.blender_python must be a path")
     need(_is_int(views.resolution) and 16 <= views.resolution <= 4096, "views.resolution must be 16..4096")
     need(isinstance(views.fov_y_deg, float) and 5.0 <= views.fov_y_deg <= 120.0, "views.fov_y_deg must be 5..120")
+    need(views.normals in ("smooth", "flat"), "views.normals must be \"smooth\" or \"flat\"")
+    need(len(views.elevation_deg) == 2 and all(_is_number(e) and -89.0 <= e <= 89.0 for e in views.elevation_deg)
+         and views.elevation_deg[0] <= views.elevation_deg[1], "views.elevation_deg must be [low, high] in -89..89")
+    need(isinstance(views.margin, float) and 1.0 <= views.margin <= 4.0, "views.margin must be 1..4")
     need(_is_int(lab.resolution) and 8 <= lab.resolution <= 256, "labels.resolution must be 8..256")
     need(_is_int(lab.surface_points) and 1 <= lab.surface_points <= 10_000_000, "labels.surface_points >= 1")
     need(_is_int(ds.shard_size) and ds.shard_size >= 1, "dataset.shard_size must be >= 1")
@@ -194,3 +205,7 @@ def _check(cfg: RunConfig) -> None:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -29,12 +29,13 @@ MEMBERS = {
     "normals.npy": "float32 [N, 3]: unit outward normals at the samples",
     "vertices.npy": "float32 [V, 3]: the mesh, in [-0.5, 0.5]^3, Blender frame (+Z up, facing -Y)",
     "faces.npy": "int32 [F, 3]: triangles, counter-clockwise seen from outside",
-    "cameras.json": "list of K cameras (synthesis/camera.py): intrinsics, world_to_camera, image size",
+    "cameras.json": "list of K cameras, each backend/camera.py's Camera.to_dict(): world->camera rotation and "
+                    "translation, size, fov (radians, 0 = orthographic), and the Blender and glTF equivalents",
     "viewKKK.normal.png": "RGB8 camera-space normals (+X right, +Y up, +Z to the viewer) as (n + 1) / 2; black "
                           "background",
     "viewKKK.mask.png": "L8 foreground mask (255 inside)",
-    "viewKKK.rgb.png": "RGB8 Blender (Cycles) render on a random background colour, random material and "
-                       "lighting (only when render.rgb)",
+    "viewKKK.rgb.png": "RGB8 Blender (Cycles) render through the view's camera: random material, key and fill "
+                       "light about the camera, paper, grey or muted background (only when render.rgb)",
     "viewKKK.depth.npy": "float32 [H, W] distance along the view axis, 0 on the background",
 }
 

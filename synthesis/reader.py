@@ -42,7 +42,7 @@ class View:
     mask: np.ndarray  # [H, W] bool
     depth: np.ndarray  # [H, W] float32, 0 on the background
     camera: dict[str, Any]
-    "synthesis/camera.py's JSON: intrinsics, world_to_camera, camera_to_world, width, height."
+    "backend/camera.py's Camera.to_dict() (read it back with Camera.from_dict): extrinsics, size, fov, Blender, glTF."
     rgb: np.ndarray | None = None  # [H, W, 3] uint8 Blender render, when the run made them
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -25,6 +27,7 @@ from .layout import Layout
 from .mesh import load_mesh, normalise, save_mesh
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 @dataclass
@@ -86,23 +89,22 @@ class LabelTask:
 
 @dataclass
 class ViewTask:
-    """Camera-space normal maps, masks and depth of ``views.count`` orbit cameras, with the cameras."""
+    """Camera-space normal maps, masks and depth of ``views.count`` orbit cameras, with the cameras (views.py)."""
 
     layout: Layout
     config: RunConfig
 
     def __call__(self, asset_id: str) -> None:
-        from .camera import orbit_cameras
-        from .raster import encode_normals, rasterize
+        from .views import bounding_radius, encode_normals, orbit_cameras, render_views
 
         cfg = self.config.views
         mesh = load_mesh(self.layout.mesh(asset_id))
-        cameras = orbit_cameras(asset_rng(asset_id, self.config.seed + 2), cfg.count, cfg.resolution, cfg.fov_y_deg)
-        frames = [rasterize(mesh, c) for c in cameras]
-        cams = json.dumps([c.to_json() for c in cameras], sort_keys=True).encode()
-        arrays = {"normals": np.stack([encode_normals(f) for f in frames]),  # [K, H, W, 3] uint8
-                  "mask": np.stack([f.mask for f in frames]), "depth": np.stack([f.depth for f in frames]),
-                  "cameras": np.frombuffer(cams, np.uint8)}
+        cameras = orbit_cameras(asset_rng(asset_id, self.config.seed + 2), cfg.count, cfg.resolution, cfg.fov_y_deg,
+                                cfg.elevation_deg, cfg.margin * bounding_radius(mesh))
+        views = _one_thread(lambda: render_views(mesh, cameras, cfg.normals))
+        cams = json.dumps([c.to_dict() for c in cameras], sort_keys=True).encode()
+        arrays = {"normals": encode_normals(views.normals, views.mask),  # [K, H, W, 3] uint8
+                  "mask": views.mask, "depth": views.depth, "cameras": np.frombuffer(cams, np.uint8)}
 
         def write(temp: Path) -> None:
             with open(temp, "wb") as f:
@@ -136,6 +138,19 @@ class RgbTask:
 
     def done(self, asset_id: str) -> bool:
         return self.layout.rgb(asset_id).is_file() or self.layout.failure("rgb", asset_id).is_file()
+
+
+def _one_thread(work: Callable[[], T]) -> T:
+    """Run ``work`` with one torch thread: the run's parallelism is its workers (one task per core), and idle
+    intra-op threads spinning on a busy machine cost ten times the CPU time of the work itself."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return work()
+    finally:
+        torch.set_num_threads(before)
 
 
 def blender_python(config: RunConfig) -> tuple[str, str]:

@@ -1,16 +1,17 @@
 """RGB renders of one asset under varied material, lighting and background, through the cameras of its views.
 
 Run by the bpy interpreter: ``python -m synthesis.blender.render_rgb --mesh M.npz --views V.npz --out O.npz
---seed S``. The cameras are the views' JSON (synthesis/camera.py): camera axes are Blender's, so
-``camera_to_world`` is the camera object's ``matrix_world`` and the renders line up with the normal maps.
+--seed S``. The cameras are the views' JSON, ``backend/camera.py``'s ``Camera.to_dict()``: its "blender" entry
+holds the camera object's ``matrix_world`` and the camera data settings that reproduce it (the one camera
+convention), so the renders line up with the rasterised normal maps and masks.
 Writes ``rgb`` [K, H, W, 3] uint8 and ``alpha`` [K, H, W] uint8 to O.npz atomically.
 """
 
 from __future__ import annotations
 
 import argparse
+import colorsys
 import json
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -44,24 +45,71 @@ def main(argv: list[str] | None = None) -> int:
 
 def render_views(vertices: np.ndarray, faces: np.ndarray, cameras: list[dict[str, Any]], rng: np.random.Generator,
                  samples: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """[K, H, W, 3] uint8 RGB on a random background colour and [K, H, W] uint8 alpha, one per camera."""
+    """[K, H, W, 3] uint8 RGB on a random background and [K, H, W] uint8 alpha, one per camera."""
     scene = _empty_scene(samples)
     material = _add_mesh(scene, vertices, faces)
     camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
     scene.collection.objects.link(camera)
     scene.camera = camera
-    sun = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
-    scene.collection.objects.link(sun)
+    lights = []
+    for name in ("key", "fill"):
+        light = bpy.data.objects.new(name, bpy.data.lights.new(name, "SUN"))
+        scene.collection.objects.link(light)
+        lights.append(light)
     rgbs, alphas = [], []
     for cam in cameras:
-        _vary(rng, material, sun, scene)
         _place_camera(camera, scene, cam)
-        rgba = _render(scene)  # [H, W, 4] float, top row first
-        background = rng.uniform(0.0, 1.0, 3)
-        colour = rgba[..., :3] * rgba[..., 3:] + background * (1.0 - rgba[..., 3:])
+        _vary(rng, material, lights, scene, np.array(cam["blender"]["matrix_world"])[:3, :3])
+        rgba = _render(scene)  # [H, W, 4] float, top row first, straight alpha
+        a = rgba[..., 3:]
+        colour = rgba[..., :3] * a + _background(rng, *rgba.shape[:2]) * (1.0 - a)
         rgbs.append(np.round(np.clip(colour, 0, 1) * 255).astype(np.uint8))
         alphas.append(np.round(rgba[..., 3] * 255).astype(np.uint8))
     return np.stack(rgbs), np.stack(alphas)
+
+
+def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """[H, W, 3] float: white or grey paper (most often) or a muted colour, with a soft vertical gradient."""
+    kind = rng.random()
+    if kind < 0.4:
+        base = np.full(3, rng.uniform(0.85, 1.0))
+    elif kind < 0.7:
+        base = np.full(3, rng.uniform(0.25, 0.7))
+    else:
+        base = np.array(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.15, 0.5), rng.uniform(0.35, 0.9)))
+    ramp = np.linspace(1.0, 1.0 - rng.uniform(0.0, 0.25), h)[:, None, None]  # darker towards the bottom
+    return np.clip(base * ramp, 0, 1) * np.ones((h, w, 1))
+
+
+def _vary(rng: np.random.Generator, material: Any, lights: list[Any], scene: Any, camera_axes: np.ndarray) -> None:
+    """A random plastic-to-metal material, a key and a fill light placed about the camera, and an ambient sky.
+
+    ``camera_axes`` [3, 3]: the camera's right, up and backwards directions in the world, as columns.
+    """
+    bsdf = material.node_tree.nodes["Principled BSDF"]
+    hue, sat, val = rng.random(), rng.uniform(0.0, 0.75), rng.uniform(0.25, 0.95)
+    bsdf.inputs["Base Color"].default_value = (*colorsys.hsv_to_rgb(hue, sat, val), 1.0)
+    bsdf.inputs["Roughness"].default_value = float(rng.uniform(0.2, 0.85))
+    bsdf.inputs["Metallic"].default_value = float(rng.random() < 0.25)
+    right, up, back = camera_axes.T
+    key, fill = lights
+    side = rng.choice([-1.0, 1.0])
+    _aim(key, back + side * rng.uniform(0.3, 1.3) * right + rng.uniform(0.3, 1.3) * up)
+    _aim(fill, back - side * rng.uniform(0.5, 1.5) * right + rng.uniform(-0.3, 0.5) * up)
+    key.data.energy = float(rng.uniform(2.5, 5.0))
+    fill.data.energy = float(key.data.energy * rng.uniform(0.15, 0.45))
+    key.data.color = colorsys.hsv_to_rgb(rng.uniform(0.05, 0.15), rng.uniform(0.0, 0.2), 1.0)  # warm to white
+    fill.data.color = colorsys.hsv_to_rgb(rng.uniform(0.5, 0.65), rng.uniform(0.0, 0.2), 1.0)  # cool to white
+    key.data.angle = fill.data.angle = float(rng.uniform(0.05, 0.4))  # soft shadows
+    scene.world.color = tuple(np.full(3, rng.uniform(0.15, 0.45)) * rng.uniform(0.9, 1.1, 3))  # ambient
+
+
+def _aim(light: Any, towards: np.ndarray) -> None:
+    """Point a sun so its light comes from the world direction ``towards`` (it shines along its local -Z)."""
+    from mathutils import Vector
+
+    light.rotation_mode = "QUATERNION"
+    light.rotation_quaternion = Vector(tuple(towards / np.linalg.norm(towards))).to_track_quat("Z", "Y")
 
 
 def _empty_scene(samples: int) -> Any:
@@ -94,36 +142,32 @@ def _add_mesh(scene: Any, vertices: np.ndarray, faces: np.ndarray) -> Any:
     return material
 
 
-def _vary(rng: np.random.Generator, material: Any, sun: Any, scene: Any) -> None:
-    """A random plastic-to-metal material, sun direction, strength and colour, and sky tint."""
-    bsdf = material.node_tree.nodes["Principled BSDF"]
-    bsdf.inputs["Base Color"].default_value = (*rng.uniform(0.05, 0.95, 3), 1.0)
-    bsdf.inputs["Roughness"].default_value = float(rng.uniform(0.15, 0.9))
-    bsdf.inputs["Metallic"].default_value = float(rng.random() < 0.3)
-    sun.rotation_euler = (float(rng.uniform(0.1, 1.2)), 0.0, float(rng.uniform(0, 2 * math.pi)))
-    sun.data.energy = float(rng.uniform(2.0, 6.0))
-    sun.data.color = tuple(rng.uniform(0.85, 1.0, 3))
-    scene.world.color = tuple(rng.uniform(0.05, 0.5, 3))  # the world's ambient light when it has no nodes
-
-
 def _place_camera(camera: Any, scene: Any, cam: dict[str, Any]) -> None:
     from mathutils import Matrix
 
-    camera.matrix_world = Matrix(cam["camera_to_world"])
-    scene.render.resolution_x, scene.render.resolution_y = int(cam["width"]), int(cam["height"])
+    settings = cam["blender"]  # backend.camera.to_blender
+    camera.matrix_world = Matrix(settings["matrix_world"])
+    scene.render.resolution_x, scene.render.resolution_y = int(settings["resolution_x"]), int(settings["resolution_y"])
     data = camera.data
-    data.sensor_fit = "VERTICAL"
-    if cam["model"] == "orthographic":
-        data.type, data.ortho_scale = "ORTHO", float(cam["ortho_height"])
+    data.sensor_fit, data.sensor_width = settings["sensor_fit"], float(settings["sensor_width"])
+    data.shift_x, data.shift_y = float(settings["shift_x"]), float(settings["shift_y"])
+    data.clip_start, data.clip_end = float(settings["clip_start"]), float(settings["clip_end"])
+    data.type = settings["type"]
+    if data.type == "ORTHO":
+        data.ortho_scale = float(settings["ortho_scale"])
     else:
-        data.type, data.angle_y = "PERSP", math.radians(float(cam["fov_y_deg"]))
+        data.lens = float(settings["lens"])
 
 
-def _render(scene: Any) -> np.ndarray:
+def _render(scene: Any, exr: bool = False) -> np.ndarray:
+    """Render the scene -> [H, W, 4] float RGBA, top row first (``exr``: scene-linear float, no view transform)."""
     with tempfile.TemporaryDirectory() as folder:
-        path = str(Path(folder) / "frame.png")
-        scene.render.image_settings.file_format = "PNG"
-        scene.render.image_settings.color_mode = "RGBA"
+        path = str(Path(folder) / ("frame.exr" if exr else "frame.png"))
+        settings = scene.render.image_settings
+        settings.file_format = "OPEN_EXR" if exr else "PNG"
+        settings.color_mode = "RGBA"
+        if exr:
+            settings.color_depth = "32"
         scene.render.filepath = path
         bpy.ops.render.render(write_still=True)
         image = bpy.data.images.load(path)
