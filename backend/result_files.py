@@ -49,7 +49,7 @@ def write_result(result: EngineResult, folder: Path, stem: str, export_format: s
     """Write the normal map and every mesh of ``result`` (the PNG first: the mesh files refer to it)."""
     nm = result.normal_map
     shaded = [shaded_mesh(m.vertices, m.faces, m.normals, m.uvs) for m in result.meshes]
-    images = [mesh_images(s, result) for s in shaded]
+    images = [mesh_images(s, result, m.baked) for s, m in zip(shaded, result.meshes)]
     textures = [None if i is None else _textures(i) for i in images]
     if nm is not None:
         write_bytes_atomic(folder / f"{stem}_normal.png", _written_png(images[0] if images else None,
