@@ -113,6 +113,9 @@ def _one(job: BatchJob, engines: dict, path: Path, ctx: JobContext, settings: Ba
     warning = mask_warning(result.stats)
     if warning:
         notes.append(f"WARNING: {path}: {warning}")
+    texture = result.stats.get("texture")
+    if isinstance(texture, dict) and texture.get("note"):  # hi3dgen without a camera: no textures
+        notes.append(f"note: {path}: {texture['note']}")
     return "\n".join(notes)
 
 

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from backend.camera import Camera, look_at, make_camera
+from backend.camera import look_at, make_camera
 from backend.errors import BadInput, Cancelled
 from backend.jobs import JobContext
-from backend.render.raster import rasterize_cameras
-from backend.render.shade import render_normal_map, surface_points
+from tests.backend.bake_scene import picture, view
 from tests.backend.shapes import bust, chair, suzanne
 
 PSNR_FLOOR = 30.0
@@ -29,27 +28,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def pattern(points: np.ndarray) -> np.ndarray:
-    """A smooth colour field over the surface [N, 3] -> [N, 3] in [0.1, 0.9]."""
-    x, y, z = points.T
-    return np.stack([0.5 + 0.4 * np.sin(9 * x + 2 * z), 0.5 + 0.4 * np.sin(7 * y - 5 * z),
-                     0.5 + 0.4 * np.cos(6 * z + 3 * x)], axis=1).astype(np.float32)
-
-
-def view(size: int = 256) -> Camera:
-    return make_camera(*look_at([1.4, -2.4, 0.9], [0.0, 0.0, 0.0]), size, size, fov=math.radians(35))
-
-
-def picture(vertices: np.ndarray, faces: np.ndarray, camera: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(RGB [H, W, 3] of ``pattern`` on the surface, camera-space normals [H, W, 3], mask [H, W])."""
-    mask, normals, _ = render_normal_map(vertices, faces, camera)
-    v, f = torch.tensor(vertices), torch.tensor(faces)
-    points = surface_points(rasterize_cameras(v, f, [camera]), v[None], f)[0].numpy()
-    rgb = np.zeros((camera.height, camera.width, 3), np.float32)
-    rgb[mask] = pattern(points[mask])
-    return rgb, normals, mask
 
 
 @pytest.fixture(scope="module")
