@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..jobs import JobContext
+from .unwrap import MAX_FACES
 
 NO_CAMERA = ("no textures: baking needs the input view's camera; turn 'align' on (or 'texture' off to "
              "silence this note)")
@@ -28,6 +29,9 @@ def texture_mesh(mesh: Any, rgba: np.ndarray, normals: np.ndarray, mask: np.ndar
 
     if camera is None:
         return mesh, {"baked": False, "note": NO_CAMERA}
+    if len(mesh.faces) > MAX_FACES:
+        return mesh, {"baked": False, "note": f"no textures: the mesh has {len(mesh.faces)} faces, texturing takes "
+                      f"at most {MAX_FACES}; set decimate_faces"}
     view = Camera.from_dict(camera)
     full_normals, full_mask = uncrop_normals(normals, mask, frame)  # the camera is for the input picture
     baked = bake_mesh(mesh.vertices, mesh.faces, mesh.normals, view, rgba, full_normals, full_mask,

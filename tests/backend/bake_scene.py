@@ -2,7 +2,9 @@
 bench/bench_bake.py): a smooth colour field painted on the surface, rendered with the project's rasterizer.
 
 ``python -m tests.backend.bake_scene FOLDER`` (the backend's interpreter) writes ``bust.glb`` and ``bust.obj``
-with their baked textures, and ``bust_truth.npz`` (the picture, normals, mask, depth and camera) for the Blender test.
+with their baked textures, ``bust_truth.npz`` (the picture, normals, mask, depth and camera) and
+``bust_arrays.npz`` (the mesh arrays and ``MeshTexture`` pixels as the add-on receives them) for the Blender
+tests.
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ def write_baked(folder: Path) -> None:
     write_result(result, folder, "bust", "glb", "opengl")
     write_result(result, folder, "bust", "obj", "opengl")
     from backend.render.shade import render_normal_map
+    from backend.server import texture_frames
+
+    frames = {f"texture_{f.role}": f.pixels for f in texture_frames(0, mesh, result)}  # what the add-on receives
+    np.savez(folder / "bust_arrays.npz", vertices=mesh.vertices, faces=mesh.faces, normals=mesh.normals,
+             uvs=mesh.uvs, **frames)
 
     depth = render_normal_map(vertices, faces, camera)[2]
     np.savez(folder / "bust_truth.npz", rgb=rgb, normals=normals, mask=mask, depth=depth,

@@ -133,3 +133,27 @@ def test_the_obj_names_both_textures_in_its_mtl(outputs):
     bsdf = next(n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
     assert Path(_image_feeding(bsdf.inputs["Base Color"]).filepath).name == "bust_color.png"
     assert Path(_image_feeding(bsdf.inputs["Normal"]).filepath).name == "bust_normal.png"
+
+
+def test_the_add_on_builds_its_material_for_a_baked_mesh(outputs):
+    """What the add-on receives for a textured hi3dgen mesh (arrays + ``MeshTexture`` frames) builds into an
+    object with the UV map and the normal-mapped, image-coloured material on every proper face."""
+    import importlib
+
+    from blender_addon.settings import BuildOptions
+
+    mb = importlib.import_module("blender_addon.mesh_builder")
+    data = np.load(outputs / "bust_arrays.npz")
+    arrays = {k: data[k] for k in ("vertices", "faces", "normals", "uvs")}
+    textures = {"normal": data["texture_normal"], "base_color": data["texture_base_color"]}
+    assert textures["normal"].dtype == np.uint16 and textures["base_color"].dtype == np.uint8
+    (obj,) = mb.add_result(bpy.context, [("bust", arrays)], [textures], BuildOptions(with_material=True),
+                           mb.Placement())
+    material = obj.data.materials[0]
+    bsdf = next(n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    assert tuple(_image_feeding(bsdf.inputs["Base Color"]).size) == (512, 512)
+    assert tuple(_image_feeding(bsdf.inputs["Normal"]).size) == (512, 512)
+    assert obj.data.uv_layers.get(mb.UV_NAME) is not None
+    material_index = np.empty(len(obj.data.polygons), np.int32)
+    obj.data.polygons.foreach_get("material_index", material_index)
+    assert (material_index == 0).mean() > 0.99
