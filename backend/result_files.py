@@ -13,9 +13,10 @@ When the engine gives the input's pixels (relief), the textured material's base 
 the same frame (``result_textures.py``): embedded in the GLB, ``<stem>_color.png`` beside an OBJ.
 ``--convention directx`` flips the PNG's green and ``object`` writes the predicted normals in Blender's
 object space instead; the GLB always embeds the OpenGL tangent-space texture, as glTF requires, and an
-OBJ's MTL names the PNG as written (so it is in the chosen convention). For a mesh
-without UVs (hi3dgen, until it is unwrapped) the PNG is the predicted camera-space map, RGBA with the mask
-as alpha, and the mesh files carry normals but no material.
+OBJ's MTL names the PNG as written (so it is in the chosen convention). A hi3dgen mesh unwrapped and baked
+(``backend/bake``, param ``texture``) brings its own atlas images (``MeshData.baked``): the same files, every
+face textured. For a mesh without UVs (hi3dgen with ``texture`` or ``align`` off) the PNG is the predicted
+camera-space map, RGBA with the mask as alpha, and the mesh files carry normals but no material.
 """
 
 from __future__ import annotations
