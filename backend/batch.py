@@ -123,6 +123,9 @@ def store(job: BatchJob, path: Path, result: EngineResult, names: OutputNames) -
     warning = mask_warning(result.stats)
     if warning:
         notes.append(f"WARNING: {path}: {warning}")
+    texture = result.stats.get("texture")
+    if isinstance(texture, dict) and texture.get("note"):  # hi3dgen without a camera: no textures
+        notes.append(f"note: {path}: {texture['note']}")
     return stem, [stem + s for s in suffixes], "\n".join(notes)
 
 

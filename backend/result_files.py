@@ -13,9 +13,10 @@ When the engine gives the input's pixels (relief), the textured material's base 
 the same frame (``result_textures.py``): embedded in the GLB, ``<stem>_color.png`` beside an OBJ.
 ``--convention directx`` flips the PNG's green and ``object`` writes the predicted normals in Blender's
 object space instead; the GLB always embeds the OpenGL tangent-space texture, as glTF requires, and an
-OBJ's MTL names the PNG as written (so it is in the chosen convention). For a mesh
-without UVs (hi3dgen, until it is unwrapped) the PNG is the predicted camera-space map, RGBA with the mask
-as alpha, and the mesh files carry normals but no material.
+OBJ's MTL names the PNG as written (so it is in the chosen convention). A hi3dgen mesh unwrapped and baked
+(``backend/bake``, param ``texture``) brings its own atlas images (``MeshData.baked``): the same files, every
+face textured. For a mesh without UVs (hi3dgen with ``texture`` or ``align`` off) the PNG is the predicted
+camera-space map, RGBA with the mask as alpha, and the mesh files carry normals but no material.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def write_result(result: EngineResult, folder: Path, stem: str, export_format: s
     """Write the normal map and every mesh of ``result`` (the PNG first: the mesh files refer to it)."""
     nm = result.normal_map
     shaded = [shaded_mesh(m.vertices, m.faces, m.normals, m.uvs) for m in result.meshes]
-    images = [mesh_images(s, result) for s in shaded]
+    images = [mesh_images(s, result, m.baked) for s, m in zip(shaded, result.meshes)]
     textures = [None if i is None else _textures(i) for i in images]
     if nm is not None:
         write_bytes_atomic(folder / f"{stem}_normal.png", _written_png(images[0] if images else None,

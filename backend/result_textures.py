@@ -7,6 +7,9 @@ the others (the relief's back and side walls) a plain material. The images:
 - ``normals``: the predicted camera-space map rewritten in the mesh's tangent space
   (``mesh/normal_texture.py``), so a renderer's Normal Map node shades the front with the prediction;
 - ``base_color``: the input's pixels over the same frame (``mesh/base_color.py``), when the engine gives them.
+
+A full-3D (hi3dgen) mesh's UVs are an atlas instead (``backend/bake``): its images come baked with it
+(``MeshData.baked``), every face with a counter-clockwise UV triangle takes them, and ``mask`` is all true.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ class MeshImages:
     "[H, W, 4] uint8 sRGB, alpha = the mask."
 
 
-def mesh_images(surface: ShadedMesh, result: EngineResult) -> MeshImages | None:
+def mesh_images(surface: ShadedMesh, result: EngineResult, baked: MeshImages | None = None) -> MeshImages | None:
     """The images of ``surface`` (a result's mesh as ``shading.shaded_mesh`` gives it), None without UVs
-    or without anything to show."""
+    or without anything to show. ``baked`` (the mesh's ``MeshData.baked``: an atlas made for its UVs, as
+    ``backend/bake`` makes for hi3dgen) is used as it is."""
+    if baked is not None and surface.uvs is not None:
+        return baked
     nm = result.normal_map
     if surface.uvs is None or (nm is None and result.base_color is None):
         return None

@@ -320,7 +320,7 @@ def texture_frames(index: int, mesh: MeshData, result: EngineResult) -> list[P.M
     from .mesh.shading import shaded_mesh
     from .result_textures import mesh_images
 
-    images = mesh_images(shaded_mesh(mesh.vertices, mesh.faces, mesh.normals, mesh.uvs), result)
+    images = mesh_images(shaded_mesh(mesh.vertices, mesh.faces, mesh.normals, mesh.uvs), result, mesh.baked)
     if images is None:
         return []
     planes: list[tuple[str, np.ndarray]] = []

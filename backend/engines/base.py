@@ -130,6 +130,8 @@ class MeshData:
     faces: np.ndarray  # [F, 3] int32
     normals: np.ndarray | None = None  # [V, 3] float32
     uvs: np.ndarray | None = None  # [V, 2] float32
+    baked: Any = None
+    "Textures baked for these UVs (``result_textures.MeshImages``, hi3dgen's atlas); None: made from the result."
 
 
 @dataclass

@@ -42,6 +42,8 @@ PARAMS = (
               64, 2048),
     ParamSpec("align", "bool", True, "Estimate the input view's camera from the mesh, mask and normal map "
               "(returned with the result; a few seconds)."),
+    ParamSpec("texture", "bool", True, "UV-unwrap the mesh and bake the input image (base colour) and the "
+              "normal map (tangent space) onto it from the aligned view; needs align."),
 )
 
 GEOMETRY_MODELS = ("trellis-normal", "dinov2")
@@ -113,6 +115,11 @@ class Hi3DGenEngine:
         stats = {"normals": source, "mask": _mask_stats(frame), **timings, "faces": int(len(faces))}
         if p["align"]:
             stats["camera"] = self._align(request, vertices, faces, normals, mask, frame, ctx)
+        if p["texture"]:
+            from ..bake.result import texture_mesh
+
+            mesh, stats["texture"] = texture_mesh(mesh, request.image.rgba, normals, mask, frame,
+                                                  stats.get("camera"), ctx)
         stats["seconds"] = time.perf_counter() - t0
         return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats)
 

@@ -130,3 +130,19 @@ def _edge(a: np.ndarray, b: np.ndarray, p: np.ndarray) -> np.ndarray:
 def _unit(v: np.ndarray) -> np.ndarray:
     length = np.linalg.norm(v, axis=-1, keepdims=True)
     return (v / np.maximum(length, 1e-12)).astype(np.float32)
+
+
+def covered_texels(uvs: np.ndarray, faces: np.ndarray, shape: tuple[int, int]
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every texel centre inside a face's UV triangle: (face index [K], row [K], col [K], barycentrics [K, 3]),
+    the texel layout of ``tangent_space_texture`` (for the bakers of ``backend/bake``)."""
+    parts = list(_rasterize(uvs, faces, shape))
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, np.zeros((0, 3))
+    return tuple(np.concatenate(p) for p in zip(*parts))  # type: ignore[return-value]
+
+
+def tangent_frame(mesh: ShadedMesh, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-vertex tangents [V, 3] (unnormalised) and the bitangent sign [F] of ``faces`` (``_tangent_frame``)."""
+    return _tangent_frame(mesh, faces)
