@@ -1,0 +1,158 @@
+"""Reconstruction-level refinement: move vertices so the aligned view reproduces the normal map and the mask.
+
+Unknowns: one height per vertex, a displacement along the starting mesh's vertex normal. One number per
+vertex keeps the problem small and well posed (no tangential sliding, which the view terms cannot see
+and which folds triangles), and it is what both terms need: detail is relief along the normal, and a
+silhouette moves when its contour moves along its normal, which lies in the image plane.
+
+Loss, per iteration (Adam, bounded iterations, re-rasterized every step, see ``view.py``):
+- normals: mean ``1 - cos`` between rendered and predicted camera-space normals where both cover;
+- silhouette: ``silhouette.py`` (contour vertices <-> mask outline, plus vertices outside the mask);
+- regulariser: ``|L h|^2`` with the uniform Laplacian (``laplacian.py``), so what no view term reaches
+  follows its neighbours smoothly and the unseen side keeps its shape.
+
+The result is kept only if it improves the view: the mean angular error drops and the silhouette IoU
+does not fall by more than ``iou_slack``; otherwise the input comes back unchanged with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..align.score import make_target
+from ..camera import Camera
+from ..errors import BadInput
+from ..jobs import JobContext
+from .laplacian import connectivity
+from .silhouette import contour_vertices, nearest_outline, outline, silhouette_loss
+from .view import camera_tensors, normal_loss, render_view, silhouette_iou
+
+
+@dataclass(frozen=True)
+class RefineConfig:
+    iterations: int = 120  # Adam steps (each re-rasterizes the view once)
+    size: int = 256  # side of the scoring window, pixels
+    step: float = 0.001  # Adam learning rate, in mesh radii
+    normal_weight: float = 1.0
+    silhouette_weight: float = 20.0
+    laplacian_weight: float = 2.0  # on |L h|^2 (h in radii), mean over vertices times sqrt(V)
+    max_height: float = 0.15  # the displacement is clamped to this many mesh radii
+    iou_slack: float = 0.01  # the refined view may lose at most this much silhouette IoU
+    report_every: int = 10  # progress (and cancel) every this many iterations; cancel is checked every step
+
+
+@dataclass(frozen=True)
+class Confidence:
+    """When an alignment is trusted enough to refine against (its silhouette IoU and normal agreement)."""
+
+    min_iou: float = 0.85
+    min_normal_agreement: float = 0.7
+
+    def check(self, alignment: dict[str, Any]) -> tuple[bool, str]:
+        iou, agree = alignment.get("iou"), alignment.get("normal_agreement")
+        if not isinstance(iou, (int, float)) or not isinstance(agree, (int, float)):
+            return False, "the alignment has no scores"
+        if iou < self.min_iou:
+            return False, f"alignment IoU {iou:.3f} < {self.min_iou}"
+        if agree < self.min_normal_agreement:
+            return False, f"alignment normal agreement {agree:.3f} < {self.min_normal_agreement}"
+        return True, "confident"
+
+
+@dataclass
+class RefineResult:
+    vertices: np.ndarray  # [V, 3] float32 (the input's when ``applied`` is false)
+    applied: bool
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def refine_mesh(vertices: np.ndarray, faces: np.ndarray, camera: Camera, mask: np.ndarray, normals: np.ndarray,
+                config: RefineConfig = RefineConfig(), device: torch.device | str = "cpu",
+                ctx: JobContext | None = None) -> RefineResult:
+    """Refine ``vertices`` [V, 3] (faces [F, 3], world frame) against the view ``camera`` sees.
+
+    ``mask`` [H, W] bool and ``normals`` [H, W, 3] (camera-space unit normals) are at the camera's size.
+    """
+    t0 = time.perf_counter()
+    ctx = ctx or JobContext()
+    _check(vertices, faces, camera, mask, normals, config)
+    dev = torch.device(device)
+    v0 = torch.tensor(np.asarray(vertices, np.float32), device=dev)
+    f = torch.tensor(np.asarray(faces, np.int64), device=dev)
+    radius = float((v0 - v0.mean(0)).norm(dim=1).max().clamp_min(1e-9))
+    target = make_target(np.asarray(mask, bool), np.asarray(normals, np.float32), config.size, dev)
+    cam = camera_tensors(camera, dev)
+    conn = connectivity(np.asarray(faces), len(v0), dev)
+    wanted = target.mask > 0.5
+    target_outline = outline(wanted)
+    nearest = nearest_outline(target_outline, config.size) if len(target_outline) else None
+    direction = _vertex_normals(v0, f)  # [V, 3]
+    height = torch.zeros(len(v0), 1, device=dev, requires_grad=True)  # in radii
+    optimiser = torch.optim.Adam([height], lr=config.step)
+    before = _measure(v0, f, cam, target)
+    ctx.step("refine", 0, config.iterations, "refining the mesh against the view")
+    for i in range(config.iterations):
+        ctx.check()
+        v = v0 + radius * height * direction
+        view = render_view(v, f, cam, target)
+        n_loss, _ = normal_loss(view, target)
+        s_loss = n_loss * 0.0 if nearest is None else silhouette_loss(view, contour_vertices(view, conn), wanted,
+                                                                     target_outline, nearest)
+        reg = torch.sparse.mm(conn.laplacian, height).square().sum() / len(v0) * len(v0) ** 0.5
+        loss = config.normal_weight * n_loss + config.silhouette_weight * s_loss + config.laplacian_weight * reg
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        with torch.no_grad():
+            height.clamp_(-config.max_height, config.max_height)
+        if (i + 1) % config.report_every == 0:
+            ctx.step("refine", i + 1, config.iterations, "refining the mesh against the view")
+    refined = v0 + radius * height.detach() * direction
+    after = _measure(refined, f, cam, target)
+    better = after["angle_deg"] < before["angle_deg"] and after["iou"] >= before["iou"] - config.iou_slack
+    stats = {"iterations": config.iterations, "angle_deg_before": before["angle_deg"],
+             "angle_deg_after": after["angle_deg"], "iou_before": before["iou"], "iou_after": after["iou"],
+             "max_height": float(height.detach().abs().max()) * radius, "applied": better,
+             "seconds": time.perf_counter() - t0, "config": asdict(config)}
+    if not better:
+        stats["reason"] = "the refined view did not match better; the mesh is unchanged"
+    out = refined.cpu().numpy() if better else np.asarray(vertices, np.float32)
+    return RefineResult(out.astype(np.float32), better, stats)
+
+
+def _measure(vertices: torch.Tensor, faces: torch.Tensor, cam: Any, target: Any) -> dict[str, float]:
+    with torch.no_grad():
+        view = render_view(vertices, faces, cam, target)
+        return {"angle_deg": float(normal_loss(view, target)[1]), "iou": silhouette_iou(view, target)}
+
+
+def _vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """Area-weighted unit vertex normals [V, 3]."""
+    tri = vertices[faces]  # [F, 3, 3]
+    n = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=-1)  # [F, 3], |n| = 2 area
+    out = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), n.repeat_interleave(3, 0))
+    return torch.nn.functional.normalize(out, dim=1, eps=1e-12)
+
+
+def _check(vertices: Any, faces: Any, camera: Any, mask: Any, normals: Any, config: RefineConfig) -> None:
+    v, f = np.asarray(vertices), np.asarray(faces)
+    if v.ndim != 2 or v.shape[1] != 3 or len(v) < 3 or not np.isfinite(v).all():
+        raise BadInput("Refinement needs finite vertices [V, 3].", hint="Pass the generated mesh unchanged.")
+    if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0 or f.min() < 0 or f.max() >= len(v):
+        raise BadInput("The mesh faces must be [F, 3] indices into the vertices.", hint="Pass the generated mesh.")
+    if not isinstance(camera, Camera):
+        raise BadInput("Refinement needs the aligned camera.", hint="Run the alignment first.")
+    m, n = np.asarray(mask), np.asarray(normals)
+    if m.shape != (camera.height, camera.width) or n.shape != (*m.shape, 3) or not np.isfinite(n).all():
+        raise BadInput("Refinement needs a mask [H, W] and normals [H, W, 3] at the camera's image size.",
+                       hint="Give the input view's mask and normal map with the camera estimated for it.")
+    if int(m.astype(bool).sum()) < 16:
+        raise BadInput("The mask is (nearly) empty: nothing to refine against.", hint="Check the foreground.")
+    if not 0 <= config.iterations <= 10_000 or not 16 <= config.size <= 2048 or config.report_every < 1:
+        raise BadInput("Refinement iterations must lie in [0, 10000] and the window in [16, 2048] pixels.",
+                       hint="Use the defaults of RefineConfig.")
