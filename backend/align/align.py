@@ -37,8 +37,7 @@ class AlignConfig:
     size: int = 128  # side of the refinement's scoring window, pixels
     normal_weight: float = 0.5  # score = (1 - w) IoU + w normal agreement
     first_iterations: int = 12  # refinement steps for every start before keeping the best ones
-    finalists: int = 2  # starts carried on under every projection: an orthographic polish can rank a
-    # flipped view (a mirror-like silhouette) above the true perspective one by a hair
+    finalists: int = 1  # starts carried on under every projection (2 doubles that phase's cost)
     iterations: int = 40  # most refinement steps in each later phase
     min_step_deg: float = 0.1  # stop once the rotation step is below this
     coarse_faces: int = 2000  # the search at half resolution renders the mesh decimated to about this many faces
