@@ -5,7 +5,7 @@ vertex keeps the problem small and well posed (no tangential sliding, which the 
 and which folds triangles), and it is what both terms need: detail is relief along the normal, and a
 silhouette moves when its contour moves along its normal, which lies in the image plane.
 
-Loss, per iteration (Adam, bounded iterations, re-rasterized every step, see ``view.py``):
+Loss, per iteration (Adam, written out in ``_Adam``; bounded iterations, re-rasterized every step, see ``view.py``):
 - normals: mean ``1 - cos`` between rendered and predicted camera-space normals where both cover;
 - silhouette: ``silhouette.py`` (contour vertices <-> mask outline, plus vertices outside the mask);
 - regulariser: ``|L h|^2`` with the uniform Laplacian (``laplacian.py``), so what no view term reaches
@@ -93,7 +93,7 @@ def refine_mesh(vertices: np.ndarray, faces: np.ndarray, camera: Camera, mask: n
     nearest = nearest_outline(target_outline, config.size) if len(target_outline) else None
     direction = _vertex_normals(v0, f)  # [V, 3]
     height = torch.zeros(len(v0), 1, device=dev, requires_grad=True)  # in radii
-    optimiser = torch.optim.Adam([height], lr=config.step)
+    adam = _Adam(height, config.step)
     before = _measure(v0, f, cam, target)
     ctx.step("refine", 0, config.iterations, "refining the mesh against the view")
     for i in range(config.iterations):
@@ -105,11 +105,8 @@ def refine_mesh(vertices: np.ndarray, faces: np.ndarray, camera: Camera, mask: n
                                                                      target_outline, nearest)
         reg = torch.sparse.mm(conn.laplacian, height).square().sum() / len(v0) * len(v0) ** 0.5
         loss = config.normal_weight * n_loss + config.silhouette_weight * s_loss + config.laplacian_weight * reg
-        optimiser.zero_grad()
         loss.backward()
-        optimiser.step()
-        with torch.no_grad():
-            height.clamp_(-config.max_height, config.max_height)
+        adam.step(config.max_height)
         if (i + 1) % config.report_every == 0:
             ctx.step("refine", i + 1, config.iterations, "refining the mesh against the view")
     refined = v0 + radius * height.detach() * direction
@@ -123,6 +120,30 @@ def refine_mesh(vertices: np.ndarray, faces: np.ndarray, camera: Camera, mask: n
         stats["reason"] = "the refined view did not match better; the mesh is unchanged"
     out = refined.cpu().numpy() if better else np.asarray(vertices, np.float32)
     return RefineResult(out.astype(np.float32), better, stats)
+
+
+class _Adam:
+    """Adam on one tensor, written out: ``torch.optim`` imports the compiler stack (seconds) on first use."""
+
+    def __init__(self, param: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        self.param, self.lr, self.betas, self.eps, self.t = param, lr, betas, eps, 0
+        self.m, self.v = torch.zeros_like(param), torch.zeros_like(param)
+
+    def step(self, bound: float) -> None:
+        """One update from ``param.grad`` (then cleared), keeping the parameter within +-``bound``."""
+        grad = self.param.grad
+        if grad is None:
+            return
+        b1, b2 = self.betas
+        self.t += 1
+        with torch.no_grad():
+            self.m.mul_(b1).add_(grad, alpha=1 - b1)
+            self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+            m_hat = self.m / (1 - b1 ** self.t)
+            v_hat = self.v / (1 - b2 ** self.t)
+            self.param.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps)).clamp_(-bound, bound)
+        self.param.grad = None
 
 
 def _measure(vertices: torch.Tensor, faces: torch.Tensor, cam: Any, target: Any) -> dict[str, float]:
