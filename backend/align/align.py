@@ -4,6 +4,12 @@ Coarse search over the sphere of views (``search.py``) gives a few distinct star
 scale and offset their silhouette moments imply; a pattern search (``refine``) then polishes rotation,
 offset and scale of every start at once under each projection asked for (orthographic and/or a few fields
 of view), and the best score wins. The score (``score.py``) is silhouette IoU plus normal agreement.
+
+The local search is the refinement after the coarse one: every step tries +-step on each of rotation
+(3 axes), offset (2) and log scale, and also each tilt about the camera's x or y axis paired with a shift
+along the other image axis. Without those paired moves it stalls a dozen degrees from the answer (a tilt
+alone slides the silhouette off the mask, a shift alone cannot turn it), and a worse, flipped start can
+then win; this was the bust's one failure in 20 views before.
 """
 
 from __future__ import annotations
