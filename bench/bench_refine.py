@@ -81,9 +81,9 @@ def run_case(name: str, views: int, size: int, device: str) -> None:
         rows["c1"].append(chamfer((result.vertices, start[1]), detailed))
     med = {k: statistics.median(v) for k, v in rows.items()}
     print(f"  {name:24s} ({len(start[1]):5d} faces): angle {med['a0']:.2f} -> {med['a1']:.2f} deg "
-          f"({1 - med['a1'] / med['a0']:.0%} less); IoU {med['i0']:.3f} -> {med['i1']:.3f}; Chamfer "
-          f"{med['c0'] * 1e3:.2f} -> {med['c1'] * 1e3:.2f} e-3 ({1 - med['c1'] / med['c0']:.0%} less; worst view "
-          f"{1 - max(rows['c1']) / med['c0']:.0%}); {med['s']:.1f} s per refinement")
+          f"({med['a1'] / med['a0'] - 1:+.0%}); IoU {med['i0']:.3f} -> {med['i1']:.3f}; Chamfer "
+          f"{med['c0'] * 1e3:.2f} -> {med['c1'] * 1e3:.2f} e-3 ({med['c1'] / med['c0'] - 1:+.0%}; worst view "
+          f"{max(rows['c1']) / med['c0'] - 1:+.0%}); {med['s']:.1f} s per refinement")
 
 
 def main() -> None:
