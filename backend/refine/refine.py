@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..align.score import make_target
+from ..align.score import Target, make_target
 from ..camera import Camera
 from ..errors import BadInput
 from ..jobs import JobContext
-from .laplacian import connectivity
+from .laplacian import Connectivity, connectivity
 from .silhouette import contour_vertices, nearest_outline, outline, silhouette_loss
-from .view import camera_tensors, normal_loss, render_view, silhouette_iou
+from .view import CameraTensors, camera_tensors, normal_loss, render_view, silhouette_iou
 
 
 @dataclass(frozen=True)
@@ -89,47 +89,68 @@ def refine_mesh(vertices: np.ndarray, faces: np.ndarray, camera: Camera, mask: n
     t0 = time.perf_counter()
     ctx = ctx or JobContext()
     _check(vertices, faces, camera, mask, normals, config)
-    dev = torch.device(device)
-    v0 = torch.tensor(np.asarray(vertices, np.float32), device=dev)
-    f = torch.tensor(np.asarray(faces, np.int64), device=dev)
-    radius = float((v0 - v0.mean(0)).norm(dim=1).max().clamp_min(1e-9))
-    target = make_target(np.asarray(mask, bool), np.asarray(normals, np.float32), config.size, dev)
-    cam = camera_tensors(camera, dev)
-    conn = connectivity(np.asarray(faces), len(v0), dev)
-    wanted = target.mask > 0.5
-    target_outline = outline(wanted)
-    nearest = nearest_outline(target_outline, config.size) if len(target_outline) else None
-    direction = _vertex_normals(v0, f)  # [V, 3]
-    height = torch.zeros(len(v0), 1, device=dev, requires_grad=True)  # in radii
+    pb = _problem(vertices, faces, camera, mask, normals, config, torch.device(device))
+    height = torch.zeros(len(pb.v0), 1, device=pb.v0.device, requires_grad=True)  # in radii
     adam = _Adam(height, config.step)
-    before = _measure(v0, f, cam, target)
+    before = _measure(pb.v0, pb)
     ctx.step("refine", 0, config.iterations, "refining the mesh against the view")
     for i in range(config.iterations):
         ctx.check()
-        v = v0 + radius * height * direction
-        view = render_view(v, f, cam, target)
-        n_loss, _ = normal_loss(view, target)
-        s_loss = n_loss * 0.0 if nearest is None else silhouette_loss(view, contour_vertices(view, conn), wanted,
-                                                                     target_outline, nearest)
-        reg = torch.sparse.mm(conn.laplacian, height).square().sum() / len(v0) * len(v0) ** 0.5
-        tether = height.square().mean()
-        loss = (config.normal_weight * n_loss + config.silhouette_weight * s_loss + config.laplacian_weight * reg
-                + config.tether_weight * tether)
-        loss.backward()
+        _loss(height, pb, config).backward()
         adam.step(config.max_height)
         if (i + 1) % config.report_every == 0:
             ctx.step("refine", i + 1, config.iterations, "refining the mesh against the view")
-    refined = v0 + radius * height.detach() * direction
-    after = _measure(refined, f, cam, target)
+    refined = pb.v0 + pb.radius * height.detach() * pb.direction
+    after = _measure(refined, pb)
     better = after["angle_deg"] < before["angle_deg"] and after["iou"] >= before["iou"] - config.iou_slack
     stats = {"iterations": config.iterations, "angle_deg_before": before["angle_deg"],
              "angle_deg_after": after["angle_deg"], "iou_before": before["iou"], "iou_after": after["iou"],
-             "max_height": float(height.detach().abs().max()) * radius, "applied": better,
+             "max_displacement": float(height.detach().abs().max()) * pb.radius, "applied": better,
              "seconds": time.perf_counter() - t0, "config": asdict(config)}
     if not better:
         stats["reason"] = "the refined view did not match better; the mesh is unchanged"
     out = refined.cpu().numpy() if better else np.asarray(vertices, np.float32)
     return RefineResult(out.astype(np.float32), better, stats)
+
+
+@dataclass
+class _Problem:
+    """What stays fixed while the heights change, on the refinement device."""
+
+    v0: torch.Tensor  # [V, 3] starting vertices
+    faces: torch.Tensor  # [F, 3] int64
+    direction: torch.Tensor  # [V, 3] starting unit vertex normals: the heights move along them
+    radius: float  # the mesh's size: heights are in radii
+    cam: CameraTensors
+    target: Target  # the view in its scoring window
+    conn: Connectivity
+    wanted: torch.Tensor  # [S, S] bool, the target mask
+    outline: torch.Tensor  # [P, 2] its outline pixels
+    nearest: torch.Tensor | None  # [S, S, 2] nearest outline pixel of every window pixel (None: no outline)
+
+
+def _problem(vertices: np.ndarray, faces: np.ndarray, camera: Camera, mask: np.ndarray, normals: np.ndarray,
+             config: RefineConfig, dev: torch.device) -> _Problem:
+    v0 = torch.tensor(np.asarray(vertices, np.float32), device=dev)
+    f = torch.tensor(np.asarray(faces, np.int64), device=dev)
+    target = make_target(np.asarray(mask, bool), np.asarray(normals, np.float32), config.size, dev)
+    wanted = target.mask > 0.5
+    rim = outline(wanted)
+    return _Problem(v0, f, _vertex_normals(v0, f), float((v0 - v0.mean(0)).norm(dim=1).max().clamp_min(1e-9)),
+                    camera_tensors(camera, dev), target, connectivity(np.asarray(faces), len(v0), dev), wanted,
+                    rim, nearest_outline(rim, config.size) if len(rim) else None)
+
+
+def _loss(height: torch.Tensor, pb: _Problem, config: RefineConfig) -> torch.Tensor:
+    """The weighted sum of the terms in the module doc for heights [V, 1] (differentiable)."""
+    view = render_view(pb.v0 + pb.radius * height * pb.direction, pb.faces, pb.cam, pb.target)
+    n_loss, _ = normal_loss(view, pb.target)
+    s_loss = n_loss * 0.0
+    if pb.nearest is not None:
+        s_loss = silhouette_loss(view, contour_vertices(view, pb.conn), pb.wanted, pb.outline, pb.nearest)
+    reg = torch.sparse.mm(pb.conn.laplacian, height).square().sum() / len(height) * len(height) ** 0.5
+    return (config.normal_weight * n_loss + config.silhouette_weight * s_loss + config.laplacian_weight * reg
+            + config.tether_weight * height.square().mean())
 
 
 class _Adam:
@@ -156,10 +177,10 @@ class _Adam:
         self.param.grad = None
 
 
-def _measure(vertices: torch.Tensor, faces: torch.Tensor, cam: Any, target: Any) -> dict[str, float]:
+def _measure(vertices: torch.Tensor, pb: _Problem) -> dict[str, float]:
     with torch.no_grad():
-        view = render_view(vertices, faces, cam, target)
-        return {"angle_deg": float(normal_loss(view, target)[1]), "iou": silhouette_iou(view, target)}
+        view = render_view(vertices, pb.faces, pb.cam, pb.target)
+        return {"angle_deg": float(normal_loss(view, pb.target)[1]), "iou": silhouette_iou(view, pb.target)}
 
 
 def _vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
