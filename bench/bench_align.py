@@ -5,7 +5,7 @@ baseline) on a small mesh in the same process. Alignment: per shape, ``--views``
 orthographic and 40-degree perspective), the mesh turned into a random frame, projection 'auto'; prints
 median / max rotation error, min IoU and seconds per alignment.
 
-    .venv/bin/python bench/bench_align.py [--views 20] [--size 128] [--threads 1] [--device cpu]
+    .venv/bin/python bench/bench_align.py [--views 20] [--size 128] [--threads 1] [--device cpu] [--shape bust]
 """
 
 from __future__ import annotations
@@ -85,11 +85,11 @@ def bench_raster(device: str) -> None:
           f"(ratio {len(f) / ours / (len(small_f) / naive):.0f}x; masks agree on {agree:.2%} of pixels)")
 
 
-def bench_align(views: int, size: int, device: str) -> None:
+def bench_align(views: int, size: int, device: str, shapes: list[str] | None = None) -> None:
     print(f"alignment: {views} random views per shape, {size} px, projection auto, torch threads "
           f"{torch.get_num_threads()}")
-    for name, build in SHAPES.items():
-        vertices, faces = build()
+    for name in shapes or SHAPES:
+        vertices, faces = SHAPES[name]()
         rng = np.random.default_rng(2024)
         errors, ious, walls, cpus, wrong_projection = [], [], [], [], 0
         for i in range(views):
@@ -120,11 +120,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-raster", action="store_true")
+    parser.add_argument("--shape", choices=sorted(SHAPES), action="append", help="only these shapes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if not args.skip_raster:
         bench_raster(args.device)
-    bench_align(args.views, args.size, args.device)
+    bench_align(args.views, args.size, args.device, args.shape)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,12 @@ Coarse search over the sphere of views (``search.py``) gives a few distinct star
 scale and offset their silhouette moments imply; a pattern search (``refine``) then polishes rotation,
 offset and scale of every start at once under each projection asked for (orthographic and/or a few fields
 of view), and the best score wins. The score (``score.py``) is silhouette IoU plus normal agreement.
+
+The local search is the refinement after the coarse one: every step tries +-step on each of rotation
+(3 axes), offset (2) and log scale, and also each tilt about the camera's x or y axis paired with a shift
+along the other image axis. Without those paired moves it stalls a dozen degrees from the answer (a tilt
+alone slides the silhouette off the mask, a shift alone cannot turn it), and a worse, flipped start can
+then win; this was the bust's one failure in 20 views before.
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ class AlignConfig:
     keep: int = 4  # distinct coarse starts refined
     size: int = 128  # side of the refinement's scoring window, pixels
     normal_weight: float = 0.5  # score = (1 - w) IoU + w normal agreement
-    first_iterations: int = 12  # refinement steps for every start before keeping the best one
+    first_iterations: int = 12  # refinement steps for every start before keeping the best ones
+    finalists: int = 1  # starts carried on under every projection (2 doubles that phase's cost)
     iterations: int = 40  # most refinement steps in each later phase
     min_step_deg: float = 0.1  # stop once the rotation step is below this
     coarse_faces: int = 2000  # the search at half resolution renders the mesh decimated to about this many faces
@@ -91,10 +98,8 @@ def align_view(vertices: np.ndarray, faces: np.ndarray, mask: np.ndarray, normal
     target = make_target(mask, normals, config.size, dev)
     first = _states(starts, small, coarse, (0.0,), dev)  # every start, orthographic, at half resolution
     _refine(first, small, coarse, config, config.first_iterations, math.radians(config.min_step_deg), ctx)
-    best = _pick(first, int(first.score.argmax()))
-    lead = Start(best.rotation[0].double().cpu().numpy(), best.translation[0].double().cpu().numpy(),
-                 float(best.pixel_scale[0]), float(best.score[0]))
-    choices = _states([lead], small, coarse, _fovs(config), dev, step_deg=2.0)  # the best start under every projection
+    leads = _leads(first, config.finalists)
+    choices = _states(leads, small, coarse, _fovs(config), dev, step_deg=2.0)  # the best starts under every projection
     _refine(choices, small, coarse, config, config.iterations, math.radians(1.0), ctx)
     one = _pick(choices, int(choices.score.argmax()))
     one.score.fill_(-1.0)  # scores at another resolution do not compare
@@ -141,6 +146,13 @@ def _fovs(config: AlignConfig) -> tuple[float, ...]:
     """The fields of view (radians) tried; 0 is orthographic."""
     persp = tuple(math.radians(f) for f in config.fovs_deg)
     return {"orthographic": (0.0,), "perspective": persp, "auto": (0.0, *persp)}[config.projection]
+
+
+def _leads(st: _States, count: int) -> list[Start]:
+    """The ``count`` best states as starts (one when ``count`` <= 1)."""
+    order = torch.argsort(st.score, descending=True)[:max(1, count)].tolist()
+    return [Start(st.rotation[i].double().cpu().numpy(), st.translation[i].double().cpu().numpy(),
+                  float(st.pixel_scale[i]), float(st.score[i])) for i in order]
 
 
 def _pick(st: _States, i: int) -> _States:
@@ -225,11 +237,11 @@ def _search(st: _States, mesh: MeshTensors, target: Target, config: AlignConfig,
         active = st.steps[:, 0] >= min_step
         if not bool(active.any()):
             return
-        rot, trans, scale = _neighbours(st, perspective)  # [N, 13, ...]
+        rot, trans, scale = _neighbours(st, perspective)  # [N, M, ...]
         n = len(st.score)
         masks, normals = render_window(mesh, rot.reshape(-1, 3, 3), trans.reshape(-1, 3), scale.reshape(-1),
                                        target, perspective)
-        score = score_views(masks, normals, target, config.normal_weight)[0].view(n, 13)
+        score = score_views(masks, normals, target, config.normal_weight)[0].view(n, -1)
         best = score.argmax(1)  # [N]
         pick = torch.arange(n, device=best.device)
         moved = (score[pick, best] > st.score + 1e-6) & (best > 0) & active
@@ -242,23 +254,40 @@ def _search(st: _States, mesh: MeshTensors, target: Target, config: AlignConfig,
 
 
 def _neighbours(st: _States, perspective: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The current state and its 12 neighbours: rotations [N, 13, 3, 3], translations [N, 13, 3], scales [N, 13]."""
-    n, dev = len(st.score), st.rotation.device
-    delta = torch.zeros(n, 13, 6, device=dev)  # (rx, ry, rz, tx, ty, log scale)
-    idx = torch.arange(6, device=dev)
-    delta[:, 1 + 2 * idx, idx] = 1.0
-    delta[:, 2 + 2 * idx, idx] = -1.0
+    """The current state and its M = 21 neighbours: rotations [N, M, 3, 3], translations [N, M, 3], scales [N, M].
+
+    Besides +-step on each of the 6 parameters, a tilt about the camera's x (y) axis is also tried together
+    with a shift along y (x) of either sign: tilting moves the silhouette sideways, and without the coupled
+    moves the search stalls in the valley that tilt and shift form together.
+    """
+    delta = _moves(st.rotation.device)[None].repeat(len(st.score), 1, 1)  # [N, M, 6] (rx, ry, rz, tx, ty, log s)
     delta = delta * st.steps[:, None, [0, 0, 0, 1, 1, 2]]
+    m = delta.shape[1]
     rot = _rodrigues(delta[..., :3]) @ st.rotation[:, None]  # camera-frame turn about the mesh centre
-    trans = st.translation[:, None].repeat(1, 13, 1)
+    trans = st.translation[:, None].repeat(1, m, 1)
     trans[..., :2] += delta[..., 3:5]
-    grow = torch.exp(delta[..., 5])  # [N, 13]
-    scale = st.pixel_scale[:, None].repeat(1, 13)
+    grow = torch.exp(delta[..., 5])  # [N, M]
+    scale = st.pixel_scale[:, None].repeat(1, m)
     if perspective:  # move the camera closer (keeping where the centre lands) rather than zoom the lens
         trans = trans / grow[..., None]
     else:
         scale = scale * grow
     return rot, trans, scale
+
+
+def _moves(dev: torch.device) -> torch.Tensor:
+    """Unit moves [M, 6]: none, +-1 on each parameter, and the coupled tilt + shift pairs."""
+    rows = [[0.0] * 6]
+    for k in range(6):
+        for sign in (1.0, -1.0):
+            rows.append([sign if j == k else 0.0 for j in range(6)])
+    for tilt, shift in ((0, 4), (1, 3)):  # (rx, ty), (ry, tx)
+        for a in (1.0, -1.0):
+            for b in (1.0, -1.0):
+                row = [0.0] * 6
+                row[tilt], row[shift] = a, b
+                rows.append(row)
+    return torch.tensor(rows, device=dev)
 
 
 def _rodrigues(w: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,8 @@ PARAMS = (
               64, 2048),
     ParamSpec("align", "bool", True, "Estimate the input view's camera from the mesh, mask and normal map "
               "(returned with the result; a few seconds)."),
+    ParamSpec("refine", "bool", True, "After a confident alignment, move the vertices so the aligned view "
+              "matches the normal map and the mask (reconstruction-level refinement; tens of seconds)."),
     ParamSpec("texture", "bool", True, "UV-unwrap the mesh and bake the input image (base colour) and the "
               "normal map (tangent space) onto it from the aligned view; needs align."),
 )
@@ -115,7 +117,9 @@ class Hi3DGenEngine:
         stats = {"normals": source, "mask": _mask_stats(frame), **timings, "faces": int(len(faces))}
         if p["align"]:
             stats["camera"] = self._align(request, vertices, faces, normals, mask, frame, ctx)
-        if p["texture"]:
+            if p["refine"]:
+                mesh, stats["refine"] = self._refine(request, mesh, stats["camera"], normals, mask, frame, ctx)
+        if p["texture"]:  # after refine: the bake uses the final vertices
             from ..bake.result import texture_mesh
 
             mesh, stats["texture"] = texture_mesh(mesh, request.image.rgba, normals, mask, frame,
@@ -137,6 +141,30 @@ class Hi3DGenEngine:
         if device.type != "cuda":  # the rasterizer's int64 scatter-min is checked on CPU and CUDA only
             device = torch.device("cpu")
         return align_view(vertices, faces, full_mask, full_normals, device=device, ctx=ctx).to_dict()
+
+    def _refine(self, request: EngineRequest, mesh: MeshData, camera: dict[str, Any], normals: Any, mask: Any,
+                frame: Any, ctx: JobContext) -> tuple[MeshData, dict[str, Any]]:
+        """The mesh refined against the aligned view when the alignment is confident, and what was done."""
+        import torch
+
+        from ..camera import Camera
+        from ..devices import choose_placement
+        from ..mesh.cleanup import vertex_normals
+        from ..preprocess import uncrop_normals
+        from ..refine.refine import Confidence, refine_mesh
+
+        confident, reason = Confidence().check(camera.get("alignment", {}))
+        if not confident:
+            return mesh, {"applied": False, "confident": False, "reason": reason}
+        full_normals, full_mask = uncrop_normals(normals, mask, frame)
+        device = choose_placement(request.placement_name, self.settings.precision).device
+        if device.type != "cuda":  # as in _align: the rasterizer is checked on CPU and CUDA only
+            device = torch.device("cpu")
+        result = refine_mesh(mesh.vertices, mesh.faces, Camera.from_dict(camera), full_mask, full_normals,
+                             device=device, ctx=ctx)
+        if result.applied:
+            mesh = replace(mesh, vertices=result.vertices, normals=vertex_normals(result.vertices, mesh.faces))
+        return mesh, {"confident": True, **result.stats}
 
     def _require_weights(self, request: EngineRequest, geometry: bool) -> None:
         """Raise one ``WeightsMissing`` naming every absent model this request needs (none when downloading)."""

@@ -90,3 +90,32 @@ def random_view(rng: np.random.Generator, size: int, fov_deg: float) -> Camera:
     fov = math.radians(fov_deg)
     distance = 0.5 * extent / math.tan(0.5 * fov)
     return make_camera(r, [offset[0], offset[1], -distance], size, size, fov, 1.0)
+
+
+def bumpy_sphere(subdivisions: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """A detailed shape for the refinement: an icosphere of radius about 0.4 with smooth bumps on it."""
+    import trimesh
+
+    s = trimesh.creation.icosphere(subdivisions=subdivisions)
+    v = np.asarray(s.vertices)
+    r = 0.4 + 0.04 * np.sin(6 * v[:, 0]) * np.cos(5 * v[:, 2]) + 0.03 * np.sin(9 * v[:, 1] + 1)
+    return (v * r[:, None]).astype(np.float32), np.asarray(s.faces, np.int64)
+
+
+def smoothed(vertices: np.ndarray, faces: np.ndarray, iterations: int) -> np.ndarray:
+    """The vertices after ``iterations`` rounds of Laplacian smoothing (same faces): detail gone, a little shrunk."""
+    import trimesh
+
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    trimesh.smoothing.filter_laplacian(mesh, lamb=0.5, iterations=iterations)
+    return np.asarray(mesh.vertices, np.float32)
+
+
+def chamfer(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray], samples: int = 20000) -> float:
+    """Symmetric mean Chamfer distance between two meshes (vertices, faces), from seeded surface samples."""
+    import trimesh
+    from scipy.spatial import cKDTree
+
+    pa = trimesh.sample.sample_surface(trimesh.Trimesh(*a, process=False), samples, seed=1)[0]
+    pb = trimesh.sample.sample_surface(trimesh.Trimesh(*b, process=False), samples, seed=2)[0]
+    return 0.5 * float(cKDTree(pb).query(pa)[0].mean() + cKDTree(pa).query(pb)[0].mean())

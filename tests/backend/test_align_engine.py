@@ -47,7 +47,7 @@ def test_generate_returns_the_camera_of_the_input_view(monkeypatch):
     monkeypatch.setattr(engine, "_require_weights", lambda request, geometry: None)  # no weights here
     stages: list[str] = []
     ctx = JobContext(report=lambda stage, step, total, message: stages.append(stage))
-    params = validate_params(PARAMS, {"remove_floaters": False})
+    params = validate_params(PARAMS, {"remove_floaters": False, "refine": False})  # refine: the test below
     result = engine.generate(EngineRequest(image, "monkey", 0, params, normal_map=given), ctx)
     assert "align" in stages
     data = json.loads(json.dumps(result.stats["camera"]))  # travels as JSON in the done message
@@ -60,6 +60,61 @@ def test_generate_returns_the_camera_of_the_input_view(monkeypatch):
 
     off = validate_params(PARAMS, {"remove_floaters": False, "align": False})
     assert "camera" not in engine.generate(EngineRequest(image, "monkey", 0, off, normal_map=given), ctx).stats
+
+
+def _refine_engine(monkeypatch, start: np.ndarray, faces: np.ndarray, truth: Camera, iou: float):
+    """The engine with geometry replaced by ``start`` and the alignment by ``truth`` scored ``iou``."""
+    import backend.pipelines.hi3dgen as geometry
+    import backend.refine.refine as refine
+    from backend.engines.hi3dgen import Hi3DGenEngine
+    from backend.settings import BackendSettings
+
+    monkeypatch.setattr(geometry, "generate_geometry", lambda models, condition, params, ctx: (start, faces, {}))
+    engine = Hi3DGenEngine(BackendSettings())
+    monkeypatch.setattr(engine, "_models", lambda request, ctx: None)
+    monkeypatch.setattr(engine, "_require_weights", lambda request, geometry: None)
+    scores = {"iou": iou, "normal_agreement": 0.95}
+    monkeypatch.setattr(engine, "_align", lambda *a: {**truth.to_dict(), "alignment": scores})
+    quick = refine.RefineConfig(iterations=30, size=96)
+    real = refine.refine_mesh
+    monkeypatch.setattr(refine, "refine_mesh", lambda *a, **k: real(*a, config=quick, **k))
+    return engine
+
+
+@pytest.mark.parametrize("iou", [0.97, 0.5], ids=["confident", "not-confident"])
+def test_generate_refines_the_mesh_only_after_a_confident_alignment(monkeypatch, iou: float):
+    from backend.engines.base import EngineRequest, validate_params
+    from backend.engines.hi3dgen import PARAMS
+    from backend.images import LoadedImage
+    from backend.jobs import JobContext
+    from backend.mesh.cleanup import CleanupOptions, clean_mesh
+    from tests.backend.shapes import bumpy_sphere, smoothed
+
+    vertices, faces = bumpy_sphere(3)
+    start = smoothed(vertices, faces, iterations=10)
+    truth = _truth()
+    mask, normals, _ = render_normal_map(vertices, faces, truth)
+    alpha = mask.astype(np.float32)[..., None]
+    image = LoadedImage(np.dstack([np.full((*mask.shape, 3), 0.6, np.float32), alpha]), True, "RGBA")
+    given = LoadedImage(np.dstack([(normals + 1) / 2, alpha]).astype(np.float32), True, "RGBA")
+    engine = _refine_engine(monkeypatch, start, faces, truth, iou)
+    stages: list[str] = []
+    ctx = JobContext(report=lambda stage, step, total, message: stages.append(stage))
+    params = validate_params(PARAMS, {"remove_floaters": False})
+    assert params["refine"] is True, "refinement is on by default"
+    result = engine.generate(EngineRequest(image, "ball", 0, params, normal_map=given), ctx)
+    info = json.loads(json.dumps(result.stats["refine"]))  # travels as JSON in the done message
+    (mesh,) = result.meshes
+    cleaned = clean_mesh(start, faces, CleanupOptions(remove_floaters=False))[0]  # what the engine refines
+    if iou < 0.85:
+        assert info["applied"] is False and info["confident"] is False and "IoU" in info["reason"]
+        assert "refine" not in stages
+        np.testing.assert_allclose(mesh.vertices, cleaned, atol=1e-6)
+        return
+    assert "refine" in stages and info["confident"] and info["applied"] and info["iterations"] == 30
+    assert info["angle_deg_after"] < info["angle_deg_before"]
+    assert np.abs(mesh.vertices - cleaned).max() > 1e-4
+    assert mesh.normals is not None and mesh.normals.shape == mesh.vertices.shape
 
 
 def test_camera_json_is_written_only_when_asked(tmp_path):
