@@ -41,6 +41,7 @@ class Case:
     backdrop: tuple[tuple[float, float, float], tuple[float, float, float]] = ((0.25, 0.3, 0.4), (0.8, 0.82, 0.85))
     light: str = "sun"  # sun (hard shadow) or area (soft shadow, uneven floor)
     turn: float = -25.0  # the object's turn about Z, degrees
+    group: str = "tuning"  # tuning (the estimator was tuned on it) or held_out (never tuned on)
 
     @property
     def kind(self) -> str:
@@ -66,6 +67,31 @@ CASES = (
     Case("white_mug_near_opaque_alpha", "mug", (0.5, 0.5, 0.5), "white", alpha="near_opaque"),
     Case("white_monkey_real_alpha", "monkey", (0.5, 0.5, 0.5), "white", alpha="real"),
 )
+
+
+def held_out_cases(seed: int, count: int) -> tuple[Case, ...]:
+    """``count`` product shots drawn at random from ``seed``: objects, colours, floors, backdrops, lights,
+    turns and vignetting the tuning cases do not have. Nobody tunes the estimator on these."""
+    rng = np.random.default_rng(seed)
+    shapes = ("monkey", "sphere", "mug", "table", "torus", "cone", "bottle", "box")
+    out = []
+    for i in range(count):
+        shape = shapes[int(rng.integers(len(shapes)))]
+        scene = ("floor", "wall", "backdrop")[i % 3]
+        grey = rng.random() < 0.4
+        color = (tuple([float(rng.uniform(0.2, 0.6))] * 3) if grey
+                 else tuple(float(c) for c in rng.uniform(0.03, 0.85, 3)))
+        floor = tuple(float(c) for c in np.clip(rng.uniform(0.4, 0.75) + rng.uniform(-0.06, 0.06, 3), 0, 1))
+        low, high = rng.uniform(0.1, 0.5, 3), rng.uniform(0.6, 0.95, 3)
+        backdrop = (tuple(float(c) for c in low), tuple(float(c) for c in high))
+        out.append(Case(f"held_{scene}_{shape}_{i}", shape, color, scene, floor=floor, backdrop=backdrop,
+                        light=("sun", "area")[int(rng.integers(2))], vignette=float(rng.choice([0.0, 0.2, 0.35])),
+                        turn=float(rng.uniform(-60, 60)), group="held_out"))
+    return tuple(out)
+
+
+HELD_OUT_SEED = 2027
+HELD_OUT = held_out_cases(HELD_OUT_SEED, 8)
 
 
 # ----------------------------------------------------------------------------------------------- scene
@@ -310,12 +336,12 @@ def main(out: Path, only: list[str]) -> None:
     manifest_path = out / "manifest.json"
     entries = {e["name"]: e for e in json.loads(manifest_path.read_text())["cases"]} if manifest_path.exists() else {}
     with tempfile.TemporaryDirectory() as scratch:
-        for case in CASES:
+        for case in CASES + HELD_OUT:
             if only and case.name not in only:
                 continue
             print(f"rendering {case.name}", flush=True)
             entries[case.name] = make_case(case, out, Path(scratch))
-    cases = [entries[c.name] for c in CASES if c.name in entries]
+    cases = [{"group": "tuning", **entries[c.name]} for c in CASES + HELD_OUT if c.name in entries]
     manifest = {"about": "Rendered by scripts/make_segmentation_set.py; mask = the object's own coverage > 0.5.",
                 "size": list(SIZE), "cases": cases}
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")

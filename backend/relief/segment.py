@@ -13,6 +13,10 @@
    (colour mixtures + a contrast-sensitive smoothness term) settles the rest on the object's box.
 5. Clean-up: small specks dropped, holes filled unless they look like the backdrop or its shadow (a mug's
    handle).
+6. Two hypotheses: steps 3-5 run again with no shadow model (every difference counts). When what the
+   shadow model cut off meets the kept mask along a seam with no image edge (a grey object's shaded side
+   on a grey or white backdrop is "the backdrop, darker" by colour, but joins its lit side smoothly), that
+   part was the object: the second mask wins.
 
 The confidence in [0, 1] is the share of the mask's outline that runs along edges of the image (a true
 outline does, one through a smooth surface or a soft shadow does not), less when the mask touches the frame.
@@ -51,15 +55,44 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2Lab)  # L in [0, 100], a and b about +-100
     background = coons_background(lab)  # [h, w, 3]
     check()
-    evidence, shadow, dim = object_evidence(lab, background)  # [h, w] >= 0, ~1 = a clear difference; bools
-    band = border_band(evidence.shape)
-    seeds = _seeds(evidence, shadow, dim, band)
+    mask = _hypothesis(small, lab, background, True, check)
     check()
-    mask = _grabcut(small, seeds)
-    check()
-    mask = _cleanup(mask, np.where(dim, 0.0, evidence))  # a hole of shadow-coloured floor stays a hole
+    plain = _hypothesis(small, lab, background, False, check)
+    if _shadow_was_object(mask, plain, edge_strength(lab)):
+        mask = plain
     confidence = _confidence(mask, lab)
     return Segmentation(_grow(mask, (h, w)), confidence)
+
+
+def _hypothesis(small: np.ndarray, lab: np.ndarray, background: np.ndarray, shadows: bool,
+                check: Callable[[], None]) -> np.ndarray:
+    """One mask [h, w] bool: with cast shadows found and kept out (``shadows``), or every difference counted."""
+    evidence, shadow, dim = object_evidence(lab, background, shadows)  # [h, w] >= 0 (~1 = clear); bools
+    seeds = _seeds(evidence, shadow, dim, border_band(evidence.shape))
+    check()
+    mask = _grabcut(small, seeds)
+    return _cleanup(mask, np.where(dim, 0.0, evidence))  # a hole of shadow-coloured floor stays a hole
+
+
+def _shadow_was_object(mask: np.ndarray, plain: np.ndarray, edges: np.ndarray) -> bool:
+    """Whether what the shadow model cut off (``plain`` minus ``mask``) is the object's own shaded side.
+
+    A cast shadow meets the object along the object's outline, an edge of the image; a grey object's shaded
+    side meets its lit side in a smooth gradient, no edge. So the cut-off part counts as object when the seam
+    where it meets ``mask`` mostly runs off the image's edges, and it is no larger than the mask (a soft
+    shadow around a whole object is not a side of it).
+    """
+    extra = plain & ~mask
+    seam = extra & ndimage.binary_dilation(mask)
+    if np.count_nonzero(seam) < 8 or np.count_nonzero(extra) > SIDE_SHARE * np.count_nonzero(mask):
+        return False
+    return float(np.mean(edges[seam] > EDGE)) < SEAM_ON_EDGES
+
+
+SEAM_ON_EDGES = 0.6
+"The cut-off part is the object's shaded side when less than this share of its seam lies on image edges."
+SIDE_SHARE = 1.0
+"The cut-off part is at most this many times the mask's size to be a side of the object."
 
 
 def _shrink(rgb: np.ndarray) -> np.ndarray:
@@ -115,16 +148,21 @@ def _curve(strip: np.ndarray, axis: int) -> np.ndarray:
     return ndimage.median_filter(curve, size=(size, 1), mode="nearest")
 
 
-def object_evidence(lab: np.ndarray, background: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def object_evidence(lab: np.ndarray, background: np.ndarray,
+                    shadows: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """How unlike the backdrop each pixel is [H, W] (0 = the backdrop; about 1 = a clear difference), the
     cast shadow found (bool [H, W]) and what could be shadow by its colour alone (bool [H, W]).
 
     Colour and lightness differences count fully, except the darkening inside a cast shadow (the backdrop,
-    darker: ``shadow.shadow_mask``), where only a change of colour counts.
+    darker: ``shadow.shadow_mask``), where only a change of colour counts. Without ``shadows`` every
+    difference counts and no pixel is taken for shadow.
     """
     d_ab = np.linalg.norm(lab[..., 1:] - background[..., 1:], axis=-1)  # [H, W]
     d_l = lab[..., 0] - background[..., 0]  # [H, W] > 0 brighter
     full = np.sqrt(d_ab ** 2 + d_l ** 2) / SCALE
+    if not shadows:
+        none = np.zeros(full.shape, bool)
+        return full.astype(np.float32), none, none
     shadow, dim = shadow_mask(lab, background, lit=full < 0.25)
     evidence = np.where(shadow, d_ab / SCALE, full)
     return evidence.astype(np.float32), shadow, dim

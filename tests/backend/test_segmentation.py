@@ -29,11 +29,13 @@ from .test_cli import run_cli
 SET = Path(__file__).resolve().parents[1] / "fixtures" / "segmentation"
 CASES = json.loads((SET / "manifest.json").read_text())["cases"]
 FLOORS = {  # IoU each case reaches, about 0.03 under what bench/bench_segmentation.py measured
-    "floor_monkey_red": 0.94, "floor_monkey_grey": 0.95, "floor_sphere_grey_soft": 0.65,
-    "floor_table_brown": 0.73, "floor_box_orange_soft": 0.89, "wall_mug_blue": 0.95, "wall_torus_grey": 0.84,
-    "wall_bottle_green": 0.96, "backdrop_monkey_green": 0.96, "backdrop_cone_grey": 0.73,
-    "backdrop_bottle_yellow": 0.96, "white_monkey_noalpha": 0.95, "white_torus_opaque_alpha": 0.95,
-    "white_mug_near_opaque_alpha": 0.72, "white_monkey_real_alpha": 0.99,
+    "floor_monkey_red": 0.94, "floor_monkey_grey": 0.95, "floor_sphere_grey_soft": 0.66, "floor_table_brown": 0.74,
+    "floor_box_orange_soft": 0.9, "wall_mug_blue": 0.95, "wall_torus_grey": 0.86, "wall_bottle_green": 0.96,
+    "backdrop_monkey_green": 0.96, "backdrop_cone_grey": 0.96, "backdrop_bottle_yellow": 0.96,
+    "white_monkey_noalpha": 0.95, "white_torus_opaque_alpha": 0.95, "white_mug_near_opaque_alpha": 0.96,
+    "white_monkey_real_alpha": 0.97, "held_floor_cone_0": 0.88, "held_wall_monkey_1": 0.95,
+    "held_backdrop_monkey_2": 0.96, "held_floor_box_3": 0.58, "held_wall_cone_4": 0.83,
+    "held_backdrop_cone_5": 0.95, "held_floor_sphere_6": 0.96, "held_wall_bottle_7": 0.74,
 }
 
 
@@ -52,7 +54,7 @@ def _generate(image: LoadedImage, **params: object) -> dict:
 
 def test_every_case_of_the_set_has_a_floor():
     assert sorted(FLOORS) == sorted(c["name"] for c in CASES)
-    assert sum(f.stat().st_size for f in SET.iterdir()) < 1_000_000  # the committed set stays small
+    assert sum(f.stat().st_size for f in SET.iterdir()) < 1_500_000  # the committed set stays small
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
@@ -148,7 +150,7 @@ def test_segmentation_runs_at_a_bounded_size_and_upsamples_the_mask(monkeypatch)
     photo = load_image(str(SET / "backdrop_bottle_yellow.png")).rgba[..., :3]  # 320 x 240
     big = np.asarray(Image.fromarray((photo * 255).astype(np.uint8)).resize((1280, 960)), np.float32) / 255
     found = segment.segment_object(big)
-    assert seen == [(384, 512, 3)] and found.mask.shape == (960, 1280)
+    assert seen == [(384, 512, 3)] * 2 and found.mask.shape == (960, 1280)  # two hypotheses, both small
     small = segment.segment_object(photo)
     grown = np.asarray(Image.fromarray(small.mask).resize((1280, 960), Image.Resampling.NEAREST))
     assert _iou(found.mask, grown) > 0.95
