@@ -1,4 +1,4 @@
-"""Command line: ``python -m training ss-flow ...`` (also under ``torchrun``) and ``python -m training toy-data``."""
+"""Command line: ``python -m training ss-flow|nirne ...`` (also under ``torchrun``), ``toy-data`` and ``nirne-data``."""
 
 from __future__ import annotations
 
@@ -22,7 +22,27 @@ def _parser() -> argparse.ArgumentParser:
     toy.add_argument("--count", type=int, default=4)
     toy.add_argument("--fit-steps", type=int, default=50, help="decoder-inversion steps per latent")
     toy.add_argument("--config", type=Path, default=None, help="a training config whose [decoder] to invert")
+    _nirne_parsers(sub)
     return parser
+
+
+def _nirne_parsers(sub: argparse._SubParsersAction) -> None:
+    nirne = sub.add_parser("nirne", help="train the NiRNE normal estimator (torchrun for several processes)")
+    nirne.add_argument("--config", type=Path, required=True, help="TOML file (see training/nirne/config.py)")
+    nirne.add_argument("--data", type=Path, required=True, help="folder with real/ and synthetic/ .npz samples")
+    nirne.add_argument("--out", type=Path, default=Path("runs/nirne"), help="logs, checkpoints and export")
+    nirne.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    nirne.add_argument("--stop-at", type=int, default=None, help="stop (checkpointed) after this many steps")
+    nirne.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    data = sub.add_parser("nirne-data", help="write a generated NiRNE data set (and a tiny starting release)")
+    data.add_argument("folder", type=Path)
+    data.add_argument("--real", type=int, default=8, help="samples of the real-domain split")
+    data.add_argument("--synthetic", type=int, default=8, help="samples of the synthetic split")
+    data.add_argument("--size", type=int, default=64, help="image side in pixels (a multiple of 8)")
+    data.add_argument("--seed", type=int, default=0)
+    data.add_argument("--init", type=Path, default=None,
+                      help="also write a tiny yoso-normal folder here, its VAE fitted to this data")
+    data.add_argument("--vae-steps", type=int, default=300)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "ss-flow":
             return _ss_flow(args)
+        if args.command == "nirne":
+            return _nirne(args)
+        if args.command == "nirne-data":
+            return _nirne_data(args)
         return _toy_data(args)
     except ValueError as exc:  # bad config, data or arguments: one readable line, no traceback
         print(f"error: {exc}", file=sys.stderr)
@@ -70,5 +94,41 @@ def _toy_data(args: argparse.Namespace) -> int:
     flow = network_config(config.model.variant, config.model.overrides, SSFlowConfig)
     make_dataset(args.folder, decoder, args.count, channels=flow.cond_channels, fit_steps=args.fit_steps,
                  seed=config.train.seed)
+    print(args.folder)
+    return 0
+
+
+def _nirne(args: argparse.Namespace) -> int:
+    from .distributed import start, stop
+    from .nirne.config import load_nirne_config
+    from .nirne.trainer import train_nirne
+
+    config = load_nirne_config(args.config)
+    if args.stop_at is not None and args.stop_at < 1:
+        raise ValueError("--stop-at must be at least 1")
+    world = start(args.device)
+    try:
+        result = train_nirne(config, args.data, args.out, world, resume=args.resume, stop_at=args.stop_at)
+    finally:
+        stop(world)
+    if world.is_main and result.export is not None:
+        print(result.export)
+    return 0
+
+
+def _nirne_data(args: argparse.Namespace) -> int:
+    from .nirne.init import write_tiny_init
+    from .nirne.shapes import write_split
+
+    if not 0 <= args.real <= 1_000_000 or not 0 <= args.synthetic <= 1_000_000 or args.real + args.synthetic < 1:
+        raise ValueError("--real and --synthetic must be in [0, 1000000], at least one sample in all")
+    if not 0 <= args.seed < 2**31 or not 0 <= args.vae_steps <= 100_000:
+        raise ValueError("--seed must be in [0, 2^31) and --vae-steps in [0, 100000]")
+    for domain, count in (("real", args.real), ("synthetic", args.synthetic)):
+        if count:
+            write_split(args.folder, domain, count, args.size, args.seed)
+    if args.init is not None:
+        write_tiny_init(args.init, args.folder, vae_steps=args.vae_steps, seed=args.seed)
+        print(args.init)
     print(args.folder)
     return 0
