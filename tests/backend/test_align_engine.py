@@ -47,7 +47,7 @@ def test_generate_returns_the_camera_of_the_input_view(monkeypatch):
     monkeypatch.setattr(engine, "_require_weights", lambda request, geometry: None)  # no weights here
     stages: list[str] = []
     ctx = JobContext(report=lambda stage, step, total, message: stages.append(stage))
-    params = validate_params(PARAMS, {"remove_floaters": False, "refine": False})  # refine: the test below
+    params = validate_params(PARAMS, {"remove_floaters": False, "refine": False, "texture": False})  # tested below
     result = engine.generate(EngineRequest(image, "monkey", 0, params, normal_map=given), ctx)
     assert "align" in stages
     data = json.loads(json.dumps(result.stats["camera"]))  # travels as JSON in the done message
@@ -100,7 +100,7 @@ def test_generate_refines_the_mesh_only_after_a_confident_alignment(monkeypatch,
     engine = _refine_engine(monkeypatch, start, faces, truth, iou)
     stages: list[str] = []
     ctx = JobContext(report=lambda stage, step, total, message: stages.append(stage))
-    params = validate_params(PARAMS, {"remove_floaters": False})
+    params = validate_params(PARAMS, {"remove_floaters": False, "texture": False})  # the bake: test_bake.py
     assert params["refine"] is True, "refinement is on by default"
     result = engine.generate(EngineRequest(image, "ball", 0, params, normal_map=given), ctx)
     info = json.loads(json.dumps(result.stats["refine"]))  # travels as JSON in the done message
