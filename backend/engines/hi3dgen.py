@@ -103,7 +103,6 @@ class Hi3DGenEngine:
         request = self._for_mask(request)
         rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
         normals, source, colors = self._normal_map(request, rgba, mask, frame, ctx)
-        models = self._models(request, ctx)
         params = GeometryParams(seed=request.seed, ss_steps=p["ss_steps"], ss_guidance=p["ss_guidance"],
                                 slat_steps=p["slat_steps"], slat_guidance=p["slat_guidance"],
                                 extraction=p["extraction"], multiview_mode=p["multiview_mode"])
@@ -111,7 +110,8 @@ class Hi3DGenEngine:
         if request.views:
             from .multiview import view_conditions
 
-            condition = [condition, *view_conditions(self, request, ctx)]
+            condition = [condition, *view_conditions(self, request, ctx)]  # every view checked before loading
+        models = self._models(request, ctx)
         vertices, faces, timings = generate_geometry(models, condition, params, ctx)
         ctx.step("cleanup", 0, 1, "cleaning the mesh")
         options = CleanupOptions(remove_floaters=p["remove_floaters"], fill_holes=p["fill_holes"],
