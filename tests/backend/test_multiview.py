@@ -104,11 +104,11 @@ def _normal_image(size: int = 64, tilt: float = 0.0) -> np.ndarray:
     return image
 
 
-@pytest.mark.parametrize("mode", ["multidiffusion", "stochastic"])
-def test_identical_views_give_the_single_view_mesh_on_the_release_layout(tiny_models, mode):
+def test_identical_views_give_the_single_view_mesh_on_the_release_layout(tiny_models):
+    """multidiffusion with N identical views (stochastic's is the single-view run by construction)."""
     from backend.pipelines.hi3dgen import GeometryParams, generate_geometry
 
-    params = GeometryParams(seed=3, ss_steps=3, slat_steps=2, multiview_mode=mode)
+    params = GeometryParams(seed=3, ss_steps=2, slat_steps=1, multiview_mode="multidiffusion")
     image = _normal_image()
     v1, f1, _ = generate_geometry(tiny_models, image, params, JobContext())
     v3, f3, _ = generate_geometry(tiny_models, [image, image, image], params, JobContext())
