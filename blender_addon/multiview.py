@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from . import sources
+from .settings import GenerateSettings
 
 MAX_VIEWS = 16
 MAX_VIEW_BYTES = 60 << 20
@@ -56,3 +57,20 @@ def check_view_bytes(pictures: list[sources.Picture]) -> None:
     if total > MAX_VIEW_BYTES:
         raise sources.SourceProblem(f"The views' files add up to {total >> 20} MiB; at most "
                                     f"{MAX_VIEW_BYTES >> 20} MiB are sent. Use smaller images (PNG or JPEG).")
+
+
+def add_selected_views(settings: GenerateSettings, context: Any) -> sources.Picture:
+    """Make ``settings`` the selected reference empties' request (the active one first) with their angles;
+    returns the first view's picture (the result is placed over its empty)."""
+    empties = selected_reference_empties(context)
+    check_view_count(len(empties))
+    pictures = []
+    for empty in empties:
+        picture = sources.picture_from_image(empty.data)
+        picture.reference, picture.image = empty, None
+        pictures.append(picture)
+    check_view_bytes(pictures)
+    settings.image_name, settings.image_bytes = pictures[0].name, pictures[0].data
+    settings.view_bytes = [p.data for p in pictures[1:]]
+    settings.view_angles = view_angles(empties)
+    return pictures[0]

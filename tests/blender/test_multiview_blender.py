@@ -5,6 +5,7 @@ and the relief engine are refused with clear errors."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -81,6 +82,14 @@ def test_selected_empties_are_the_views_with_their_angles(hi3dgen, tmp_path):
     assert np.allclose(multiview.view_angles(empties), [0.0, -90.0, 90.0], atol=1e-4)
     obj = hi3dgen.api.generate(empties, engine="hi3dgen", align=False, **FAST)
     assert len(obj.data.polygons) > 0
+    for o in bpy.context.view_layer.objects:  # the result became the selection: select the empties again
+        o.select_set(o in (front, side, back))
+    bpy.context.view_layer.objects.active = side
+    before = {o.name for o in bpy.data.objects if o.type == "MESH"}
+    result = bpy.ops.hi3dgen.generate(engine="hi3dgen", params_json=json.dumps({**FAST, "align": False}),
+                                      selected_views=True)  # the panel's operator: the selection is the views
+    assert result == {"FINISHED"}
+    assert {o.name for o in bpy.data.objects if o.type == "MESH"} - before
     with pytest.raises(hi3dgen.api.GenerationError, match="relief engine makes a relief from one picture"):
         hi3dgen.api.generate(empties, engine="relief", resolution=32)
 
