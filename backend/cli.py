@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                            help="write <stem>_camera.json, the input view's camera (hi3dgen's align step; the relief's "
                                 "own front view), and put "
                                 "that camera into the GLB")
+            from .multiview_cli import add_view_options
+
+            add_view_options(p)
         p.add_argument("--ray", default=None, metavar="auto|ADDRESS",
                        help="run on Ray (pip install ray): auto = a local Ray on this machine, or a cluster's "
                             "address; one worker per GPU or CPU, failures retried, a re-run skips finished images")
@@ -95,6 +98,10 @@ def _batch(args: argparse.Namespace, settings: BackendSettings) -> int:
     from .engines.base import check_seed
     from .errors import BadInput, WriteFailed
 
+    if getattr(args, "views", False):
+        from .multiview_cli import run_views
+
+        return run_views(args, settings)
     try:
         seed = check_seed(args.seed)
     except BadInput as exc:  # refused before any model loads

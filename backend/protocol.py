@@ -27,8 +27,9 @@ from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
-PROTOCOL_VERSION = 2
-"2: ``MeshTexture`` frames carry each UV-mapped mesh's own images; ``NormalMap`` is the camera-space prediction."
+PROTOCOL_VERSION = 3
+"""2: ``MeshTexture`` frames carry each UV-mapped mesh's own images; ``NormalMap`` is the camera-space prediction.
+3: ``Generate.view_paths`` / ``view_angles``: more pictures of the same object (multi-view conditioning)."""
 MAGIC = b"H3DG"
 HEADER = struct.Struct("<4sHHIII")
 MAX_JSON = 1 << 20  # 1 MiB of JSON per frame
@@ -84,7 +85,7 @@ class Generate(Message):
     """Client -> backend: make a mesh from an image. The image travels as encoded file bytes or a path."""
 
     KIND: ClassVar[int] = 2
-    ARRAYS: ClassVar[tuple[str, ...]] = ("image_bytes", "normal_bytes", "mask_bytes")
+    ARRAYS: ClassVar[tuple[str, ...]] = ("image_bytes", "normal_bytes", "mask_bytes", "view_bytes")
     engine: str = "relief"
     seed: int = 0
     params: dict[str, Any] = field(default_factory=dict)
@@ -108,6 +109,14 @@ class Generate(Message):
     "Optional mask image (path): white or opaque marks the object; it replaces the image's alpha."
     mask_bytes: np.ndarray | None = None
     "uint8 [n]: an encoded mask image supplied by the user (see ``mask_path``)."
+    view_paths: list[str] = field(default_factory=list)
+    "More views of the same object (paths on the backend's file system); the image above is the first view."
+    view_angles: list[float] = field(default_factory=list)
+    "Optional: one angle in degrees about the vertical axis per view, the first view first (reported back)."
+    view_bytes: np.ndarray | None = None
+    "uint8 [n]: more views as encoded image files, one after another; ``view_sizes`` splits them."
+    view_sizes: list[int] = field(default_factory=list)
+    "The byte length of each file in ``view_bytes`` (those views come after the ``view_paths`` ones)."
 
 
 @dataclass

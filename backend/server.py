@@ -274,7 +274,9 @@ class Server:
         if mask is not None:
             image = apply_mask(image, mask)
         normal_map = _image(msg.normal_bytes, msg.normal_path, "normal map", "normal map")
-        return engine, EngineRequest(image, _safe_name(msg.image_name), seed, params, device, normal_map)
+        views, angles = _views(msg)
+        return engine, EngineRequest(image, _safe_name(msg.image_name), seed, params, device, normal_map,
+                                     views=views, view_angles=angles)
 
     def _send_result(self, result: EngineResult, request_id: int, ctx: JobContext, msg: P.Generate) -> None:
         if msg.want_normal_map and result.normal_map is not None:
@@ -345,6 +347,38 @@ def _image(data: np.ndarray | None, path: str, name: str, what: str = "image"): 
                            f"{', with a NUL byte' if chr(0) in path else ''}).", hint="Choose the file again.")
         return load_image(path)
     return None
+
+
+def _views(msg: P.Generate):  # noqa: ANN202 - (tuple[LoadedImage, ...], tuple[float, ...])
+    """The extra views' images (each path checked as the main image's) and the view angles."""
+    from .engines.multiview import MAX_VIEWS, check_views
+
+    if len(msg.view_paths) > MAX_VIEWS or not all(isinstance(p, str) and p for p in msg.view_paths):
+        raise BadInput(f"view_paths must be at most {MAX_VIEWS} non-empty paths.", hint="Pass fewer views.")
+    if not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in msg.view_angles):
+        raise BadInput("view_angles must be numbers (degrees).", hint="Send one number per view.")
+    views = tuple(_image(None, path, f"view {n}", f"view {n}") for n, path in enumerate(msg.view_paths, 2))
+    views += _view_blobs(msg, first=2 + len(views))
+    angles = tuple(float(a) for a in msg.view_angles)
+    check_views(1 + len(views), angles)
+    return views, angles
+
+
+def _view_blobs(msg: P.Generate, first: int):  # noqa: ANN202 - tuple[LoadedImage, ...]
+    """The views sent as bytes: ``view_bytes`` cut at ``view_sizes`` (which must add up to its length)."""
+    from .engines.multiview import MAX_VIEWS
+
+    sizes, data = msg.view_sizes, msg.view_bytes
+    total = 0 if data is None else len(data)
+    if (len(sizes) > MAX_VIEWS or not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes)
+            or sum(sizes) != total):
+        raise BadInput(f"view_sizes ({len(sizes)} sizes) do not split the {total} view bytes.",
+                       hint="Send one positive byte length per view file.")
+    out, start = [], 0
+    for n, size in enumerate(sizes, first):
+        out.append(decode_image(bytes(data[start:start + size]), f"view {n}"))
+        start += size
+    return tuple(out)
 
 
 def _device(name: str) -> str:

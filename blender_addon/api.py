@@ -38,7 +38,8 @@ class GenerationWarning(UserWarning):
     ``obj["hi3dgen_mask"]`` holds the mask's source, coverage, confidence and this warning."""
 
 
-def generate(image: str | bpy.types.Image | bpy.types.Object, engine: str = "relief", seed: int = 0, *,
+def generate(image: str | bpy.types.Image | bpy.types.Object | list[Any] | tuple[Any, ...], engine: str = "relief",
+             seed: int = 0, *,
              shading: str = "AUTO", with_material: bool = False, with_color: bool = True, device: str = "auto",
              timeout: float | None = None, mask_path: str = "", view_camera: bool = True,
              align: bool | None = None, refine: bool | None = None, texture: bool | None = None,
@@ -55,19 +56,23 @@ def generate(image: str | bpy.types.Image | bpy.types.Object, engine: str = "rel
     default). ``params`` are the engine's parameters (e.g. ``resolution=384`` for relief, ``ss_steps=25`` for
     hi3dgen); unknown names are errors. ``mask_path``: an optional mask image (white or opaque = the object).
     ``with_material``: a material with the mesh's normal texture (relief), ``with_color`` its base colour from the
-    image. Blocks until done; raises ``GenerationError`` on failure. A mask that covers nearly the whole image, or
+    image. A list or tuple of pictures (any of the kinds above) is several views of ONE object (hi3dgen; its
+    ``multiview_mode`` parameter): the first places and names the result; when all are reference-image empties
+    their angles go along (``blender_addon/multiview.py``).
+    Blocks until done; raises ``GenerationError`` on failure. A mask that covers nearly the whole image, or
     an unsure automatic mask, is reported with a ``GenerationWarning`` (``warnings.warn``;
     ``warnings.simplefilter("error", GenerationWarning)`` makes it an exception); ``obj["hi3dgen_mask"]`` always
     says where the mask came from and how much it covers.
     """
     try:
-        picture = _picture(image)
+        picture, views, angles = _pictures(image)
         mask = sources.mask_from_file(mask_path)
     except sources.SourceProblem as exc:
         raise GenerationError(generation.refuse("bad_input", str(exc))) from None
     settings = GenerateSettings(image_name=picture.name, image_bytes=picture.data, engine=engine, seed=seed,
                                 params=dict(params), strict_params=True, device=device, mask_bytes=mask,
-                                want_textures=with_material, optional_params=_switches(align, refine, texture))
+                                want_textures=with_material, optional_params=_switches(align, refine, texture),
+                                view_bytes=views, view_angles=angles)
     options = BuildOptions(shading=shading, with_material=with_material, with_color=with_color,
                            view_camera=view_camera)
     context = bpy.context
@@ -93,6 +98,25 @@ def _switches(align: bool | None, refine: bool | None, texture: bool | None) -> 
             raise GenerationError(generation.refuse("bad_input", f"{name} must be True, False or None, not "
                                                                  f"{type(value).__name__}."))
     return {name: value for name, value in given.items() if value is not None}
+
+
+def _pictures(image: Any) -> tuple[sources.Picture, list[bytes], list[float]]:
+    """The main picture, the other views' files, and the views' angles (when all are reference empties)."""
+    if not isinstance(image, (list, tuple)):
+        return _picture(image), [], []
+    from . import multiview
+
+    multiview.check_view_count(len(image))
+    pictures = []
+    for n, item in enumerate(image, 1):
+        try:
+            pictures.append(_picture(item))
+        except sources.SourceProblem as exc:
+            raise sources.SourceProblem(f"View {n}: {exc}") from None
+    multiview.check_view_bytes(pictures)
+    empties = [p.reference for p in pictures]
+    angles = multiview.view_angles(empties) if all(e is not None for e in empties) else []
+    return pictures[0], [p.data for p in pictures[1:]], angles
 
 
 def _picture(image: Any) -> sources.Picture:

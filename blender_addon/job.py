@@ -138,7 +138,8 @@ class Job:
                           image_name=s.image_name, device=s.device, want_normal_map=s.want_normal_map,
                           want_textures=s.want_textures,
                           image_bytes=image,
-                          mask_bytes=np.frombuffer(s.mask_bytes, dtype=np.uint8) if s.mask_bytes else None)
+                          mask_bytes=np.frombuffer(s.mask_bytes, dtype=np.uint8) if s.mask_bytes else None,
+                          **_view_fields(s))
 
     def cancel(self) -> None:
         """Ask the backend to stop; the job fails with code 'cancelled' once it confirms (or is killed)."""
@@ -356,3 +357,11 @@ def _texture_pixels(msg: P.MeshTexture) -> np.ndarray:
     if pixels.shape[:2] != (msg.height, msg.width) or not pixels.size:
         raise P.ProtocolError(f"{msg.role} texture size does not match its header")
     return pixels
+
+
+def _view_fields(s: GenerateSettings) -> dict[str, Any]:
+    """The multi-view fields of ``Generate`` (none for one picture, so older backends still understand it)."""
+    if not s.view_bytes:
+        return {}
+    return {"view_bytes": np.frombuffer(b"".join(s.view_bytes), dtype=np.uint8),
+            "view_sizes": [len(b) for b in s.view_bytes], "view_angles": [float(a) for a in s.view_angles]}

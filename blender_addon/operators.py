@@ -17,6 +17,8 @@ def _settings_from(op: Any, context: Any) -> tuple[GenerateSettings, BuildOption
     props = context.window_manager.hi3dgen
     if op.image_path:
         picture = sources.picture_from_file(op.image_path)
+    elif getattr(op, "selected_views", False):
+        picture = sources.Picture("views", b"")  # add_selected_views below fills in the first view
     else:
         picture = sources.picture_from_context(context, props)
     is_set = op.properties.is_property_set
@@ -37,6 +39,10 @@ def _settings_from(op: Any, context: Any) -> tuple[GenerateSettings, BuildOption
         mask_bytes=sources.mask_from_file(op.mask_path if is_set("mask_path") else props.mask_path),
         optional_params=props.switch_values(),
     )
+    if getattr(op, "selected_views", False):
+        from .multiview import add_selected_views
+
+        picture = add_selected_views(settings, context)
     return settings, options, sources.placement_for(context.scene, picture)
 
 
@@ -75,6 +81,10 @@ class HI3DGEN_OT_generate(bpy.types.Operator):
     view_camera: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="View Camera", default=True, options={"SKIP_SAVE"},
         description="Make a camera for the estimated view (from a reference empty: perspective views only)")
+    selected_views: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Selected Empties as Views", default=False, options={"SKIP_SAVE"},
+        description="Every selected reference-image empty is a view of the same object, the active one first "
+                    "(hi3dgen multi-view)")
 
     _timer: Any = None
 

@@ -119,6 +119,10 @@ class GenerateSettings:
     optional_params: dict[str, Any] = field(default_factory=dict)
     """Switches sent only when the backend's engine declares them (``align``, ``refine``, ``texture``), so
     one request suits older and newer backends; a name also in ``params`` takes that value."""
+    view_bytes: list[bytes] = field(default_factory=list)
+    "More views of the same object (encoded image files), after the image above (hi3dgen's multi-view input)."
+    view_angles: list[float] = field(default_factory=list)
+    "Each view's angle in degrees about the vertical axis, the image above first (empty: not known)."
 
 
 @dataclass(frozen=True)

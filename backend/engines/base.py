@@ -152,6 +152,10 @@ class EngineRequest:
     params: dict[str, Any]
     placement_name: str = "auto"
     normal_map: LoadedImage | None = None
+    views: tuple[LoadedImage, ...] = ()
+    "More pictures of the same object (multi-view conditioning); ``image`` is the first view."
+    view_angles: tuple[float, ...] = ()
+    "Optional: each view's angle in degrees about the vertical axis (``image`` first); reported, not conditioned on."
 
 
 @dataclass

@@ -40,6 +40,10 @@ PARAMS = (
               options=("auto", "estimate", "learned")),
     ParamSpec("normal_resolution", "int", 768, "NiRNE processing resolution (the official app uses 768).",
               64, 2048),
+    ParamSpec("multiview_mode", "enum", "stochastic",
+              "Several views: stochastic (each step uses one view in turn, TRELLIS's default) or multidiffusion "
+              "(every step averages all views' velocities; slower, one pass per view).",
+              options=("stochastic", "multidiffusion")),
     ParamSpec("align", "bool", True, "Estimate the input view's camera from the mesh, mask and normal map "
               "(returned with the result; a few seconds)."),
     ParamSpec("refine", "bool", True, "After a confident alignment, move the vertices so the aligned view "
@@ -103,11 +107,15 @@ class Hi3DGenEngine:
         request = self._for_mask(request)
         rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
         normals, source, colors = self._normal_map(request, rgba, mask, frame, ctx)
-        models = self._models(request, ctx)
         params = GeometryParams(seed=request.seed, ss_steps=p["ss_steps"], ss_guidance=p["ss_guidance"],
                                 slat_steps=p["slat_steps"], slat_guidance=p["slat_guidance"],
-                                extraction=p["extraction"])
+                                extraction=p["extraction"], multiview_mode=p["multiview_mode"])
         condition = condition_image(normals, mask, colors=colors)  # [518, 518, 3] uint8
+        if request.views:
+            from .multiview import view_conditions
+
+            condition = [condition, *view_conditions(self, request, ctx)]  # every view checked before loading
+        models = self._models(request, ctx)
         vertices, faces, timings = generate_geometry(models, condition, params, ctx)
         ctx.step("cleanup", 0, 1, "cleaning the mesh")
         options = CleanupOptions(remove_floaters=p["remove_floaters"], fill_holes=p["fill_holes"],
@@ -115,6 +123,10 @@ class Hi3DGenEngine:
         vertices, faces, vertex_normals = clean_mesh(vertices, faces, options)
         mesh = MeshData(request.name, vertices, faces, normals=vertex_normals)
         stats = {"normals": source, "mask": _mask_stats(frame), **timings, "faces": int(len(faces))}
+        if request.views:
+            from .multiview import view_stats
+
+            stats["views"] = view_stats(request)
         if p["align"]:
             stats["camera"] = self._align(request, vertices, faces, normals, mask, frame, ctx)
             if p["refine"]:

@@ -90,6 +90,7 @@ class ReliefEngine:
 
     def generate(self, request: EngineRequest, ctx: JobContext) -> EngineResult:
         t0 = time.perf_counter()
+        refuse_views(request)
         prep = self._prepare(request, ctx)
         mask, normals = prep.mask, prep.normals
         p = request.params
@@ -282,3 +283,11 @@ def _grid_shape(shape: tuple[int, ...], resolution: int) -> tuple[int, int]:
     h, w = shape[:2]
     scale = resolution / max(h, w)
     return max(2, round(h * scale)), max(2, round(w * scale))
+
+
+def refuse_views(request: EngineRequest) -> None:
+    """The relief is one picture's height field: several views are refused, naming the engine that uses them."""
+    if request.views:
+        raise BadInput(f"The relief engine makes a relief from one picture, not {1 + len(request.views)} views.",
+                       hint="Use the hi3dgen engine for several views of one object, or pass one image.",
+                       code="bad_input")

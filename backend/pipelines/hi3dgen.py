@@ -33,6 +33,8 @@ class GeometryParams:
     slat_steps: int = 6
     slat_guidance: float = 3.0
     extraction: str = "marching_cubes"
+    multiview_mode: str = "stochastic"
+    "How several views condition the flows (``sampling.MULTIVIEW_MODES``); one view ignores it."
 
 
 @dataclass
@@ -59,9 +61,10 @@ class GeometryModels:
 
 
 @torch.inference_mode()
-def generate_geometry(models: GeometryModels, normal_image: np.ndarray, params: GeometryParams,
+def generate_geometry(models: GeometryModels, normal_image: np.ndarray | list[np.ndarray], params: GeometryParams,
                       ctx: JobContext) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
-    """Normal-map image [H, W, 3] uint8 -> (vertices [V, 3] float32, faces [F, 3] int32, stage seconds)."""
+    """Normal-map image [H, W, 3] uint8 (or a list of views, each [H, W, 3]) -> (vertices [V, 3] float32,
+    faces [F, 3] int32, stage seconds). Several views condition both flows as ``params.multiview_mode``."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -71,8 +74,9 @@ def generate_geometry(models: GeometryModels, normal_image: np.ndarray, params: 
         timings[f"{name}_seconds"] = now - clock
         clock = now
 
-    ctx.step("condition", 0, 1, "encoding the normal map")
-    cond = encode_condition(models, normal_image)
+    views = normal_image if isinstance(normal_image, list) else [normal_image]
+    ctx.step("condition", 0, 1, f"encoding {len(views)} normal map(s)")
+    cond = torch.cat([encode_condition(models, view) for view in views])  # [V, 1374, 1024]
     generator = torch.Generator("cpu").manual_seed(params.seed)
     lap("condition")
     coords = sample_structure(models, cond, generator, params, ctx)
@@ -94,13 +98,13 @@ def encode_condition(models: GeometryModels, normal_image: np.ndarray) -> torch.
 def sample_structure(models: GeometryModels, cond: torch.Tensor, generator: torch.Generator,
                      params: GeometryParams, ctx: JobContext) -> torch.Tensor:
     """Sample the 16^3 structure latent, decode 64^3 occupancy; occupied voxels as int32 [N, 4] (b, x, y, z)."""
-    from ..sampling import sample_flow_euler
+    from ..sampling import sample_flow_euler_views
 
     device = models.placement.device
     noise = torch.randn(1, 8, 16, 16, 16, generator=generator).to(device)  # drawn on the CPU, as the release
     sampler = models.pipeline.sparse_structure_sampler
-    latent = sample_flow_euler(
-        models.ss_flow, noise, cond, torch.zeros_like(cond), steps=params.ss_steps,
+    latent = sample_flow_euler_views(
+        models.ss_flow, noise, cond, torch.zeros_like(cond[:1]), mode=params.multiview_mode, steps=params.ss_steps,
         cfg_strength=params.ss_guidance, cfg_interval=sampler.cfg_interval, rescale_t=sampler.rescale_t,
         batch_cfg=batch_guidance(models), callback=ctx.stepper("structure"))
     logits = models.ss_decoder(latent)  # [1, 1, 64, 64, 64]
@@ -114,13 +118,14 @@ def sample_structure(models: GeometryModels, cond: torch.Tensor, generator: torc
 def sample_latent(models: GeometryModels, cond: torch.Tensor, coords: torch.Tensor, generator: torch.Generator,
                   params: GeometryParams, ctx: JobContext) -> SparseTensor:
     """Sample the structured latent on ``coords`` and de-normalise it with the release's mean/std."""
-    from ..sampling import sample_flow_euler
+    from ..sampling import sample_flow_euler_views
 
     device = models.placement.device
     noise = torch.randn(len(coords), 8, generator=generator).to(device)  # in coordinate order
     sampler = models.pipeline.slat_sampler
-    feats = sample_flow_euler(
-        SparseFlow(models.slat_flow, coords), noise, cond, torch.zeros_like(cond), steps=params.slat_steps,
+    feats = sample_flow_euler_views(
+        SparseFlow(models.slat_flow, coords), noise, cond, torch.zeros_like(cond[:1]), mode=params.multiview_mode,
+        steps=params.slat_steps,
         cfg_strength=params.slat_guidance, cfg_interval=sampler.cfg_interval, rescale_t=sampler.rescale_t,
         batch_cfg=batch_guidance(models), callback=ctx.stepper("latent"))
     std = torch.tensor(models.pipeline.slat_std, device=device, dtype=feats.dtype)
