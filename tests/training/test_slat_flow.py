@@ -6,14 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
 from backend.models.loading import load_checkpoint
 from training.config import TrainConfig, config_from_dict
 from training.logs import read_log
-from training.slat_synthetic import make_slat_dataset
 from training.slat_trainer import train_slat_flow
 from training.trainer import TrainResult
 
@@ -32,14 +30,6 @@ def slat_config(decoder: dict | None = None, model: dict | None = None, **train:
 
 def run_slat(config: TrainConfig, data: Path, out: Path, **kwargs: Any) -> TrainResult:
     return train_slat_flow(config, data, out, CPU, progress=lambda line: None, **kwargs)
-
-
-@pytest.fixture(scope="session")
-def slat_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four toy assets (2 small spheres, 2 small boxes; 86-232 voxels each)."""
-    folder = tmp_path_factory.mktemp("slat_toy")
-    make_slat_dataset(folder, 4, points=512)
-    return folder
 
 
 def _weights(result: TrainResult) -> dict[str, torch.Tensor]:
