@@ -77,3 +77,36 @@ def test_the_export_loads_strictly_as_the_release_class(slat_data, tmp_path):
     assert type(flow).__name__ == "SLatFlowModel"
     saved = _weights(result)
     assert all(torch.equal(saved[k], v) for k, v in flow.state_dict().items())
+
+
+def test_bad_assets_are_refused_with_the_file_and_the_array_named(slat_data, tmp_path):
+    import numpy as np
+    import pytest
+
+    from training.data import DataError
+    from training.slat_data import load_slat_asset
+
+    good = dict(np.load(next(iter(sorted(slat_data.iterdir())))))
+    twice = np.concatenate([good["slat_coords"][:1], good["slat_coords"][:1]])
+    cases = [({"slat_coords": twice, "slat_feats": good["slat_feats"][:2]}, "a voxel twice"),
+             ({"slat_coords": good["slat_coords"] + 64}, "leave the 64"),
+             ({"slat_feats": good["slat_feats"][:, :4]}, "expected .*, 8"),
+             ({"slat_feats": np.full_like(good["slat_feats"], np.nan)}, "NaN"),
+             ({"surface_normals": 2 * good["surface_normals"]}, "not unit")]
+    for i, (change, message) in enumerate(cases):
+        path = tmp_path / f"asset{i}.npz"
+        np.savez(path, **{**good, **change})
+        with pytest.raises(DataError, match=message) as info:
+            load_slat_asset(path, need_surface=True)
+        assert str(path) in str(info.value)
+
+
+def test_the_cosine_schedule_warms_up_then_decays_to_a_hundredth():
+    from training.config import TrainSection
+    from training.lr_schedule import lr_factor
+
+    train = TrainSection(steps=11, warmup_steps=2, lr_schedule="cosine")
+    factors = [lr_factor(s, train) for s in range(11)]
+    assert factors[:3] == [0.5, 1.0, 1.0] and abs(factors[-1] - 0.01) < 1e-12
+    assert all(a >= b for a, b in zip(factors[1:], factors[2:]))
+    assert lr_factor(5, TrainSection(steps=11)) == 1.0
