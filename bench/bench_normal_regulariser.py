@@ -7,7 +7,8 @@ and the decoded SDF's normals are compared with the true normals at the surface 
 (lower is better) and the share of points whose cube was decoded. The structure stage's equivalent is
 ``bench/bench_ss_flow_training.py regulariser``.
 
-Run: ``.venv/bin/python bench/bench_normal_regulariser.py --steps 20``.
+Run: ``.venv/bin/python bench/bench_normal_regulariser.py --steps 6 --batch 1 --assets 1 --points 64 --sample-steps 4``
+(the budget the busy 2-core machine allowed; more steps and assets are the meaningful run).
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ the first 10's; the test asserts a smaller drop in fewer steps, this shows the 1
 starting weights and the fine-tuned ones on held-out assets of the same distribution: the flow-matching loss
 at fixed draws and the squared error of latents the engine's sampler makes (lower is better).
 
-Run: ``.venv/bin/python bench/bench_slat_flow_training.py overfit --steps 300`` or ``... heldout --steps 150``.
+Run (what the README's figures come from, on the busy 2-core machine):
+``.venv/bin/python bench/bench_slat_flow_training.py overfit --steps 100 --assets 1 --batch 1 --lr 5e-3`` and
+``... heldout --steps 20 --assets 4 --batch 1 --sample-steps 4``.
 """
 
 from __future__ import annotations
