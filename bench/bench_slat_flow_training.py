@@ -7,7 +7,7 @@ starting weights and the fine-tuned ones on held-out assets of the same distribu
 at fixed draws and the squared error of latents the engine's sampler makes (lower is better).
 
 Run (what the README's figures come from, on the busy 2-core machine):
-``.venv/bin/python bench/bench_slat_flow_training.py overfit --steps 100 --assets 1 --batch 1 --lr 5e-3`` and
+``.venv/bin/python bench/bench_slat_flow_training.py overfit --steps 120 --assets 1 --batch 1 --lr 1e-2`` and
 ``... heldout --steps 20 --assets 4 --batch 1 --sample-steps 4``.
 """
 
