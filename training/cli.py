@@ -1,4 +1,5 @@
-"""Command line: ``python -m training ss-flow|nirne ...`` (also under ``torchrun``), ``toy-data`` and ``nirne-data``."""
+"""Command line: ``python -m training ss-flow|slat-flow|nirne ...`` (also under ``torchrun``) and the toy data
+sets (``toy-data``, ``slat-toy-data``, ``nirne-data``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,18 @@ def _parser() -> argparse.ArgumentParser:
     ss.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     ss.add_argument("--stop-at", type=int, default=None, help="stop (checkpointed) after this many steps")
     ss.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    slat = sub.add_parser("slat-flow", help="train the structured-latent flow (torchrun for several processes)")
+    slat.add_argument("--config", type=Path, required=True, help="TOML file (see training/config.py)")
+    slat.add_argument("--data", type=Path, required=True, help="folder of .npz assets (see training/slat_data.py)")
+    slat.add_argument("--out", type=Path, default=Path("runs/slat_flow"), help="logs, checkpoints and export")
+    slat.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    slat.add_argument("--stop-at", type=int, default=None, help="stop (checkpointed) after this many steps")
+    slat.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    slat_toy = sub.add_parser("slat-toy-data", help="write a toy structured-latent data set of small shapes")
+    slat_toy.add_argument("folder", type=Path)
+    slat_toy.add_argument("--count", type=int, default=4)
+    slat_toy.add_argument("--seed", type=int, default=0)
+    slat_toy.add_argument("--config", type=Path, default=None, help="a training config whose flow to match")
     toy = sub.add_parser("toy-data", help="write a toy data set of spheres and boxes")
     toy.add_argument("folder", type=Path)
     toy.add_argument("--count", type=int, default=4)
@@ -54,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             return _nirne(args)
         if args.command == "nirne-data":
             return _nirne_data(args)
+        if args.command == "slat-flow":
+            return _slat_flow(args)
+        if args.command == "slat-toy-data":
+            return _slat_toy_data(args)
         return _toy_data(args)
     except ValueError as exc:  # bad config, data or arguments: one readable line, no traceback
         print(f"error: {exc}", file=sys.stderr)
@@ -130,5 +147,40 @@ def _nirne_data(args: argparse.Namespace) -> int:
     if args.init is not None:
         write_tiny_init(args.init, args.folder, vae_steps=args.vae_steps, seed=args.seed)
         print(args.init)
+    print(args.folder)
+    return 0
+
+
+def _slat_flow(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .distributed import start, stop
+    from .slat_trainer import train_slat_flow
+
+    config = load_config(args.config)
+    if args.stop_at is not None and args.stop_at < 1:
+        raise ValueError("--stop-at must be at least 1")
+    world = start(args.device)
+    try:
+        result = train_slat_flow(config, args.data, args.out, world, resume=args.resume, stop_at=args.stop_at)
+    finally:
+        stop(world)
+    if world.is_main and result.export is not None:
+        print(result.export)
+    return 0
+
+
+def _slat_toy_data(args: argparse.Namespace) -> int:
+    from backend.models.configs import SLatFlowConfig
+
+    from .config import TrainConfig, load_config
+    from .slat_synthetic import make_slat_dataset
+    from .slat_trainer import flow_variant
+    from .trainer import network_config
+
+    config = load_config(args.config) if args.config else TrainConfig()
+    if not 0 <= args.seed <= 2**31:
+        raise ValueError("--seed must be in [0, 2^31]")
+    flow = network_config(flow_variant(config.model), config.model.overrides, SLatFlowConfig)
+    make_slat_dataset(args.folder, args.count, channels=flow.cond_channels, seed=args.seed)
     print(args.folder)
     return 0

@@ -64,6 +64,8 @@ class TrainSection:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    "After the linear warmup: 'constant', or 'cosine' (half a cosine from lr down to lr / 100 at the last step)."
     grad_clip: float = 1.0
     "Largest gradient norm (0 turns clipping off)."
     ema_rate: float = 0.9999
@@ -105,7 +107,8 @@ _BOUNDS: dict[str, tuple[float, float]] = {
     "t_std": (1e-3, 10.0), "normal_weight": (0.0, 1e6), "normal_points": (1, 1 << 20), "normal_t_max": (0.0, 1.0),
     "seed": (0, 2**62), "log_every": (1, 10**9), "save_every": (1, 10**9), "keep_checkpoints": (1, 1000),
 }
-_CHOICES = {"export": ("ema", "model"), "precision": ("auto", "bf16", "fp32")}
+_CHOICES = {"export": ("ema", "model"), "precision": ("auto", "bf16", "fp32"),
+            "lr_schedule": ("constant", "cosine")}
 
 
 def load_config(path: Path) -> TrainConfig:

@@ -31,6 +31,7 @@ from .ema import EMA
 from .export import write_release_checkpoint
 from .flow_matching import diffuse, draw_sample, predicted_x0, target_velocity
 from .logs import RunLog
+from .lr_schedule import lr_factor
 from .normal_loss import normal_loss
 
 ProgressFn = Callable[[str], None]
@@ -160,9 +161,7 @@ class SSFlowTrainer:
         self.schedule = Schedule(len(self.data), self.train.seed)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.train.lr, betas=self.train.betas,
                                            weight_decay=self.train.weight_decay)
-        warmup = self.train.warmup_steps
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, self.train))
         self.ema = EMA(self.model, self.train.ema_rate)
         self.autocast = self._autocast()
         self.step = 0

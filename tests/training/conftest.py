@@ -37,3 +37,13 @@ def toy_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     make_dataset(folder, build_decoder(tiny_config(), torch.device("cpu")), 4, points=2048, fit_steps=30)
     return folder
+
+
+@pytest.fixture(scope="session")
+def slat_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Four toy structured-latent assets (2 small spheres, 2 small boxes; 86-232 voxels each)."""
+    from training.slat_synthetic import make_slat_dataset
+
+    folder = tmp_path_factory.mktemp("slat_toy")
+    make_slat_dataset(folder, 4, points=512)
+    return folder
