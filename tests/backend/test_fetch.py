@@ -358,24 +358,29 @@ def test_generation_downloads_absent_weights_with_the_download_command_code(serv
     assert not server.state.requests
 
 
-def test_a_cancel_during_the_automatic_download_keeps_the_part_for_the_next_request(server, auto, sources):
+def test_a_cancel_during_the_automatic_download_keeps_the_part_for_the_next_request(server, auto, sources,
+                                                                                    monkeypatch):
+    from backend import fetch
     from backend.errors import Cancelled
     from backend.weights import resolve
 
     key = f"{REPO['dinov2']}/model.safetensors"
-    server.state.stall.add(key)
+    server.state.stall.add(key)  # half the file, then the server waits: the cancel comes mid-file
     ctx, _ = _recording_ctx()
+    add, pressed = fetch.ProgressMeter.add, []
 
-    def cancel_at_the_stall() -> None:
-        server.state.stall_reached.wait(30)
-        ctx.cancel_event.set()
+    def add_then_cancel(meter: fetch.ProgressMeter, n: int, file: str = "", force: bool = False) -> None:
+        add(meter, n, file, force)
+        if n > 0 and file.endswith("model.safetensors") and not pressed:  # once the first bytes are in
+            pressed.append(True)
+            ctx.cancel_event.set()
+
+    monkeypatch.setattr(fetch.ProgressMeter, "add", add_then_cancel)
+    try:
+        with pytest.raises(Cancelled, match="cancelled while downloading") as info:
+            resolve("dinov2", auto, ctx)
+    finally:
         server.state.stall_release.set()
-
-    helper = threading.Thread(target=cancel_at_the_stall)
-    helper.start()
-    with pytest.raises(Cancelled, match="cancelled while downloading") as info:
-        resolve("dinov2", auto, ctx)
-    helper.join()
     assert "resumes" in info.value.hint
     part = Path(auto.weights_dir) / "dinov2" / "model.safetensors.part"
     kept = part.stat().st_size

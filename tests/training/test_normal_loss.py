@@ -59,6 +59,6 @@ def test_the_regulariser_through_the_decoder_passes_gradcheck():
         return decoder.out_layer(h)
 
     with torch.no_grad():
-        assert torch.allclose(decode(latent).float(), decoder.float()(latent.float()), atol=1e-5)
+        assert torch.allclose(decode(latent).float(), decoder.float()(latent.float()), atol=1e-4)  # fp32 convs
     decoder.double()
     assert torch.autograd.gradcheck(lambda z: normal_loss(decode(z)[:, 0], points, normals), (latent,))
