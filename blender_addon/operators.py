@@ -17,7 +17,7 @@ def _settings_from(op: Any, context: Any) -> tuple[GenerateSettings, BuildOption
     props = context.window_manager.hi3dgen
     if op.image_path:
         picture = sources.picture_from_file(op.image_path)
-    elif getattr(op, "selected_views", False):
+    elif _wants_views(op, props):
         picture = sources.Picture("views", b"")  # add_selected_views below fills in the first view
     else:
         picture = sources.picture_from_context(context, props)
@@ -39,11 +39,19 @@ def _settings_from(op: Any, context: Any) -> tuple[GenerateSettings, BuildOption
         mask_bytes=sources.mask_from_file(op.mask_path if is_set("mask_path") else props.mask_path),
         optional_params=props.switch_values(),
     )
-    if getattr(op, "selected_views", False):
+    if not op.image_path and _wants_views(op, props):
         from .multiview import add_selected_views
 
         picture = add_selected_views(settings, context)
     return settings, options, sources.placement_for(context.scene, picture)
+
+
+def _wants_views(op: Any, props: Any) -> bool:
+    """Multi-view from the selected empties: the operator's ``selected_views`` where set, else the panel's
+    switch (shown with the Reference source while several reference empties are selected)."""
+    if op.properties.is_property_set("selected_views"):
+        return bool(op.selected_views)
+    return props.source == "EMPTY" and bool(props.use_selected_views)
 
 
 def _device(context: Any) -> str:

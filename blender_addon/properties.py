@@ -41,6 +41,10 @@ class HI3DGEN_PG_settings(bpy.types.PropertyGroup):
         description="Optional mask image (white or opaque = the object), used instead of the image's alpha "
                     "or the automatic estimate")
     image: bpy.props.PointerProperty(name="Image", type=bpy.types.Image)  # type: ignore[valid-type]
+    use_selected_views: bpy.props.BoolProperty(  # type: ignore[valid-type]
+        name="Selected Empties as Views", default=False,
+        description="Every selected reference-image empty is a picture of the same object, the active one "
+                    "first: one mesh from all of them (hi3dgen multi-view)")
     engine: bpy.props.EnumProperty(name="Engine", items=engine_items)  # type: ignore[valid-type]
     seed: bpy.props.IntProperty(name="Seed", default=0, min=0)  # type: ignore[valid-type]
     # relief

@@ -95,7 +95,19 @@ class HI3DGEN_PT_main(bpy.types.Panel):
             empty = sources.reference_empty(context)
             text = f"{empty.name} ({empty.data.name})" if empty is not None else "No active reference image"
             layout.label(text=text, icon="IMAGE_REFERENCE" if empty is not None else "ERROR")
+            self._draw_views(layout, context, props)
         layout.prop(props, "mask_path", icon="MOD_MASK")
+
+    def _draw_views(self, layout: Any, context: Any, props: Any) -> None:
+        """With several reference empties selected: the multi-view switch and how many views it sends."""
+        from .multiview import selected_reference_empties
+
+        count = len(selected_reference_empties(context))
+        if count < 2:
+            return
+        layout.prop(props, "use_selected_views")
+        if props.use_selected_views:
+            layout.label(text=f"{count} views, the active empty first", icon="RENDERLAYERS")
 
     def _draw_run(self, layout: Any, props: Any) -> None:
         run = generation.active()

@@ -107,3 +107,29 @@ def test_bad_views_are_refused_clearly(hi3dgen, tmp_path):
         hi3dgen.api.generate([str(front), image], engine="hi3dgen", align=False, **FAST)
     with pytest.raises(hi3dgen.api.GenerationError, match="at least two"):
         hi3dgen.api.generate([str(front)], engine="hi3dgen", **FAST)
+
+
+def test_the_panels_switch_sends_the_selected_empties_as_views(hi3dgen, tmp_path):
+    """The Reference source with Selected Empties as Views on: the operator (as the panel's button runs it)
+    sends every selected empty; the relief engine's refusal of several views shows they were sent."""
+    picture = write_png(tmp_path / "ref.png", 64)
+    front, side = _empty("P_front", picture, 0.0), _empty("Q_side", picture, 90.0)
+    props = bpy.context.window_manager.hi3dgen
+    saved = (props.source, props.use_selected_views)
+    params = json.dumps({"resolution": 32})
+
+    def select() -> None:
+        for o in bpy.context.view_layer.objects:
+            o.select_set(o in (front, side))
+        bpy.context.view_layer.objects.active = front
+
+    try:
+        props.source, props.use_selected_views = "EMPTY", True
+        select()
+        with pytest.raises(RuntimeError, match="relief engine makes a relief from one picture"):
+            bpy.ops.hi3dgen.generate(engine="relief", params_json=params)
+        props.use_selected_views = False  # off: the active empty alone
+        select()
+        assert bpy.ops.hi3dgen.generate(engine="relief", params_json=params) == {"FINISHED"}
+    finally:
+        props.source, props.use_selected_views = saved
