@@ -23,11 +23,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 MAX_CONFIG_BYTES = 1 << 20
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,12 @@ _CHOICES = {"export": ("ema", "model"), "precision": ("auto", "bf16", "fp32"),
 
 def load_config(path: Path) -> TrainConfig:
     """Read and check a TOML config; ``ValueError`` names the file and the bad key."""
+    return read_config(path, config_from_dict)
+
+
+def read_config(path: Path, from_dict: Callable[[dict[str, Any]], T]) -> T:
+    """``from_dict`` of the TOML document at ``path`` (a regular file of at most ``MAX_CONFIG_BYTES``);
+    ``ValueError`` names the file and what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"config {path} is not a file")
@@ -124,7 +132,7 @@ def load_config(path: Path) -> TrainConfig:
     except (toml.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"config {path} is not valid TOML: {exc}") from None
     try:
-        return config_from_dict(doc)
+        return from_dict(doc)
     except ValueError as exc:
         raise ValueError(f"config {path}: {exc}") from None
 
@@ -148,7 +156,7 @@ def config_from_dict(doc: dict[str, Any]) -> TrainConfig:
     if unknown:
         raise ValueError(f"unknown table(s) {sorted(unknown)} (known: {', '.join(sections)})")
     hints = typing.get_type_hints(TrainConfig)
-    return TrainConfig(**{name: _section(hints[name], doc.get(name, {}), name) for name in sections})
+    return TrainConfig(**{name: section(hints[name], doc.get(name, {}), name) for name in sections})
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
@@ -158,7 +166,9 @@ def config_to_dict(config: TrainConfig) -> dict[str, Any]:
     return out
 
 
-def _section(cls: type, table: Any, name: str) -> Any:
+def section(cls: type, table: Any, name: str, check: Callable[[str, str, Any], None] | None = None) -> Any:
+    """The dataclass ``cls`` from the TOML table ``[name]``: unknown keys refused, every value checked for
+    its type and the shared bounds, then by ``check(name.key, key, value)`` when given."""
     if not isinstance(table, dict):
         raise ValueError(f"[{name}] is not a table")
     hints = typing.get_type_hints(cls)
@@ -166,7 +176,11 @@ def _section(cls: type, table: Any, name: str) -> Any:
     unknown = set(table) - fields
     if unknown:
         raise ValueError(f"[{name}] has unknown key(s) {sorted(unknown)} (known: {', '.join(sorted(fields))})")
-    values = {key: _value(f"{name}.{key}", hints[key], value) for key, value in table.items()}
+    values = {}
+    for key, value in table.items():
+        values[key] = _value(f"{name}.{key}", hints[key], value)
+        if check is not None:
+            check(f"{name}.{key}", key, values[key])
     return cls(**values)
 
 

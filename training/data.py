@@ -79,7 +79,7 @@ def load_asset(path: Path, need_surface: bool) -> Asset:
     if need_surface:
         points = _float_array(path, arrays, "surface_points", None)
         normals = _float_array(path, arrays, "surface_normals", None)
-        _check_surface(path, points, normals)
+        check_surface(path, points, normals)
     return Asset(cond, latent, points, normals)
 
 
@@ -96,7 +96,7 @@ def _float_array(path: Path, arrays: dict[str, np.ndarray], key: str, shape: tup
     return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
 
 
-def _check_surface(path: Path, points: torch.Tensor, normals: torch.Tensor) -> None:
+def check_surface(path: Path, points: torch.Tensor, normals: torch.Tensor) -> None:
     if points.ndim != 2 or points.shape[1] != 3 or not 1 <= len(points) <= MAX_POINTS:
         raise DataError(f"{path}: surface_points has shape {list(points.shape)}, expected [P, 3], P <= {MAX_POINTS}")
     if normals.shape != points.shape:

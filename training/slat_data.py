@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import MAX_ASSET_BYTES, MAX_POINTS, DataError, list_assets
+from .data import MAX_ASSET_BYTES, DataError, check_surface, list_assets
 
 GRID = 64
 "Edge of the voxel grid the structured latent lives on."
@@ -73,17 +73,6 @@ def _coords(path: Path, arrays: dict[str, np.ndarray]) -> torch.Tensor:
     return coords
 
 
-def _check_surface(path: Path, points: torch.Tensor, normals: torch.Tensor) -> None:
-    if points.ndim != 2 or points.shape[1] != 3 or not 1 <= len(points) <= MAX_POINTS:
-        raise DataError(f"{path}: surface_points has shape {list(points.shape)}, expected [P, 3], P <= {MAX_POINTS}")
-    if normals.shape != points.shape:
-        raise DataError(f"{path}: surface_normals {list(normals.shape)} differs from surface_points")
-    if points.abs().max() > 0.5 + 1e-4:
-        raise DataError(f"{path}: surface_points leave the cube [-0.5, 0.5]^3")
-    if ((normals.norm(dim=1) - 1.0).abs() > 1e-2).any():
-        raise DataError(f"{path}: surface_normals are not unit vectors")
-
-
 def load_slat_asset(path: Path, need_surface: bool) -> SLatAsset:
     """Read and check one asset file; ``DataError`` names the file and the bad array."""
     path = Path(path)
@@ -105,7 +94,7 @@ def load_slat_asset(path: Path, need_surface: bool) -> SLatAsset:
     points = normals = None
     if need_surface:
         points, normals = _floats(path, arrays, "surface_points"), _floats(path, arrays, "surface_normals")
-        _check_surface(path, points, normals)
+        check_surface(path, points, normals)
     return SLatAsset(cond, coords, feats, points, normals)
 
 

@@ -17,12 +17,11 @@
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import MAX_CONFIG_BYTES, _toml_module, _value
+from ..config import read_config, section
 
 PRESETS = ("tiny",)
 
@@ -88,20 +87,7 @@ _CHOICES = {"preset": PRESETS, "export_dtype": ("fp16", "fp32")}
 
 def load_nirne_config(path: Path) -> NirneConfig:
     """Read and check a TOML config; ``ValueError`` names the file and the bad key."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"config {path} is not a file")
-    if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ValueError(f"config {path} is larger than {MAX_CONFIG_BYTES} bytes")
-    toml = _toml_module()
-    try:
-        doc = toml.loads(path.read_text(encoding="utf-8"))
-    except (toml.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"config {path} is not valid TOML: {exc}") from None
-    try:
-        return nirne_config_from_dict(doc)
-    except ValueError as exc:
-        raise ValueError(f"config {path}: {exc}") from None
+    return read_config(path, nirne_config_from_dict)
 
 
 def nirne_config_from_dict(doc: dict[str, Any]) -> NirneConfig:
@@ -109,8 +95,8 @@ def nirne_config_from_dict(doc: dict[str, Any]) -> NirneConfig:
     unknown = set(doc) - {"model", "train"}
     if unknown:
         raise ValueError(f"unknown table(s) {sorted(unknown)} (known: model, train)")
-    config = NirneConfig(model=_section(NirneModel, doc.get("model", {}), "model"),
-                         train=_section(NirneTrain, doc.get("train", {}), "train"))
+    config = NirneConfig(model=section(NirneModel, doc.get("model", {}), "model", _check),
+                         train=section(NirneTrain, doc.get("train", {}), "train", _check))
     if config.train.steps < 1:
         raise ValueError("steps_real + steps_synthetic must be at least 1")
     return config
@@ -120,22 +106,6 @@ def nirne_config_to_dict(config: NirneConfig) -> dict[str, Any]:
     out = dataclasses.asdict(config)
     out["train"]["betas"] = list(config.train.betas)
     return out
-
-
-def _section(cls: type, table: Any, name: str) -> Any:
-    if not isinstance(table, dict):
-        raise ValueError(f"[{name}] is not a table")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(table) - fields
-    if unknown:
-        raise ValueError(f"[{name}] has unknown key(s) {sorted(unknown)} (known: {', '.join(sorted(fields))})")
-    values = {}
-    for key, value in table.items():
-        value = _value(f"{name}.{key}", hints[key], value)  # types, and the shared bounds (lr, seed, ...)
-        _check(f"{name}.{key}", key, value)
-        values[key] = value
-    return cls(**values)
 
 
 def _check(name: str, key: str, value: Any) -> None:
