@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -79,20 +81,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _ss_flow(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .distributed import start, stop
     from .trainer import train_ss_flow
 
-    config = load_config(args.config)
-    if args.stop_at is not None and args.stop_at < 1:
-        raise ValueError("--stop-at must be at least 1")
-    world = start(args.device)
-    try:
-        result = train_ss_flow(config, args.data, args.out, world, resume=args.resume, stop_at=args.stop_at)
-    finally:
-        stop(world)
-    if world.is_main and result.export is not None:
-        print(result.export)
-    return 0
+    return _train(args, load_config, train_ss_flow)
 
 
 def _toy_data(args: argparse.Namespace) -> int:
@@ -116,21 +107,10 @@ def _toy_data(args: argparse.Namespace) -> int:
 
 
 def _nirne(args: argparse.Namespace) -> int:
-    from .distributed import start, stop
     from .nirne.config import load_nirne_config
     from .nirne.trainer import train_nirne
 
-    config = load_nirne_config(args.config)
-    if args.stop_at is not None and args.stop_at < 1:
-        raise ValueError("--stop-at must be at least 1")
-    world = start(args.device)
-    try:
-        result = train_nirne(config, args.data, args.out, world, resume=args.resume, stop_at=args.stop_at)
-    finally:
-        stop(world)
-    if world.is_main and result.export is not None:
-        print(result.export)
-    return 0
+    return _train(args, load_nirne_config, train_nirne)
 
 
 def _nirne_data(args: argparse.Namespace) -> int:
@@ -153,20 +133,9 @@ def _nirne_data(args: argparse.Namespace) -> int:
 
 def _slat_flow(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .distributed import start, stop
     from .slat_trainer import train_slat_flow
 
-    config = load_config(args.config)
-    if args.stop_at is not None and args.stop_at < 1:
-        raise ValueError("--stop-at must be at least 1")
-    world = start(args.device)
-    try:
-        result = train_slat_flow(config, args.data, args.out, world, resume=args.resume, stop_at=args.stop_at)
-    finally:
-        stop(world)
-    if world.is_main and result.export is not None:
-        print(result.export)
-    return 0
+    return _train(args, load_config, train_slat_flow)
 
 
 def _slat_toy_data(args: argparse.Namespace) -> int:
@@ -183,4 +152,21 @@ def _slat_toy_data(args: argparse.Namespace) -> int:
     flow = network_config(flow_variant(config.model), config.model.overrides, SLatFlowConfig)
     make_slat_dataset(args.folder, args.count, channels=flow.cond_channels, seed=args.seed)
     print(args.folder)
+    return 0
+
+
+def _train(args: argparse.Namespace, load: Callable[[Path], Any], train: Callable[..., Any]) -> int:
+    """Load and check the config, start the process group, train, print the export (main process)."""
+    from .distributed import start, stop
+
+    config = load(args.config)
+    if args.stop_at is not None and args.stop_at < 1:
+        raise ValueError("--stop-at must be at least 1")
+    world = start(args.device)
+    try:
+        result = train(config, args.data, args.out, world, resume=args.resume, stop_at=args.stop_at)
+    finally:
+        stop(world)
+    if world.is_main and result.export is not None:
+        print(result.export)
     return 0

@@ -19,8 +19,6 @@ uses no normalisation (mean 0, std 1).
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,16 +30,14 @@ from backend.models.loading import build_network, load_network, read_pipeline_js
 from backend.nn.sparse_tensor import SparseTensor
 
 from .config import DecoderSection, ModelSection, TrainConfig, TrainSection
-from .data import Schedule, sample_seed
-from .distributed import World, barrier, mean_over_world
-from .ema import EMA
-from .export import write_release_checkpoint
+from .data import Schedule
+from .distributed import World
 from .flow_matching import diffuse, draw_sample, predicted_x0, target_velocity
-from .logs import RunLog
+from .loop import ProgressFn, TrainResult, run_training
 from .lr_schedule import lr_factor
 from .slat_data import SLatAsset, SLatAssetFolder
 from .slat_normals import decoded_normal_loss
-from .trainer import ProgressFn, SSFlowTrainer, TrainResult, network_config
+from .trainer import SSFlowTrainer, check_cond_channels, network_config
 
 FLOW_VARIANT = "tiny_slat_flow"
 DECODER_VARIANT = "tiny_mesh_dec"
@@ -179,68 +175,26 @@ class SLatFlowTrainer(SSFlowTrainer):
 
     def __init__(self, config: TrainConfig, data: Path, out: Path, world: World,  # noqa: D107
                  progress: ProgressFn | None = None) -> None:
-        self.config, self.train, self.out, self.world = config, config.train, Path(out), world
-        self.progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.micro = self._micro_batch()
+        self._begin(config, out, world, progress)
         self.model, self.flow_config = build_slat_flow(config, world.device)
         self.decoder, self.norm = (build_mesh_decoder(config, world.device) if self.train.normal_weight > 0
                                    else (None, None))
         self.data = SLatAssetFolder(Path(data), need_surface=self.train.normal_weight > 0)
-        if self.data.cond_shape[1] != self.flow_config.cond_channels:
-            raise ValueError(f"the data's condition tokens have {self.data.cond_shape[1]} channels, the flow "
-                             f"expects {self.flow_config.cond_channels} (cond_channels)")
+        check_cond_channels(self.data.cond_shape[1], self.flow_config.cond_channels)
         self.schedule = Schedule(len(self.data), self.train.seed)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.train.lr, betas=self.train.betas,
-                                           weight_decay=self.train.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, self.train))
-        self.ema = EMA(self.model, self.train.ema_rate)
-        self.autocast = self._autocast()
-        self.step = 0
-        self.log = RunLog(self.out, enabled=world.is_main)
-        self.ddp: nn.Module = self.model
+        self._finish(self.model, self.model.parameters(), lambda s: lr_factor(s, self.train))
 
-    def _optimizer_step(self) -> tuple[float, dict[str, float]]:
-        accum = self.train.grad_accum
-        total = torch.zeros((), device=self.world.device)
-        sums: dict[str, torch.Tensor] = {}
-        for k in range(accum):
-            slots = self._slots(k)
-            assets = [self.data[self.schedule.asset_index(self.step * self.train.batch_size + j)] for j in slots]
-            seeds = [sample_seed(self.train.seed, self.step, j) for j in slots]
-            batch = make_slat_batch(assets, seeds, self.train, self.world.device)
-            sync = contextlib.nullcontext() if k == accum - 1 or self.ddp is self.model else self.ddp.no_sync()
-            with sync:
-                loss, terms = slat_batch_loss(self.ddp, self.decoder, self.norm, batch, self.train, self.autocast)
-                (loss / accum).backward()
-            total += loss.detach() / accum
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + value / accum
-        grad_norm = self._clip()
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.ema.update(self.model)
-        terms_out = {k: float(mean_over_world(v, self.world)) for k, v in sums.items()}
-        terms_out["grad_norm"] = grad_norm
-        return float(mean_over_world(total, self.world)), terms_out
+    def _micro_loss(self, k: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        assets, seeds = self._micro_assets(k)
+        batch = make_slat_batch(assets, seeds, self.train, self.world.device)
+        return slat_batch_loss(self.ddp, self.decoder, self.norm, batch, self.train, self.autocast)
 
-    def _export(self) -> Path:
-        base = self.out / "export" / "ckpts" / export_name(self.train)
-        if self.world.is_main:
-            write_release_checkpoint(base, self.flow_config, self.export_state())
-            self.progress(f"wrote {base}.json and {base}.safetensors (release layout)")
-        barrier(self.world)
-        return base
+    def _export_name(self) -> str:
+        return export_name(self.train)
 
 
 def train_slat_flow(config: TrainConfig, data: Path, out: Path, world: World, *, resume: bool = False,
                     stop_at: int | None = None, progress: ProgressFn | None = None) -> TrainResult:
     """Train the structured-latent flow on the assets of ``data``; checkpoints, logs and export go to ``out``."""
-    out = Path(out)
-    if world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    barrier(world)
-    trainer = SLatFlowTrainer(config, data, out, world, progress)
-    if resume and trainer.resume() and world.is_main:
-        trainer.progress(f"resumed at step {trainer.step}")
-    return trainer.run(stop_at)
+    return run_training(lambda: SLatFlowTrainer(config, data, out, world, progress), out, world,
+                        resume=resume, stop_at=stop_at)

@@ -9,12 +9,8 @@ before, so a resumed run repeats an uninterrupted one and 2 processes repeat 1 w
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,18 +19,14 @@ from torch import nn
 from backend.models.configs import VARIANTS, SSDecoderConfig, SSFlowConfig, check_supported, check_values
 from backend.models.loading import build_network, load_network
 
-from . import checkpoint as ckpt
 from .config import TrainConfig, TrainSection, config_to_dict
 from .data import Asset, AssetFolder, Schedule, sample_seed
-from .distributed import World, barrier, mean_over_world
-from .ema import EMA
+from .distributed import World, barrier
 from .export import write_release_checkpoint
 from .flow_matching import diffuse, draw_sample, predicted_x0, target_velocity
-from .logs import RunLog
+from .loop import LoopTrainer, ProgressFn, TrainResult, run_training
 from .lr_schedule import lr_factor
 from .normal_loss import normal_loss
-
-ProgressFn = Callable[[str], None]
 
 
 @dataclass
@@ -45,16 +37,6 @@ class Batch:
     t: torch.Tensor  # [m] in (0, 1)
     points: torch.Tensor | None = None  # [m, P, 3]
     normals: torch.Tensor | None = None  # [m, P, 3]
-
-
-@dataclass
-class TrainResult:
-    steps: int
-    "Optimizer steps done in total (including those before a resume)."
-    losses: list[float] = field(default_factory=list)
-    "The loss of each step this call ran (the global batch's mean)."
-    export: Path | None = None
-    "The release-layout checkpoint base (``.json`` / ``.safetensors``) when the run finished."
 
 
 def network_config(variant: str, overrides: dict, kind: type) -> SSFlowConfig | SSDecoderConfig:
@@ -144,142 +126,38 @@ def batch_loss(model: nn.Module, decoder: nn.Module | None, batch: Batch, train:
     return mse + train.normal_weight * normal, terms
 
 
-class SSFlowTrainer:
-    """Holds the models, optimizer and data of one run on one process of ``world``."""
+class SSFlowTrainer(LoopTrainer):
+    """The sparse-structure flow, its data and (with the regulariser) the frozen decoder, in the shared loop."""
 
     def __init__(self, config: TrainConfig, data: Path, out: Path, world: World,
                  progress: ProgressFn | None = None) -> None:
-        self.config, self.train, self.out, self.world = config, config.train, Path(out), world
-        self.progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
-        self.micro = self._micro_batch()
+        self._begin(config, out, world, progress)
         self.model, self.flow_config = build_flow(config, world.device)
         self.decoder = build_decoder(config, world.device) if self.train.normal_weight > 0 else None
         self.data = AssetFolder(Path(data), need_surface=self.train.normal_weight > 0)
-        if self.data.cond_shape[1] != self.flow_config.cond_channels:
-            raise ValueError(f"the data's condition tokens have {self.data.cond_shape[1]} channels, the flow "
-                             f"expects {self.flow_config.cond_channels} (cond_channels)")
+        check_cond_channels(self.data.cond_shape[1], self.flow_config.cond_channels)
         self.schedule = Schedule(len(self.data), self.train.seed)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.train.lr, betas=self.train.betas,
-                                           weight_decay=self.train.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, self.train))
-        self.ema = EMA(self.model, self.train.ema_rate)
-        self.autocast = self._autocast()
-        self.step = 0
-        self.log = RunLog(self.out, enabled=world.is_main)
-        self.ddp: nn.Module = self.model
+        self._finish(self.model, self.model.parameters(), lambda s: lr_factor(s, self.train))
 
-    def _micro_batch(self) -> int:
-        per_step = self.world.size * self.train.grad_accum
-        if self.train.batch_size % per_step:
-            raise ValueError(f"batch_size {self.train.batch_size} is not a multiple of processes x grad_accum "
-                             f"({self.world.size} x {self.train.grad_accum})")
-        return self.train.batch_size // per_step
+    def _micro_assets(self, k: int) -> tuple[list, list[int]]:
+        """Micro-batch ``k``'s assets and per-sample seeds."""
+        slots = self._slots(k)
+        assets = [self.data[self.schedule.asset_index(self.step * self.train.batch_size + j)] for j in slots]
+        return assets, [sample_seed(self.train.seed, self.step, j) for j in slots]
 
-    def _autocast(self) -> bool:
-        cuda = self.world.device.type == "cuda"
-        if self.train.precision == "bf16" and not cuda:
-            raise ValueError("precision 'bf16' is bf16 autocast on CUDA; on a CPU use 'auto' or 'fp32'")
-        return cuda and self.train.precision in ("auto", "bf16")
+    def _micro_loss(self, k: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        assets, seeds = self._micro_assets(k)
+        batch = make_batch(assets, seeds, self.train, self.world.device)
+        return batch_loss(self.ddp, self.decoder, batch, self.train, self.autocast)
 
-    def resume(self) -> bool:
-        """Continue from the newest checkpoint under ``<out>/checkpoints``; False when there is none."""
-        found = ckpt.list_checkpoints(self.out)
-        if not found:
-            return False
-        state, ema = ckpt.load_checkpoint(found[-1][1], self.model, self.optimizer, self.scheduler,
-                                          self.world.device)
-        self.ema.load_state_dict(ema)
-        self.step = int(state["step"])
-        self.log.truncate_after(self.step)
-        return True
+    def _config_dict(self) -> dict:
+        return config_to_dict(self.config)
 
-    def run(self, stop_at: int | None = None) -> TrainResult:
-        """Train until ``steps`` (or until ``stop_at`` steps, checkpointed: a planned interruption)."""
-        end = min(self.train.steps, stop_at if stop_at is not None else self.train.steps)
-        self._wrap_ddp()
-        result = TrainResult(self.step)
-        clock = time.perf_counter()
-        while self.step < end:
-            loss, terms = self._optimizer_step()
-            self.step += 1
-            result.losses.append(loss)
-            if self.step % self.train.log_every == 0 or self.step == end:
-                self._log(loss, terms, clock)
-            if self.step % self.train.save_every == 0 or self.step == end:
-                self._save()
-        result.steps = self.step
-        if self.step == self.train.steps:
-            result.export = self._export()
-        self.log.close()
-        return result
-
-    def _wrap_ddp(self) -> None:
-        if self.world.size > 1 and self.ddp is self.model:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.world.device.index] if self.world.device.type == "cuda" else None
-            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
-
-    def _slots(self, k: int) -> list[int]:
-        first = (self.world.rank * self.train.grad_accum + k) * self.micro
-        return list(range(first, first + self.micro))
-
-    def _optimizer_step(self) -> tuple[float, dict[str, float]]:
-        accum = self.train.grad_accum
-        total = torch.zeros((), device=self.world.device)
-        sums: dict[str, torch.Tensor] = {}
-        for k in range(accum):
-            slots = self._slots(k)
-            assets = [self.data[self.schedule.asset_index(self.step * self.train.batch_size + j)] for j in slots]
-            seeds = [sample_seed(self.train.seed, self.step, j) for j in slots]
-            batch = make_batch(assets, seeds, self.train, self.world.device)
-            sync = contextlib.nullcontext() if k == accum - 1 or self.ddp is self.model else self.ddp.no_sync()
-            with sync:
-                loss, terms = batch_loss(self.ddp, self.decoder, batch, self.train, self.autocast)
-                (loss / accum).backward()
-            total += loss.detach() / accum
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + value / accum
-        grad_norm = self._clip()
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.ema.update(self.model)
-        terms_out = {k: float(mean_over_world(v, self.world)) for k, v in sums.items()}
-        terms_out["grad_norm"] = grad_norm
-        return float(mean_over_world(total, self.world)), terms_out
-
-    def _clip(self) -> float:
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        if self.train.grad_clip > 0:
-            return float(torch.nn.utils.clip_grad_norm_(params, self.train.grad_clip))
-        return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])))
-
-    def _log(self, loss: float, terms: dict[str, float], clock: float) -> None:
-        record = {"step": self.step, "loss": loss, **terms, "lr": self.scheduler.get_last_lr()[0],
-                  "samples": self.step * self.train.batch_size}
-        self.log.write(record)
-        if self.world.is_main:
-            rate = self.step / max(time.perf_counter() - clock, 1e-9)
-            extra = " ".join(f"{k} {v:.4g}" for k, v in terms.items())
-            self.progress(f"step {self.step}/{self.train.steps} loss {loss:.4g} {extra} ({rate:.2f} steps/s)")
-
-    def _save(self) -> None:
-        if self.world.is_main:
-            extra = {"config": config_to_dict(self.config), "world_size": self.world.size}
-            ckpt.save_checkpoint(self.out, self.step, self.model, self.ema.state_dict(), self.optimizer,
-                                 self.scheduler, extra)
-            ckpt.prune_checkpoints(self.out, self.train.keep_checkpoints)
-        barrier(self.world)
-
-    def export_state(self) -> dict[str, torch.Tensor]:
-        """The weights the export holds: the EMA (default) or the raw model, buffers included."""
-        if self.train.export == "ema":
-            return self.ema.model_state(self.model)
-        return {k: v.detach().float() for k, v in self.model.state_dict().items()}
+    def _export_name(self) -> str:
+        return self.train.export_name
 
     def _export(self) -> Path:
-        base = self.out / "export" / "ckpts" / self.train.export_name
+        base = self.out / "export" / "ckpts" / self._export_name()
         if self.world.is_main:
             write_release_checkpoint(base, self.flow_config, self.export_state())
             self.progress(f"wrote {base}.json and {base}.safetensors (release layout)")
@@ -287,14 +165,14 @@ class SSFlowTrainer:
         return base
 
 
+def check_cond_channels(data_channels: int, flow_channels: int) -> None:
+    if data_channels != flow_channels:
+        raise ValueError(f"the data's condition tokens have {data_channels} channels, the flow "
+                         f"expects {flow_channels} (cond_channels)")
+
+
 def train_ss_flow(config: TrainConfig, data: Path, out: Path, world: World, *, resume: bool = False,
                   stop_at: int | None = None, progress: ProgressFn | None = None) -> TrainResult:
     """Train the sparse-structure flow on the assets of ``data``; checkpoints, logs and export go to ``out``."""
-    out = Path(out)
-    if world.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-    barrier(world)
-    trainer = SSFlowTrainer(config, data, out, world, progress)
-    if resume and trainer.resume() and world.is_main:
-        trainer.progress(f"resumed at step {trainer.step}")
-    return trainer.run(stop_at)
+    return run_training(lambda: SSFlowTrainer(config, data, out, world, progress), out, world,
+                        resume=resume, stop_at=stop_at)
