@@ -18,13 +18,12 @@ NO_CAMERA = ("no textures: baking needs the input view's camera; turn 'align' on
              "silence this note)")
 
 
-def texture_mesh(mesh: Any, rgba: np.ndarray, normals: np.ndarray, mask: np.ndarray, frame: Any,
+def texture_mesh(mesh: Any, rgba: np.ndarray, normals: np.ndarray, mask: np.ndarray,
                  camera: dict[str, Any] | None, ctx: JobContext, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
     """(the ``MeshData`` with UVs and ``baked`` images, ``stats["texture"]``) for the input picture ``rgba``
-    [H, W, 4] and the predicted normals [R, R, 3] and mask [R, R] over the square crop ``frame``; the mesh
+    [H, W, 4] and the predicted normals [H, W, 3] and mask [H, W] at its size (``uncrop_normals``); the mesh
     unchanged and a note when there is no ``camera`` (``Camera.to_dict``)."""
     from ..camera import Camera
-    from ..preprocess import uncrop_normals
     from .bake import BakeOptions, bake_mesh
 
     if camera is None:
@@ -33,8 +32,7 @@ def texture_mesh(mesh: Any, rgba: np.ndarray, normals: np.ndarray, mask: np.ndar
         return mesh, {"baked": False, "note": f"no textures: the mesh has {len(mesh.faces)} faces, texturing takes "
                       f"at most {MAX_FACES}; set decimate_faces"}
     view = Camera.from_dict(camera)
-    full_normals, full_mask = uncrop_normals(normals, mask, frame)  # the camera is for the input picture
-    baked = bake_mesh(mesh.vertices, mesh.faces, mesh.normals, view, rgba, full_normals, full_mask,
+    baked = bake_mesh(mesh.vertices, mesh.faces, mesh.normals, view, rgba, normals, mask,
                       BakeOptions(device=device), ctx)
     textured = replace(mesh, vertices=baked.vertices, faces=baked.faces, normals=baked.normals, uvs=baked.uvs,
                        baked=baked.images)

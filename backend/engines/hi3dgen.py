@@ -127,52 +127,53 @@ class Hi3DGenEngine:
             from .multiview import view_stats
 
             stats["views"] = view_stats(request)
+        if p["align"] or p["texture"]:
+            from ..preprocess import uncrop_normals
+
+            view = uncrop_normals(normals, mask, frame)  # (normals, mask) of the input image: the camera's frame
         if p["align"]:
-            stats["camera"] = self._align(request, vertices, faces, normals, mask, frame, ctx)
+            device = self._raster_device(request)
+            stats["camera"] = self._align(vertices, faces, view, device, ctx)
             if p["refine"]:
-                mesh, stats["refine"] = self._refine(request, mesh, stats["camera"], normals, mask, frame, ctx)
+                mesh, stats["refine"] = self._refine(mesh, stats["camera"], view, device, ctx)
         if p["texture"]:  # after refine: the bake uses the final vertices
             from ..bake.result import texture_mesh
 
-            mesh, stats["texture"] = texture_mesh(mesh, request.image.rgba, normals, mask, frame,
-                                                  stats.get("camera"), ctx)
+            mesh, stats["texture"] = texture_mesh(mesh, request.image.rgba, *view, stats.get("camera"), ctx)
         stats["seconds"] = time.perf_counter() - t0
         return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats)
 
-    def _align(self, request: EngineRequest, vertices: Any, faces: Any, normals: Any, mask: Any, frame: Any,
-               ctx: JobContext) -> dict[str, Any]:
-        """The input view's camera (``Camera.to_dict``, for the input image's size) with its alignment scores."""
+    def _raster_device(self, request: EngineRequest) -> Any:
+        """The request's device for the rasterizer, or the CPU (its int64 scatter-min is checked on CPU and CUDA
+        only)."""
         import torch
 
-        from ..align.align import align_view
         from ..devices import choose_placement
-        from ..preprocess import uncrop_normals
 
-        full_normals, full_mask = uncrop_normals(normals, mask, frame)  # the camera is for the input image
         device = choose_placement(request.placement_name, self.settings.precision).device
-        if device.type != "cuda":  # the rasterizer's int64 scatter-min is checked on CPU and CUDA only
-            device = torch.device("cpu")
-        return align_view(vertices, faces, full_mask, full_normals, device=device, ctx=ctx).to_dict()
+        return device if device.type == "cuda" else torch.device("cpu")
 
-    def _refine(self, request: EngineRequest, mesh: MeshData, camera: dict[str, Any], normals: Any, mask: Any,
-                frame: Any, ctx: JobContext) -> tuple[MeshData, dict[str, Any]]:
+    def _align(self, vertices: Any, faces: Any, view: tuple[Any, Any], device: Any,
+               ctx: JobContext) -> dict[str, Any]:
+        """The input view's camera (``Camera.to_dict``, for the input image's size) with its alignment scores;
+        ``view`` is the (normals, mask) pair at the input image's size."""
+        from ..align.align import align_view
+
+        normals, mask = view
+        return align_view(vertices, faces, mask, normals, device=device, ctx=ctx).to_dict()
+
+    def _refine(self, mesh: MeshData, camera: dict[str, Any], view: tuple[Any, Any], device: Any,
+                ctx: JobContext) -> tuple[MeshData, dict[str, Any]]:
         """The mesh refined against the aligned view when the alignment is confident, and what was done."""
-        import torch
-
         from ..camera import Camera
-        from ..devices import choose_placement
         from ..mesh.cleanup import vertex_normals
-        from ..preprocess import uncrop_normals
         from ..refine.refine import Confidence, refine_mesh
 
         confident, reason = Confidence().check(camera.get("alignment", {}))
         if not confident:
             return mesh, {"applied": False, "confident": False, "reason": reason}
-        full_normals, full_mask = uncrop_normals(normals, mask, frame)
-        device = choose_placement(request.placement_name, self.settings.precision).device
-        if device.type != "cuda":  # as in _align: the rasterizer is checked on CPU and CUDA only
-            device = torch.device("cpu")
-        result = refine_mesh(mesh.vertices, mesh.faces, Camera.from_dict(camera), full_mask, full_normals,
+        normals, mask = view
+        result = refine_mesh(mesh.vertices, mesh.faces, Camera.from_dict(camera), mask, normals,
                              device=device, ctx=ctx)
         if result.applied:
             mesh = replace(mesh, vertices=result.vertices, normals=vertex_normals(result.vertices, mesh.faces))
