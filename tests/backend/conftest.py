@@ -179,3 +179,15 @@ def png_bytes(arr: np.ndarray, mode: str | None = None) -> bytes:
 @pytest.fixture
 def blob_png() -> bytes:
     return png_bytes(blob_rgba())
+
+
+@pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one thread for the test (align, refine, bake: thousands of small tensor ops, where a second
+    thread only spins on a shared 2-core machine); the thread count restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

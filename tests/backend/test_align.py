@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from backend.align.align import AlignConfig, align_view
 from backend.camera import Camera, rotation_angle
@@ -17,13 +16,7 @@ SIZE = 96
 CASES = [("suzanne", 0.0), ("suzanne", 40.0), ("chair", 40.0), ("bust", 0.0)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Alignment is thousands of small tensor ops: on a shared 2-core machine a second thread only spins."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def aligned(name: str, seed: int, fov_deg: float) -> tuple[float, float, Camera]:

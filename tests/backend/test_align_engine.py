@@ -8,19 +8,12 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from backend.camera import Camera, look_at, make_camera, rotation_angle
 from backend.render.shade import render_normal_map
 from tests.backend.shapes import suzanne
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # many small tensor ops: a second thread only spins on a shared machine
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _truth() -> Camera:

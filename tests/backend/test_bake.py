@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from backend.camera import look_at, make_camera
 from backend.errors import BadInput, Cancelled
@@ -22,12 +21,7 @@ PSNR_FLOOR = 30.0
 "dB on the visible foreground; the bust measures about 46 dB, Suzanne 37, the chair of boxes 34."
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ from tests.backend.shapes import bumpy_sphere, chamfer, smoothed
 QUICK = RefineConfig(iterations=40, size=128)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # many small tensor ops: a second thread only spins on a shared machine
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
