@@ -11,21 +11,16 @@ import pytest
 import trimesh
 
 from backend import protocol as P
-from backend.models.testing import write_dinov2_folder, write_release_folder
 
 from .conftest import BackendProcess, assert_stopped_at_next_step, blob_rgba, cancel_with_fence, png_bytes
-from .test_nirne import write_release as write_yoso_folder
+from .tiny_weights import write_tiny_weights
 
 FAST = {"ss_steps": 3, "slat_steps": 2, "normal_resolution": 64, "align": False}
 
 
 @pytest.fixture(scope="module")
 def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("weights")
-    write_release_folder(root / "trellis-normal")
-    write_dinov2_folder(root / "dinov2")
-    write_yoso_folder(root / "yoso-normal")
-    return root
+    return write_tiny_weights(tmp_path_factory.mktemp("weights"))
 
 
 @pytest.fixture(scope="module")

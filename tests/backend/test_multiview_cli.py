@@ -13,11 +13,10 @@ from PIL import Image
 
 from backend import protocol as P
 from backend.errors import BadInput
-from backend.models.testing import write_dinov2_folder, write_release_folder
 
 from .conftest import blob_rgba, png_bytes
 from .test_cli import run_cli
-from .test_nirne import write_release as write_yoso_folder
+from .tiny_weights import write_tiny_weights
 
 FAST = ["--param", "ss_steps=2", "--param", "slat_steps=1", "--param", "normal_resolution=64",
         "--param", "align=false"]
@@ -25,11 +24,7 @@ FAST = ["--param", "ss_steps=2", "--param", "slat_steps=1", "--param", "normal_r
 
 @pytest.fixture(scope="module")
 def weights_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("weights")
-    write_release_folder(root / "trellis-normal")
-    write_dinov2_folder(root / "dinov2")
-    write_yoso_folder(root / "yoso-normal")
-    return root
+    return write_tiny_weights(tmp_path_factory.mktemp("weights"))
 
 
 def _views(folder: Path, sizes: tuple[int, ...]) -> list[Path]:

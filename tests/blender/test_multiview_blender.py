@@ -21,16 +21,7 @@ pytestmark = pytest.mark.skipif(not BACKEND_PYTHON.exists(), reason="backend ven
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = {"ss_steps": 2, "slat_steps": 1, "normal_resolution": 64}
-WRITE_WEIGHTS = """
-import sys
-from pathlib import Path
-from backend.models.testing import write_dinov2_folder, write_release_folder
-from tests.backend.test_nirne import write_release
-root = Path(sys.argv[1])
-write_release_folder(root / "trellis-normal")
-write_dinov2_folder(root / "dinov2")
-write_release(root / "yoso-normal")
-"""
+WRITE_WEIGHTS = "import sys; from tests.backend.tiny_weights import write_tiny_weights; write_tiny_weights(sys.argv[1])"
 
 
 @pytest.fixture(scope="module")
