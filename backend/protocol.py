@@ -27,9 +27,10 @@ from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 """2: ``MeshTexture`` frames carry each UV-mapped mesh's own images; ``NormalMap`` is the camera-space prediction.
-3: ``Generate.view_paths`` / ``view_angles``: more pictures of the same object (multi-view conditioning)."""
+3: ``Generate.view_paths`` / ``view_angles``: more pictures of the same object (multi-view conditioning).
+4: a mesh may carry its ``edges`` and ``corner_edge`` (``MeshStart.n_edges``), so Blender skips computing them."""
 MAGIC = b"H3DG"
 HEADER = struct.Struct("<4sHHIII")
 MAX_JSON = 1 << 20  # 1 MiB of JSON per frame
@@ -162,7 +163,9 @@ class MeshStart(Message):
     n_vertices: int = 0
     n_faces: int = 0
     checksums: dict[str, int] = field(default_factory=dict)
-    "Array name ('vertices', 'faces', 'normals', 'uvs') -> CRC32 of its bytes."
+    "Array name (``MESH_ARRAYS``: 'vertices', 'faces', optional 'normals', 'uvs', 'edges' + 'corner_edge') -> CRC32."
+    n_edges: int = 0
+    "Rows of 'edges' (0 without them)."
     frame: str = "blender_z_up"
     "Coordinate frame: +Z up, the object faces -Y (Blender's front view)."
 
@@ -552,7 +555,15 @@ class FrameWriter:
 
 # --------------------------------------------------------------------------------------------- meshes
 
-MESH_ARRAYS = {"vertices": ("<f4", 3), "faces": ("<i4", 3), "normals": ("<f4", 3), "uvs": ("<f4", 2)}
+MESH_ARRAYS = {"vertices": ("<f4", 3), "faces": ("<i4", 3), "normals": ("<f4", 3), "uvs": ("<f4", 2),
+               "edges": ("<i4", 2), "corner_edge": ("<i4", 3)}
+"""Per-vertex rows: vertices, normals, uvs; per-face rows: faces, corner_edge; ``n_edges`` rows: edges.
+``edges`` (optional, with ``corner_edge``): the mesh's unique edges (lo, hi), lo < hi, rows strictly
+increasing, each used by a face; ``corner_edge[f, j]``: the row of the edge from faces[f, j] to
+faces[f, (j + 1) % 3], -1 on degenerate faces (a vertex twice, which the add-on drops). The add-on checks
+them and computes its own edges when they do not hold (``blender_addon/mesh_edges.py``)."""
+EDGE_ARRAYS = ("edges", "corner_edge")
+"Sent together or not at all."
 
 
 def mesh_frames(index: int, name: str, arrays: dict[str, np.ndarray],
@@ -560,7 +571,8 @@ def mesh_frames(index: int, name: str, arrays: dict[str, np.ndarray],
     """The MeshStart and MeshChunk messages that carry one mesh (vertices and faces required)."""
     wire = {k: _mesh_array(k, v) for k, v in arrays.items() if v is not None}
     yield MeshStart(mesh_index=index, name=name, n_vertices=len(wire["vertices"]), n_faces=len(wire["faces"]),
-                    checksums={k: zlib.crc32(memoryview(v).cast("B")) for k, v in wire.items()})
+                    checksums={k: zlib.crc32(memoryview(v).cast("B")) for k, v in wire.items()},
+                    n_edges=len(wire["edges"]) if "edges" in wire else 0)
     for key, arr in wire.items():
         rows = max(1, chunk_bytes // max(1, arr[0:1].nbytes or 1))
         for start in range(0, len(arr), rows):
@@ -586,20 +598,28 @@ class MeshAssembly:
     filled: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for what in ("n_vertices", "n_faces"):
+        for what in ("n_vertices", "n_faces", "n_edges"):
             n = getattr(self.start, what)
             if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_MESH_ROWS:
                 raise ProtocolError(f"mesh {what} {n!r} out of range (0..{MAX_MESH_ROWS})")
         if not isinstance(self.start.checksums, dict) or not set(self.start.checksums) <= set(MESH_ARRAYS) \
                 or not {"vertices", "faces"} <= set(self.start.checksums):
-            raise ProtocolError("a mesh must list vertices and faces (normals and uvs optional), nothing else")
+            raise ProtocolError("a mesh must list vertices and faces (normals, uvs, edges optional), nothing else")
+        if len(set(EDGE_ARRAYS) & set(self.start.checksums)) == 1:
+            raise ProtocolError("a mesh's edges and corner_edge come together")
+
+    def rows(self, key: str) -> int:
+        """How many rows array ``key`` has."""
+        if key in ("faces", "corner_edge"):
+            return self.start.n_faces
+        return self.start.n_edges if key == "edges" else self.start.n_vertices
 
     def add(self, chunk: MeshChunk) -> None:
         key = chunk.array
         if key not in self.start.checksums or key not in MESH_ARRAYS or chunk.data is None:
             raise ProtocolError(f"unexpected mesh array {key!r}")
         dtype, width = MESH_ARRAYS[key]
-        rows = self.start.n_faces if key == "faces" else self.start.n_vertices
+        rows = self.rows(key)
         target = self.arrays.get(key)
         if target is None:
             target = self.arrays[key] = np.empty((rows, width), dtype=np.dtype(dtype))
@@ -614,7 +634,7 @@ class MeshAssembly:
     def finish(self) -> dict[str, np.ndarray]:
         """Return the arrays once all rows arrived and check out; raise ``ProtocolError`` otherwise."""
         for key, crc in self.start.checksums.items():
-            rows = self.start.n_faces if key == "faces" else self.start.n_vertices
+            rows = self.rows(key)
             arr = self.arrays.get(key)
             if arr is None and rows == 0:
                 arr = self.arrays[key] = np.empty((0, MESH_ARRAYS[key][1]), np.dtype(MESH_ARRAYS[key][0]))

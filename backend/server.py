@@ -34,6 +34,7 @@ from .errors import BackendError, BadInput, OutOfMemory
 from .faults import Faults
 from .images import apply_mask, decode_image, load_image
 from .jobs import JobContext
+from .mesh.edges import mesh_edges
 from .normalmap import to_rgba16
 from .settings import BackendSettings
 
@@ -285,6 +286,7 @@ class Server:
             self.writer.send(P.NormalMap(width=pixels.shape[1], height=pixels.shape[0], pixels=pixels), request_id)
         for index, mesh in enumerate(result.meshes):
             arrays = {"vertices": mesh.vertices, "faces": mesh.faces, "normals": mesh.normals, "uvs": mesh.uvs}
+            arrays["edges"], arrays["corner_edge"] = mesh_edges(mesh.faces, len(mesh.vertices))  # Blender's part
             for n, frame in enumerate(P.mesh_frames(index, mesh.name, arrays)):
                 if n == 2:
                     self.faults.fire("mesh", self.raw_out)

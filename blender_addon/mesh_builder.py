@@ -8,6 +8,7 @@ made if anything fails, so the scene is either unchanged or holds the complete r
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ import numpy as np
 from mathutils import Matrix, Vector
 
 from . import view_objects
+from .mesh_edges import checked_edges
 from .settings import AUTO_SMOOTH_DEGREES, BuildOptions
 from .view_camera import PictureFrame
 
@@ -28,17 +30,23 @@ UV_NAME = "UVMap"
 
 
 def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, shading: str = "AUTO",
-               normals: np.ndarray | None = None, uvs: np.ndarray | None = None) -> bpy.types.Mesh:
-    """A new mesh datablock from triangles (vertices [V, 3] float32, faces [F, 3] int32, uvs per vertex)."""
+               normals: np.ndarray | None = None, uvs: np.ndarray | None = None,
+               edges: np.ndarray | None = None, corner_edge: np.ndarray | None = None) -> bpy.types.Mesh:
+    """A new mesh datablock from triangles (vertices [V, 3] float32, faces [F, 3] int32, uvs per vertex).
+
+    ``edges`` [E, 2] and ``corner_edge`` [F, 3] (the backend's, ``protocol.MESH_ARRAYS``) spare Blender
+    computing them; arrays that do not check out are ignored (Blender computes its own)."""
     verts = np.ascontiguousarray(vertices, dtype=np.float32)  # [V, 3]
-    tris = _drop_degenerate(np.ascontiguousarray(faces, dtype=np.int32))  # [F, 3]
-    if verts.ndim != 2 or verts.shape[1] != 3 or tris.ndim != 2 or tris.shape[1] != 3:
-        raise ValueError(f"mesh arrays must be [V, 3] and [F, 3], got {verts.shape} and {tris.shape}")
+    sent = np.ascontiguousarray(faces, dtype=np.int32)
+    if verts.ndim != 2 or verts.shape[1] != 3 or sent.ndim != 2 or sent.shape[1] != 3:
+        raise ValueError(f"mesh arrays must be [V, 3] and [F, 3], got {verts.shape} and {sent.shape}")
+    tris, keep = _drop_degenerate(sent)  # [F', 3]
     if tris.size and (tris.min() < 0 or tris.max() >= len(verts)):
         raise ValueError("mesh faces index past the vertex array")
+    topology = given_edges(edges, corner_edge, tris, keep, len(verts))
     mesh = bpy.data.meshes.new(name)
     try:
-        _fill_topology(mesh, verts, tris)
+        _fill_topology(mesh, verts, tris, topology)
         if uvs is not None:
             _set_uvs(mesh, np.ascontiguousarray(uvs, dtype=np.float32), tris)
         _set_shading(mesh, shading, normals)
@@ -48,10 +56,24 @@ def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, shading: str 
     return mesh
 
 
-def _drop_degenerate(faces: np.ndarray) -> np.ndarray:
-    """Remove triangles that use a vertex twice (Blender meshes must not hold them)."""
+def _drop_degenerate(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Remove triangles that use a vertex twice (Blender meshes must not hold them); also returns which
+    rows stay ([F] bool, None when all do)."""
     bad = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 0] == faces[:, 2])  # [F]
-    return np.ascontiguousarray(faces[~bad]) if bad.any() else faces
+    return (np.ascontiguousarray(faces[~bad]), ~bad) if bad.any() else (faces, None)
+
+
+def given_edges(edges: np.ndarray | None, corner_edge: np.ndarray | None, tris: np.ndarray,
+                keep: np.ndarray | None, n_vertices: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The sent edges and corner edges, checked (``mesh_edges.checked_edges``); None when absent or refused."""
+    if edges is None or corner_edge is None:
+        return None
+    try:
+        return checked_edges(edges, corner_edge, tris, keep, n_vertices)
+    except ValueError as exc:
+        print(f"[hi3dgen] the backend's mesh edges were refused ({exc}); Blender computes them",
+              file=sys.stderr, flush=True)
+        return None
 
 
 def _data(attribute: Any) -> Any:
@@ -59,14 +81,24 @@ def _data(attribute: Any) -> Any:
     return attribute.data
 
 
-def _fill_topology(mesh: bpy.types.Mesh, verts: np.ndarray, tris: np.ndarray) -> None:
+def _fill_topology(mesh: bpy.types.Mesh, verts: np.ndarray, tris: np.ndarray,
+                   topology: tuple[np.ndarray, np.ndarray] | None) -> None:
+    """Positions, corners and faces; the edges given (checked) or else computed by Blender."""
     mesh.vertices.add(len(verts))
     _data(mesh.attributes["position"]).foreach_set("vector", verts.ravel())
+    if topology is not None:
+        mesh.edges.add(len(topology[0]))
     mesh.loops.add(tris.size)
     _data(mesh.attributes[".corner_vert"]).foreach_set("value", tris.ravel())
     mesh.polygons.add(len(tris))
     mesh.polygons.foreach_set("loop_start", np.arange(0, tris.size, 3, dtype=np.int32))  # [F]
-    mesh.update(calc_edges=True)
+    if topology is None:
+        mesh.update(calc_edges=True)
+        return
+    edges, corner_edge = topology
+    _data(mesh.attributes[".edge_verts"]).foreach_set("value", edges.ravel())
+    _data(mesh.attributes[".corner_edge"]).foreach_set("value", corner_edge.ravel())
+    mesh.update()
 
 
 def _set_uvs(mesh: bpy.types.Mesh, uvs: np.ndarray, tris: np.ndarray) -> None:
@@ -303,7 +335,8 @@ def add_result(context: Any, meshes: Sequence[tuple[str, dict[str, np.ndarray]]]
     with _rollback() as created:
         for index, (name, arrays) in enumerate(meshes):
             mesh = build_mesh(name, arrays["vertices"], arrays["faces"], options.shading,
-                              arrays.get("normals"), arrays.get("uvs"))
+                              arrays.get("normals"), arrays.get("uvs"), arrays.get("edges"),
+                              arrays.get("corner_edge"))
             created.meshes.append(mesh)
             own = images[index] if index < len(images) else {}
             if wants_material(arrays, own, options):

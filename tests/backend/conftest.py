@@ -88,9 +88,7 @@ class BackendProcess:
             elif isinstance(msg, P.MeshChunk):
                 assert assembly is not None
                 assembly.add(msg)
-                if sum(assembly.filled.values()) == sum(
-                        assembly.start.n_faces if k == "faces" else assembly.start.n_vertices
-                        for k in assembly.start.checksums):
+                if sum(assembly.filled.values()) == sum(assembly.rows(k) for k in assembly.start.checksums):
                     out["meshes"].append(assembly.finish())
             elif isinstance(msg, P.Done):
                 out["done"] = msg

@@ -46,6 +46,7 @@ def test_generate_round_trip(backend, blob_png):
     mesh = out["meshes"][0]
     tm = trimesh.Trimesh(mesh["vertices"], mesh["faces"], process=False)
     assert tm.is_watertight and tm.is_winding_consistent and tm.volume > 0
+    assert mesh["edges"].shape == (len(tm.edges_unique), 2) and mesh["corner_edge"].shape == mesh["faces"].shape
     nm = out["normal_map"]
     assert nm.pixels.dtype == np.uint16 and nm.pixels.shape == (nm.height, nm.width, 4)
 

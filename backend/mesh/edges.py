@@ -1,0 +1,97 @@
+"""A triangle mesh's unique edges and each corner's edge, as Blender stores them (numpy only).
+
+Blender keeps a mesh's edges as ``.edge_verts`` [E, 2] and, per face corner, ``.corner_edge``: the edge from
+that corner's vertex to the next corner's. ``mesh.update(calc_edges=True)`` derives both with a hash
+table and is most of the add-on's mesh-build time; handed over ready, they cost Blender a copy.
+
+``mesh_edges`` finds them without a global sort. Each corner's edge is keyed by its lower vertex ``lo`` and
+higher ``hi``; the edges of one ``lo`` go into per-vertex slots, one slot column per round: in round k every
+unplaced key writes its ``hi`` into column k at row ``lo`` (any one writer wins), and every key that then
+reads its own ``hi`` there is placed (equal keys, the two half-edges of an edge, are placed together). A
+round places one edge per vertex, so a mesh takes as many rounds as its largest number of edges to
+higher-numbered vertices (3 on a grid, about 6 to 10 on marching-cubes output), every access is indexed by
+vertex (cache-friendly for meshes whose faces follow their vertices), and each round has fewer keys. The
+slots are then sorted per vertex, which makes the edges the sorted unique keys: exactly ``np.unique``'s
+answer, at a third of its time (``bench/bench_mesh_build.py``). A mesh needing more than ``MAX_ROUNDS``
+rounds (a fan around one vertex) takes ``np.unique``.
+
+The contract (``protocol.MeshStart``): ``edges`` rows (lo, hi) with lo < hi, strictly increasing, every one
+used by a corner; ``corner_edge`` [F, 3] the row of corner (f, j)'s edge, -1 for the rows of degenerate
+triangles (a vertex twice), which the add-on drops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_ROUNDS = 32
+"More rounds than this (a vertex with more edges to higher-numbered vertices) fall back to ``np.unique``."
+
+
+def mesh_edges(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
+    """Faces [F, 3] (indices < ``n_vertices``) -> (edges [E, 2] int32 sorted unique (lo, hi),
+    corner_edge [F, 3] int32: corner (f, j)'s edge joins faces[f, j] and faces[f, (j + 1) % 3]; -1 on
+    degenerate faces)."""
+    tris = np.ascontiguousarray(faces, dtype=np.int32).reshape(-1, 3)  # [F, 3]
+    if tris.size and (tris.min() < 0 or tris.max() >= n_vertices):
+        raise ValueError("mesh faces index past the vertex array")
+    bad = (tris[:, 0] == tris[:, 1]) | (tris[:, 1] == tris[:, 2]) | (tris[:, 0] == tris[:, 2])  # [F]
+    good = tris[~bad] if bad.any() else tris
+    nxt = good[:, [1, 2, 0]]  # [F', 3] the next corner's vertex
+    lo, hi = np.minimum(good, nxt).reshape(-1), np.maximum(good, nxt).reshape(-1)  # [3F']
+    found = _slotted(lo, hi, n_vertices)
+    edges, corner = found if found is not None else unique_edges(lo, hi, n_vertices)
+    if not bad.any():
+        return edges, corner.reshape(-1, 3)
+    out = np.full(tris.shape, -1, np.int32)  # [F, 3]
+    out[~bad] = corner.reshape(-1, 3)
+    return edges, out
+
+
+def unique_edges(lo: np.ndarray, hi: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: sorted unique keys lo * V + hi and each key's row (an int64 sort)."""
+    keys = lo.astype(np.int64) * max(1, n_vertices) + hi  # [N]
+    unique, inverse = np.unique(keys, return_inverse=True)
+    edges = np.stack([unique // max(1, n_vertices), unique % max(1, n_vertices)], axis=1)  # [E, 2]
+    return edges.astype(np.int32), inverse.reshape(-1).astype(np.int32)
+
+
+def _slotted(lo: np.ndarray, hi: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The per-vertex slot rounds (module doc); None if a vertex needs more than ``MAX_ROUNDS``."""
+    slot = np.zeros(lo.size, np.int64)  # [N] round that placed each key
+    columns: list[np.ndarray] = []  # K x [V]: hi per vertex and round, -1 if empty
+    pending: np.ndarray | None = None  # None: every key (round 0)
+    p_lo, p_hi = lo, hi
+    while p_lo.size:
+        if len(columns) == MAX_ROUNDS:
+            return None
+        column = np.full(n_vertices, -1, np.int32)  # [V]
+        column[p_lo] = p_hi
+        left = column[p_lo] != p_hi  # [P] still unplaced
+        columns.append(column)
+        pending = np.flatnonzero(left) if pending is None else pending[left]
+        slot[pending] += 1
+        p_lo, p_hi = lo[pending], hi[pending]
+    return _numbered(columns, lo, slot, n_vertices)
+
+
+def _numbered(columns: list[np.ndarray], lo: np.ndarray, slot: np.ndarray,
+              n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
+    """Slot columns K x [V] (hi, -1 empty) -> sorted edges [E, 2] and each key's edge row [N]."""
+    big = np.iinfo(np.int32).max
+    keys = [np.where(c < 0, big, c) for c in columns]  # K x [V], empty slots sort last
+    filled = [c >= 0 for c in columns]
+    count = np.sum(filled, axis=0) if columns else np.zeros(n_vertices, np.int64)  # [V]
+    start = np.cumsum(count) - count  # [V] first edge row of each lower vertex
+    rows = np.empty((n_vertices, max(1, len(columns))), np.int64)  # [V, K] edge row of each slot
+    edges = np.empty((int(count.sum()), 2), np.int32)
+    for k, key in enumerate(keys):
+        rank = np.zeros(n_vertices, np.int64)  # [V] slots of the vertex with a smaller hi
+        for j, other in enumerate(keys):
+            if j != k:
+                rank += other < key
+        rows[:, k] = start + rank
+        here = np.flatnonzero(filled[k])
+        edges[rows[here, k]] = np.stack([here, columns[k][here]], axis=1)
+    corner = rows.reshape(-1)[lo.astype(np.int64) * rows.shape[1] + slot]  # [N]
+    return edges, corner.astype(np.int32)
