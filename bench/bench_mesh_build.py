@@ -4,6 +4,13 @@ Run with the Blender venv: ``.venv-blender/bin/python bench/bench_mesh_build.py 
 The mesh is a sphere made of a latitude/longitude grid (closed except at the poles, per-vertex UVs and
 normals). The GLB is written by a small writer below (positions, normals, UVs, uint32 indices), so both
 paths start from the same arrays; the glTF time includes reading the file, as the other add-ons do.
+
+The native builder runs twice per shading: with Blender computing the edges (``calc_edges``) and with the
+edges the backend sends (``backend/mesh/edges.py``, checked by the add-on). What those edges cost before
+Blender sees them is measured apart and added for the whole-path ratio: ``mesh_edges`` in the backend's
+own interpreter (``--backend-python``, a subprocess on the same mesh; also in this one), and the two
+extra arrays through the protocol (frames, CRC32 both ways, reassembly; in memory, no pipe: the
+difference between the mesh sent with and without them).
 """
 
 from __future__ import annotations
@@ -12,9 +19,11 @@ import argparse
 import json
 import os
 import struct
+import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -84,27 +93,86 @@ def best_of(fn, repeats: int) -> float:  # noqa: ANN001 - a no-argument callable
     return min(times)
 
 
+def edge_seconds(faces: int, repeats: int) -> float:
+    """Best time of ``mesh_edges`` on the bench mesh in this interpreter."""
+    from backend.mesh.edges import mesh_edges
+
+    _, tris, _, _ = uv_sphere(faces)
+    count = int(tris.max()) + 1
+    return best_of(lambda: mesh_edges(tris, count), repeats)
+
+
+def backend_edge_seconds(python: str, faces: int, repeats: int) -> float | None:
+    """``edge_seconds`` in the backend's interpreter (None if it cannot run)."""
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from bench.bench_mesh_build import edge_seconds; "
+            "print(edge_seconds(int(sys.argv[2]), int(sys.argv[3])))")
+    try:
+        out = subprocess.run([python, "-c", code, str(REPO), str(faces), str(repeats)], capture_output=True,
+                             text=True, timeout=600, check=True)
+        return float(out.stdout.split()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
+
+
+def wire_seconds(arrays: dict[str, np.ndarray], repeats: int) -> float:
+    """One mesh through the protocol in memory (no pipe): frames, CRC32 both ways, decoding, reassembly."""
+    import io
+
+    from backend import protocol as P
+
+    def send_and_receive() -> None:
+        stream = io.BytesIO()
+        writer = P.FrameWriter(stream)
+        for frame in P.mesh_frames(0, "m", arrays):
+            writer.send(frame)
+        stream.seek(0)
+        reader = P.FrameReader(stream)
+        first = reader.read()
+        assert first is not None and isinstance(first[0], P.MeshStart)
+        assembly = P.MeshAssembly(first[0])
+        while (item := reader.read()) is not None:
+            assert isinstance(item[0], P.MeshChunk)
+            assembly.add(item[0])
+        assembly.finish()
+
+    return best_of(send_and_receive, repeats)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--faces", type=int, default=1_300_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--backend-python", default=str(REPO / ".venv" / "bin" / "python"))
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     import bpy
 
+    from backend.mesh.edges import mesh_edges
     from blender_addon.mesh_builder import build_mesh
 
     verts, faces, normals, uvs = uv_sphere(args.faces)
-    print(f"mesh: {len(verts):,} vertices, {len(faces):,} triangles; best of {args.repeats}")
+    print(f"mesh: {len(verts):,} vertices, {len(faces):,} triangles; best of {args.repeats}; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    edges, corner_edge = mesh_edges(faces, len(verts))
+    t_backend = backend_edge_seconds(args.backend_python, args.faces, args.repeats)
+    t_here = edge_seconds(args.faces, args.repeats)
+    mesh = {"vertices": verts, "faces": faces, "normals": normals, "uvs": uvs}
+    t_plain_wire = wire_seconds(mesh, args.repeats)
+    t_wire = max(0.0, wire_seconds({**mesh, "edges": edges, "corner_edge": corner_edge}, args.repeats) - t_plain_wire)
+    t_edges = t_backend if t_backend is not None else t_here
+    where = "backend's interpreter" if t_backend is not None else "this interpreter (backend's not found)"
+    print(f"backend edges (mesh_edges, {len(edges):,} edges): {t_edges:.3f} s in the {where}, "
+          f"{t_here:.3f} s here; the two arrays on the wire: +{t_wire:.3f} s "
+          f"(the mesh without them: {t_plain_wire:.3f} s)")
     folder = tempfile.mkdtemp(prefix="hi3dgen_bench_")
     plain_glb, full_glb = os.path.join(folder, "plain.glb"), os.path.join(folder, "full.glb")
     write_glb(plain_glb, verts, faces)
     write_glb(full_glb, verts, faces, normals, uvs)
     bpy.ops.wm.read_factory_settings(use_empty=True)
 
-    def native(shading: str, with_extras: bool) -> None:
+    def native(shading: str, with_extras: bool, given: bool = False) -> None:
         mesh = build_mesh("bench", verts, faces, shading, normals if with_extras else None,
-                          uvs if with_extras else None)
+                          uvs if with_extras else None, edges if given else None, corner_edge if given else None)
         bpy.data.meshes.remove(mesh)
 
     def gltf(path: str) -> None:
@@ -114,13 +182,19 @@ def main() -> None:
             bpy.data.objects.remove(obj)
             bpy.data.meshes.remove(mesh)
 
-    cases = [("positions + faces (smooth)", lambda: native("SMOOTH", False), lambda: gltf(plain_glb)),
-             ("positions + faces (auto smooth, default)", lambda: native("AUTO", False), lambda: gltf(plain_glb)),
-             ("+ normals + UVs (custom normals)", lambda: native("NORMALS", True), lambda: gltf(full_glb))]
-    print(f"{'data':42s} {'native s':>9s} {'glTF s':>8s} {'speed-up':>9s}")
-    for name, fast, slow in cases:
-        t_native, t_gltf = best_of(fast, args.repeats), best_of(slow, args.repeats)
-        print(f"{name:42s} {t_native:9.3f} {t_gltf:8.3f} {t_gltf / t_native:8.1f}x")
+    cases = [("positions + faces (auto smooth, default)", "AUTO", False, plain_glb),
+             ("positions + faces (smooth)", "SMOOTH", False, plain_glb),
+             ("+ normals + UVs (custom normals)", "NORMALS", True, full_glb)]
+    print(f"{'data':42s} {'calc s':>7s} {'given s':>8s} {'glTF s':>7s} {'calc':>6s} {'given':>6s} {'whole':>6s}")
+    for name, shading, extras, glb in cases:
+        t_calc = best_of(partial(native, shading, extras), args.repeats)
+        t_given = best_of(partial(native, shading, extras, True), args.repeats)
+        t_gltf = best_of(partial(gltf, glb), args.repeats)
+        whole = t_given + t_edges + t_wire
+        print(f"{name:42s} {t_calc:7.3f} {t_given:8.3f} {t_gltf:7.3f} {t_gltf / t_calc:5.1f}x "
+              f"{t_gltf / t_given:5.1f}x {t_gltf / whole:5.1f}x")
+    print("calc: Blender computes the edges; given: the backend's edges, checked; "
+          "whole: given + backend edges + wire")
     for path in (plain_glb, full_glb):
         os.remove(path)
     os.rmdir(folder)
