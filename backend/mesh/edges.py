@@ -58,8 +58,8 @@ def unique_edges(lo: np.ndarray, hi: np.ndarray, n_vertices: int) -> tuple[np.nd
 
 def _slotted(lo: np.ndarray, hi: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The per-vertex slot rounds (module doc); None if a vertex needs more than ``MAX_ROUNDS``."""
-    slot = np.zeros(lo.size, np.int64)  # [N] round that placed each key
     columns: list[np.ndarray] = []  # K x [V]: hi per vertex and round, -1 if empty
+    placed: list[tuple[np.ndarray | None, np.ndarray]] = []  # per round: keys placed (None: all left), their lo
     pending: np.ndarray | None = None  # None: every key (round 0)
     p_lo, p_hi = lo, hi
     while p_lo.size:
@@ -69,29 +69,37 @@ def _slotted(lo: np.ndarray, hi: np.ndarray, n_vertices: int) -> tuple[np.ndarra
         column[p_lo] = p_hi
         left = column[p_lo] != p_hi  # [P] still unplaced
         columns.append(column)
+        if not left.any():
+            placed.append((pending, p_lo))
+            break
+        here = ~left
+        placed.append((np.flatnonzero(here) if pending is None else pending[here], p_lo[here]))
         pending = np.flatnonzero(left) if pending is None else pending[left]
-        slot[pending] += 1
         p_lo, p_hi = lo[pending], hi[pending]
-    return _numbered(columns, lo, slot, n_vertices)
+    return _numbered(columns, placed, lo.size, n_vertices)
 
 
-def _numbered(columns: list[np.ndarray], lo: np.ndarray, slot: np.ndarray,
+def _numbered(columns: list[np.ndarray], placed: list[tuple[np.ndarray | None, np.ndarray]], n_keys: int,
               n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
-    """Slot columns K x [V] (hi, -1 empty) -> sorted edges [E, 2] and each key's edge row [N]."""
+    """Slot columns K x [V] (hi, -1 empty) and the keys each round placed -> sorted edges [E, 2] and each
+    key's edge row [N]."""
     big = np.iinfo(np.int32).max
     keys = [np.where(c < 0, big, c) for c in columns]  # K x [V], empty slots sort last
-    filled = [c >= 0 for c in columns]
-    count = np.sum(filled, axis=0) if columns else np.zeros(n_vertices, np.int64)  # [V]
-    start = np.cumsum(count) - count  # [V] first edge row of each lower vertex
-    rows = np.empty((n_vertices, max(1, len(columns))), np.int64)  # [V, K] edge row of each slot
+    count = np.zeros(n_vertices, np.int32)  # [V] edges per lower vertex
+    for c in columns:
+        count += c >= 0
+    start = (np.cumsum(count) - count).astype(np.int32)  # [V] first edge row of each lower vertex
     edges = np.empty((int(count.sum()), 2), np.int32)
-    for k, key in enumerate(keys):
-        rank = np.zeros(n_vertices, np.int64)  # [V] slots of the vertex with a smaller hi
+    corner = np.empty(n_keys, np.int32)  # [N]
+    for k, (key, (which, where)) in enumerate(zip(keys, placed)):
+        row = start.copy()  # [V] the edge row of slot k: start + slots of the vertex with a smaller hi
         for j, other in enumerate(keys):
             if j != k:
-                rank += other < key
-        rows[:, k] = start + rank
-        here = np.flatnonzero(filled[k])
-        edges[rows[here, k]] = np.stack([here, columns[k][here]], axis=1)
-    corner = rows.reshape(-1)[lo.astype(np.int64) * rows.shape[1] + slot]  # [N]
-    return edges, corner.astype(np.int32)
+                row += other < key
+        here = np.flatnonzero(columns[k] >= 0)
+        edges[row[here]] = np.stack([here, columns[k][here]], axis=1)
+        if which is None:
+            corner[:] = row[where]
+        else:
+            corner[which] = row[where]
+    return edges, corner
