@@ -25,6 +25,14 @@ def _reference(faces: np.ndarray) -> tuple[set[tuple[int, int]], list[tuple[int,
     return pairs, corners
 
 
+@pytest.fixture(autouse=True, params=["sparse", "slots"])
+def way(request, monkeypatch):
+    """Every test runs with SciPy's sparse matrix and with the slot rounds (the path without SciPy)."""
+    if request.param == "slots":
+        monkeypatch.setattr(E, "_has_scipy", lambda: False)
+    return request.param
+
+
 def _assert_matches(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
     edges, corner = E.mesh_edges(faces, n_vertices)
     pairs, corners = _reference(faces)
@@ -71,7 +79,7 @@ def test_any_triangles_even_degenerate_ones():
     _assert_matches(np.zeros((0, 3), np.int32), 0)
 
 
-def test_a_vertex_with_too_many_edges_takes_the_sort(monkeypatch):
+def test_a_vertex_with_too_many_edges_takes_the_sort(monkeypatch, way):
     fan = np.array([[0, k, k + 1] for k in range(1, 10)], np.int32)  # vertex 0 has 10 higher neighbours
     monkeypatch.setattr(E, "MAX_ROUNDS", 4)
     _assert_matches(fan, 11)
