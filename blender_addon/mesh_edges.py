@@ -65,8 +65,7 @@ def _check_corners(pairs: np.ndarray, corners: np.ndarray, faces: np.ndarray) ->
         return
     if corners.min() < 0 or corners.max() >= len(pairs):
         raise ValueError("corner_edge indexes past the edges")
-    nxt = faces[:, [1, 2, 0]]  # [F, 3]
-    want = _packed(np.minimum(faces, nxt), np.maximum(faces, nxt))  # [F, 3] int64 (lo, hi)
+    want = _packed(faces)  # [F, 3] int64: each corner's (lo, hi)
     have = pairs.view(np.int64).reshape(-1)[corners]  # [F, 3]: the same packing, read as one int64
     if not np.array_equal(have, want):
         raise ValueError("a corner's edge does not join its vertex and the next corner's")
@@ -76,8 +75,11 @@ def _check_corners(pairs: np.ndarray, corners: np.ndarray, faces: np.ndarray) ->
         raise ValueError("edges no face uses")
 
 
-def _packed(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """The int64 whose bytes are the int32 pair (lo, hi) in memory order (what ``view(np.int64)`` reads)."""
-    pair = np.empty(lo.shape + (2,), np.int32)
-    pair[..., 0], pair[..., 1] = lo, hi
+def _packed(faces: np.ndarray) -> np.ndarray:
+    """[F, 3] int64 whose bytes are each corner's int32 pair (lo, hi) with the next corner's vertex, in
+    memory order (what ``view(np.int64)`` of an edge row reads)."""
+    nxt = faces[:, [1, 2, 0]]  # [F, 3]
+    pair = np.empty(faces.shape + (2,), np.int32)  # [F, 3, 2]
+    np.minimum(faces, nxt, out=pair[..., 0])
+    np.maximum(faces, nxt, out=pair[..., 1])
     return pair.view(np.int64)[..., 0]
