@@ -102,6 +102,9 @@ class Generate(Message):
     "Send the predicted camera-space map (a ``NormalMap`` frame)."
     want_textures: bool = True
     "Send each UV-mapped mesh's images (``MeshTexture`` frames: tangent-space normals, base colour)."
+    want_edges: bool = True
+    """Send each mesh's ``edges`` and ``corner_edge`` (``MESH_ARRAYS``): Blender then skips computing them,
+    for 24 more bytes a face on the wire (a remote backend over a slow link is better off without)."""
     image_bytes: np.ndarray | None = None
     "uint8 [n]: the encoded image file (PNG, JPEG, ...)."
     normal_bytes: np.ndarray | None = None

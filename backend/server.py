@@ -286,7 +286,8 @@ class Server:
             self.writer.send(P.NormalMap(width=pixels.shape[1], height=pixels.shape[0], pixels=pixels), request_id)
         for index, mesh in enumerate(result.meshes):
             arrays = {"vertices": mesh.vertices, "faces": mesh.faces, "normals": mesh.normals, "uvs": mesh.uvs}
-            arrays["edges"], arrays["corner_edge"] = mesh_edges(mesh.faces, len(mesh.vertices))  # Blender's part
+            if msg.want_edges:  # Blender's part, done here (backend/mesh/edges.py)
+                arrays["edges"], arrays["corner_edge"] = mesh_edges(mesh.faces, len(mesh.vertices))
             for n, frame in enumerate(P.mesh_frames(index, mesh.name, arrays)):
                 if n == 2:
                     self.faults.fire("mesh", self.raw_out)

@@ -137,6 +137,7 @@ class Job:
         return P.Generate(engine=s.engine, seed=int(s.seed), params=params, image_path=s.image_path,
                           image_name=s.image_name, device=s.device, want_normal_map=s.want_normal_map,
                           want_textures=s.want_textures,
+                          want_edges=not self.backend.config.prefix,  # a remote link: Blender computes them
                           image_bytes=image,
                           mask_bytes=np.frombuffer(s.mask_bytes, dtype=np.uint8) if s.mask_bytes else None,
                           **_view_fields(s))

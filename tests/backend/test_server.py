@@ -59,6 +59,13 @@ def test_million_face_mesh_arrives_intact(backend, blob_png):
     assert mesh["faces"].max() < len(mesh["vertices"])
 
 
+def test_a_request_can_leave_the_edges_to_blender(backend, blob_png):
+    backend.send(P.Generate(image_name="blob.png", params={"resolution": 64}, want_edges=False,
+                            image_bytes=np.frombuffer(blob_png, np.uint8)), 5)
+    out = backend.collect(5)
+    assert out["error"] is None and not {"edges", "corner_edge"} & set(out["meshes"][0])
+
+
 def test_two_requests_in_a_row_same_process(backend, blob_png):
     first = _generate(backend, 3, blob_png)
     second = _generate(backend, 4, blob_png)
