@@ -111,10 +111,14 @@ def _set_uvs(mesh: bpy.types.Mesh, uvs: np.ndarray, tris: np.ndarray) -> None:
 
 
 def _set_shading(mesh: bpy.types.Mesh, shading: str, normals: np.ndarray | None) -> None:
-    """New faces are smooth; AUTO marks edges sharper than 30 degrees sharp (a relief's rim), FLAT marks
-    every face sharp, NORMALS also sets the backend's vertex normals."""
+    """New faces are smooth; AUTO marks edges sharper than 30 degrees sharp and, on a UV-mapped mesh, the
+    edges between textured and plain faces (a relief's rim: the front meets the side walls there at any
+    angle), as the backend's mesh files split them; FLAT marks every face sharp, NORMALS also sets the
+    backend's vertex normals."""
     if shading == "AUTO":
         mesh.set_sharp_from_angle(angle=math.radians(AUTO_SMOOTH_DEGREES))  # Blender 4.1+, in C
+        if mesh.uv_layers.get(UV_NAME) is not None:
+            _sharpen_texture_border(mesh)
         return
     if shading == "FLAT":
         sharp = mesh.attributes.new("sharp_face", "BOOLEAN", "FACE")  # what shade_flat() does, 100x faster
@@ -123,6 +127,24 @@ def _set_shading(mesh: bpy.types.Mesh, shading: str, normals: np.ndarray | None)
     if shading == "NORMALS" and normals is not None and len(normals) == len(mesh.vertices):
         unit = normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)  # [V, 3]
         _set_custom_normals(mesh, np.ascontiguousarray(unit, dtype=np.float32))
+
+
+def _sharpen_texture_border(mesh: bpy.types.Mesh) -> None:
+    """Mark sharp every edge between a textured face and a plain one (``plain_faces``)."""
+    plain = plain_faces(mesh)  # [F]
+    if not plain.any() or plain.all():
+        return
+    corner_edge = np.empty(len(mesh.loops), np.int32)
+    _data(mesh.attributes[".corner_edge"]).foreach_get("value", corner_edge)
+    corner_plain = np.repeat(plain, 3)  # [3F]: build_mesh makes triangles only
+    edges = len(mesh.edges)
+    on_plain = np.bincount(corner_edge, weights=corner_plain, minlength=edges)  # [E]
+    on_any = np.bincount(corner_edge, minlength=edges)
+    border = (on_plain > 0) & (on_plain < on_any)
+    attribute = mesh.attributes.get("sharp_edge") or mesh.attributes.new("sharp_edge", "BOOLEAN", "EDGE")
+    sharp = np.zeros(edges, bool)
+    _data(attribute).foreach_get("value", sharp)
+    _data(attribute).foreach_set("value", sharp | border)
 
 
 def _set_custom_normals(mesh: bpy.types.Mesh, unit: np.ndarray) -> None:

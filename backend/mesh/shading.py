@@ -42,7 +42,9 @@ def shaded_mesh(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | N
 
 def split_sharp_edges(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray | None = None,
                       sharp_degrees: float = SHARP_DEGREES) -> ShadedMesh:
-    """Area-weighted normals that are smooth across edges under ``sharp_degrees`` and break at the others.
+    """Area-weighted normals that are smooth across edges under ``sharp_degrees`` and break at the others
+    and, with ``uvs``, at every edge between a textured face and one that is not (``textured_faces``: a
+    relief's rim, where the front meets the side walls, is a crease whatever its angle).
 
     The corners of one vertex that are connected through smooth edges become one output vertex (a
     fan cut by sharp edges gives one vertex per piece); faces keep their order and winding.
@@ -53,7 +55,8 @@ def split_sharp_edges(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray |
     f = np.asarray(faces, np.int64)
     tri = np.asarray(vertices, np.float64)[f]  # [F, 3, 3]
     weighted = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # [F, 3], length = twice the area
-    a, b = _smooth_corner_pairs(f, _unit(weighted), np.cos(np.radians(sharp_degrees)))
+    kind = None if uvs is None else textured_faces(f, uvs)
+    a, b = _smooth_corner_pairs(f, _unit(weighted), np.cos(np.radians(sharp_degrees)), kind)
     corners = f.size
     graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(corners, corners))
     count, label = connected_components(graph, directed=False)  # [3F] -> output vertex
@@ -67,9 +70,10 @@ def split_sharp_edges(vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarray |
                       _unit(sums), new_uvs)
 
 
-def _smooth_corner_pairs(faces: np.ndarray, face_normals: np.ndarray,
-                         cos_limit: float) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of corners (indices into ``faces.ravel()``) of one vertex across each smooth edge."""
+def _smooth_corner_pairs(faces: np.ndarray, face_normals: np.ndarray, cos_limit: float,
+                         kind: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of corners (indices into ``faces.ravel()``) of one vertex across each smooth edge (an edge
+    between faces of different ``kind`` [F] is never smooth)."""
     start = faces.ravel()  # corner c = 3 * face + k sits on vertex start[c]
     nxt = np.arange(faces.size).reshape(-1, 3)[:, [1, 2, 0]].ravel()  # the corner after c in its face
     end = start[nxt]
@@ -78,6 +82,8 @@ def _smooth_corner_pairs(faces: np.ndarray, face_normals: np.ndarray,
     same = key[order[1:]] == key[order[:-1]]
     h1, h2 = order[:-1][same], order[1:][same]  # half-edges on one edge (consecutive ones where non-manifold)
     smooth = np.einsum("ij,ij->i", face_normals[h1 // 3], face_normals[h2 // 3]) >= cos_limit
+    if kind is not None:
+        smooth &= kind[h1 // 3] == kind[h2 // 3]
     h1, h2 = h1[smooth], h2[smooth]
     aligned = start[h1] == start[h2]  # same direction: a winding flip; opposite: the usual case
     a = np.concatenate([h1, nxt[h1]])

@@ -27,6 +27,8 @@ LEVEL = 0.5
 "The outline is where the soft mask crosses this value."
 EDGE_CLAMP = 0.02
 "A crossing keeps at least this fraction of its grid edge from either sample (no zero-length edges)."
+RIM_FLOOR = 0.5
+"An outline vertex's height, continuing the slope, stays above minus this share of the back's thickness."
 
 # A square's border in order, counter-clockwise seen from the viewer: the corners top-left, bottom-left,
 # bottom-right, top-right (TL, BL, BR, TR) with the edge after each (left, bottom, right, top) between them.
@@ -54,7 +56,7 @@ def relief_mesh(heights: np.ndarray, field: np.ndarray, thickness: float,
     h, w = field.shape
     f = _nudged(np.pad(np.asarray(field, np.float64), 1))  # [h+2, w+2]: the border is outside
     z = np.pad(np.where(f[1:-1, 1:-1] >= LEVEL, heights, 0.0), 1)
-    rows, cols, depth, slots = _vertices(f, z)
+    rows, cols, depth, slots = _vertices(f, z, -RIM_FLOOR * thickness)
     tris = _front_triangles(f, slots)
     grid, tris = merge_short_edges(np.stack([rows, cols, depth], 1), tris, *_border(tris, len(rows)))
     start, end = _border(tris, len(grid))
@@ -124,11 +126,13 @@ def _nudged(f: np.ndarray) -> np.ndarray:
     return np.where(f == LEVEL, LEVEL + 1e-6, f)
 
 
-def _vertices(f: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _vertices(f: np.ndarray, z: np.ndarray,
+              floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Front vertices: the inside samples, then a crossing on every grid edge whose ends differ.
 
-    Returns their (row, col) in padded grid units [V], height [V] (a crossing takes its inside sample's)
-    and, per square [h+1, w+1, 8], the vertex index of each border slot (-1 where there is none).
+    Returns their (row, col) in padded grid units [V], height [V] (a crossing's continues the surface's
+    slope, ``_crossing_height``) and, per square [h+1, w+1, 8], the vertex index of each border slot (-1
+    where there is none).
     """
     inside = f >= LEVEL
     H, W = f.shape
@@ -147,9 +151,7 @@ def _vertices(f: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
         ids[r, c] = count + np.arange(len(r))
         count += len(r)
         t = np.clip(_crossing(f, r, c, axis), EDGE_CLAMP, 1.0 - EDGE_CLAMP)
-        za = z[r, c]
-        zb = z[r, c + 1] if axis == 1 else z[r + 1, c]
-        height = np.where(a[r, c] >= LEVEL, za, zb)
+        height = _crossing_height(f, z, r, c, axis, t, floor)
         parts.append((r + (t if axis == 0 else 0.0), c + (t if axis == 1 else 0.0), height))
         edge_ids.append(ids)
     horizontal, vertical = edge_ids  # [H, W-1], [H-1, W]
@@ -157,6 +159,28 @@ def _vertices(f: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
                       corner[1:, 1:], vertical[:, 1:], corner[:-1, 1:], horizontal[:-1]], axis=-1)
     rows, cols, depth = (np.concatenate([p[k] for p in parts]) for k in range(3))
     return rows, cols, depth, slots
+
+
+def _crossing_height(f: np.ndarray, z: np.ndarray, r: np.ndarray, c: np.ndarray, axis: int, t: np.ndarray,
+                     floor: float) -> np.ndarray:
+    """The height [N] of the crossings at ``t`` on the grid edges from (r, c) along ``axis``: the inside
+    sample's, continued by the slope from the next sample inward on the same grid line (linear
+    extrapolation over the distance to the crossing), not below ``floor``.
+
+    Copying the inside sample's height instead would make the outermost ring of front triangles a flat
+    terrace around a sloped surface (the heights fall steeply toward the outline): a light or dark band
+    along the rim, broken into dashes where Auto Smooth's 30-degree limit cuts it off the slope or not.
+    Where the next sample inward is outside too (a part one cell wide) the slope is unknown: flat."""
+    dr, dc = (0, 1) if axis == 1 else (1, 0)
+    h, w = f.shape
+    first_in = f[r, c] >= LEVEL
+    inner_r = np.where(first_in, r - dr, r + 2 * dr).clip(0, h - 1)  # one step further inside
+    inner_c = np.where(first_in, c - dc, c + 2 * dc).clip(0, w - 1)
+    in_r, in_c = np.where(first_in, r, r + dr), np.where(first_in, c, c + dc)
+    distance = np.where(first_in, t, 1.0 - t)  # from the inside sample to the crossing, in cells
+    z_in, z_inner = z[in_r, in_c], z[inner_r, inner_c]
+    slope = np.where(f[inner_r, inner_c] >= LEVEL, z_in - z_inner, 0.0)  # height change per cell outward
+    return np.maximum(z_in + distance * slope, np.minimum(floor, z_in))
 
 
 def _crossing(f: np.ndarray, r: np.ndarray, c: np.ndarray, axis: int, steps: int = 12) -> np.ndarray:

@@ -180,6 +180,22 @@ def test_a_cube_splits_at_every_edge_and_a_sphere_nowhere():
     assert np.array_equal(smooth.vertices[smooth.faces], np.asarray(ball.vertices, np.float32)[ball.faces])
 
 
+def test_the_edge_between_textured_and_plain_faces_is_split_at_any_angle():
+    """A relief's rim: the front (textured) meets a side wall (plain UVs) at whatever angle the surface has
+    there; Auto Smooth's 30 degrees alone would join them where the front is steep and split them where it
+    is not (dashes along the rim). With the UVs the rim is always a crease, as the add-on marks it."""
+    bend = np.radians(10.0)
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 0, 1], [1, 0, 1], [2, np.sin(bend), 0.5]], np.float32)
+    f = np.array([[0, 1, 3], [0, 3, 2], [1, 4, 3]], np.int32)  # two front faces, one 10 degrees off
+    uv = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [1, 0.5]], np.float32)  # the third face: zero UV area
+    assert textured_faces(f, uv).tolist() == [True, True, False]
+    assert len(split_sharp_edges(v, f).vertices) == 5  # by angle alone: smooth
+    split = split_sharp_edges(v, f, uv)
+    assert len(split.vertices) == 7  # the shared edge's two vertices, once per side
+    front = split.faces[:2].ravel()
+    assert np.allclose(split.normals[front], [0.0, -1.0, 0.0], atol=1e-6)  # the front stays flat
+
+
 def test_given_normals_are_kept():
     v, f, uv = grid(2)
     normals = np.tile([[0.0, -1.0, 0.0]], (len(v), 1))

@@ -49,6 +49,33 @@ def test_flat_and_custom_normals():
     np.testing.assert_allclose(normals.reshape(-1, 3), expected, atol=2e-3)
 
 
+def _bent_front_and_wall() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two front faces (textured UVs) and a third, 10 degrees off them, with zero-area UVs (a side wall)."""
+    bend = math.radians(10.0)
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 0, 1], [1, 0, 1], [2, math.sin(bend), 0.5]], np.float32)
+    f = np.array([[0, 1, 3], [0, 3, 2], [1, 4, 3]], np.int32)
+    uv = np.array([[0, 0], [1, 0], [0, 1], [1, 1], [1, 0.5]], np.float32)
+    return v, f, uv
+
+
+def test_auto_smooth_makes_the_texture_border_a_crease_at_any_angle():
+    """A relief's rim is a crease however steep the front is there (Auto Smooth's 30 degrees alone joins
+    the front and the walls where the front is steep, splits them where not: dashes along the rim)."""
+    v, f, uv = _bent_front_and_wall()
+    mesh = mb.build_mesh("rim", v, f, "AUTO", uvs=uv)
+    assert mb.plain_faces(mesh).tolist() == [False, False, True]
+    normals = np.empty(9 * 3, np.float32)
+    mesh.corner_normals.foreach_get("vector", normals)
+    np.testing.assert_allclose(normals.reshape(3, 3, 3)[:2], np.tile([0.0, -1.0, 0.0], (2, 3, 1)), atol=1e-5)
+    sharp = np.zeros(len(mesh.edges), bool)
+    mesh.attributes["sharp_edge"].data.foreach_get("value", sharp)
+    assert sharp.sum() == 1  # the shared edge only; the front's own diagonal stays smooth
+    without_uvs = mb.build_mesh("bent", v, f, "AUTO")
+    normals = np.empty(9 * 3, np.float32)
+    without_uvs.corner_normals.foreach_get("vector", normals)
+    assert np.abs(normals.reshape(3, 3, 3)[0, 1] - (0.0, -1.0, 0.0)).max() > 1e-3  # by angle alone: smooth
+
+
 def test_degenerate_triangles_are_dropped():
     v = np.array([[0, 0, 0], [1, 0, 0], [0, 0, 1]], np.float32)
     f = np.array([[0, 1, 2], [0, 0, 1]], np.int32)
