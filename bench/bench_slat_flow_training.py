@@ -14,37 +14,19 @@ Run (what the README's figures come from, on the busy 2-core machine):
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+from training_runs import every, report_losses, setup_threads
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from backend.models.loading import load_checkpoint, load_network  # noqa: E402
-from backend.models.testing import write_release_folder  # noqa: E402
-from tests.training.conftest import CPU  # noqa: E402
-from tests.training.test_slat_flow import slat_config  # noqa: E402
-from training.slat_evaluate import sampled_latent_error, validation_loss  # noqa: E402
-from training.slat_synthetic import make_slat_dataset  # noqa: E402
-from training.slat_trainer import train_slat_flow  # noqa: E402
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
-def _every(n: int):
-    count = [0]
-
-    def show(line: str) -> None:
-        count[0] += 1
-        if count[0] % n == 0:
-            print(line, flush=True)
-
-    return show
+from backend.models.loading import load_checkpoint, load_network
+from backend.models.testing import write_release_folder
+from tests.training.conftest import CPU
+from tests.training.test_slat_flow import slat_config
+from training.slat_evaluate import sampled_latent_error, validation_loss
+from training.slat_synthetic import make_slat_dataset
+from training.slat_trainer import train_slat_flow
 
 
 def _train(args: argparse.Namespace, **extra) -> dict:
@@ -56,12 +38,9 @@ def overfit(root: Path, args: argparse.Namespace) -> None:
     data = root / "train"
     make_slat_dataset(data, args.assets, points=256)
     start = time.perf_counter()
-    losses = train_slat_flow(slat_config(**_train(args)), data, root / "overfit", CPU, progress=_every(25)).losses
-    first, last = _mean(losses[:10]), _mean(losses[-10:])
-    print(f"overfit: {args.assets} assets, {args.steps} steps of {args.batch}, lr {args.lr} {args.schedule}: "
-          f"loss {first:.4f} -> {last:.4f} (x{first / last:.1f} lower) in {time.perf_counter() - start:.0f} s")
-    for i in range(0, len(losses), max(1, len(losses) // 10)):
-        print(f"  steps {i + 1:4d}-{i + 10:4d}: {_mean(losses[i:i + 10]):.4f}")
+    losses = train_slat_flow(slat_config(**_train(args)), data, root / "overfit", CPU, progress=every(25)).losses
+    report_losses(f"overfit: {args.assets} assets, {args.steps} steps of {args.batch}, lr {args.lr} {args.schedule}",
+                  losses, time.perf_counter() - start)
 
 
 def heldout(root: Path, args: argparse.Namespace) -> None:
@@ -70,7 +49,7 @@ def heldout(root: Path, args: argparse.Namespace) -> None:
     make_slat_dataset(held, 4, points=256, seed=99)
     release = write_release_folder(root / "release")
     config = slat_config(model={"init": str(release)}, **_train(args, ema_rate=0.99, export="model"))
-    result = train_slat_flow(config, train, root / "heldout", CPU, progress=_every(25))
+    result = train_slat_flow(config, train, root / "heldout", CPU, progress=every(25))
     before, after = load_network(release, "slat_flow_model"), load_checkpoint(result.export)
     for name, flow in (("initial", before), ("fine-tuned", after)):
         loss = validation_loss(flow, held)
@@ -89,7 +68,7 @@ def main() -> None:
     parser.add_argument("--assets", type=int, default=4)
     parser.add_argument("--sample-steps", type=int, default=10)
     args = parser.parse_args()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    setup_threads()
     with tempfile.TemporaryDirectory() as tmp:
         (overfit if args.run == "overfit" else heldout)(Path(tmp), args)
 

@@ -92,3 +92,62 @@ def make_slat_dataset(folder: Path, count: int = 4, *, tokens: int = 16, channel
                   "surface_points": pts, "surface_normals": nrm}
         write_asset(folder / f"{i:05d}_{shape.kind}.npz", arrays)
     return shapes
+
+
+def corner_sdf_targets(shape: Shape, cubes: torch.Tensor, res: int = 256, clip: float = 3.0) -> torch.Tensor:
+    """The shape's exact SDF at the 8 corners of each cube [M, 3] of the res^3 grid: [M, 8], in cube edges
+    (positive outside, the mesh decoder's convention), clipped to +-``clip`` (only the sign change matters)."""
+    from backend.mesh.decoder_layout import CORNERS
+
+    corners = (cubes[:, None, :].double() + CORNERS.double()) / res - 0.5  # [M, 8, 3]
+    sdf = signed_distance(shape, corners.numpy()) * res
+    return torch.from_numpy(np.clip(sdf, -clip, clip)).float()
+
+
+def fit_mesh_decoder(decoder: torch.nn.Module, mean: torch.Tensor, std: torch.Tensor, folder: Path,
+                     shapes: list[Shape], ridge: float = 1e-3) -> float:
+    """Fit the mesh decoder's SDF read-out (``out_layer`` rows 0..7, in place) to the toy data of ``folder``.
+
+    The toy latents, de-normalised (``* std + mean``), go through the decoder's frozen torso (transformer and
+    the two subdivisions) once; the read-out of the 8 corner SDF channels is then the ridge least-squares fit
+    of ``corner_sdf_targets`` on the final features (pooled over assets, closed form). A random decoder
+    decodes no surface (its normals sit near 90 degrees off); a fitted read-out turns the toy latents, which
+    encode each voxel's geometry, into surfaces near the true ones, at a few decoder passes' cost (gradient
+    descent through the whole decoder costs seconds a step on a CPU). Returns the fit's relative residual
+    (residual sum of squares / target sum of squares).
+    """
+    from backend.nn.sparse_tensor import SparseTensor
+
+    from .slat_data import SLatAssetFolder
+
+    assets = SLatAssetFolder(Path(folder), need_surface=False)
+    if len(assets) != len(shapes):
+        raise ValueError(f"{len(assets)} assets in {folder} but {len(shapes)} shapes")
+    features, targets = [], []
+    with torch.no_grad():
+        for i in range(len(assets)):
+            coords = torch.cat([torch.zeros(len(assets[i].coords), 1, dtype=torch.int32), assets[i].coords], 1)
+            h = torso_features(decoder, SparseTensor(coords, assets[i].feats * std + mean))
+            features.append(h.feats.double())
+            targets.append(corner_sdf_targets(shapes[i], h.coords[:, 1:]).double())
+    x = torch.cat([torch.cat(features), torch.ones(sum(len(f) for f in features), 1, dtype=torch.float64)], 1)
+    y = torch.cat(targets)  # [M, 8]
+    gram = x.T @ x + ridge * len(x) * torch.eye(x.shape[1], dtype=torch.float64)
+    w = torch.linalg.solve(gram, x.T @ y)  # [C + 1, 8]
+    with torch.no_grad():
+        decoder.out_layer.weight[:8] = w[:-1].T.to(decoder.out_layer.weight.dtype)
+        decoder.out_layer.bias[:8] = w[-1].to(decoder.out_layer.bias.dtype)
+    return float((x @ w - y).square().sum() / y.square().sum())
+
+
+def torso_features(decoder: torch.nn.Module, x):  # noqa: ANN001, ANN201 (SparseTensor in and out)
+    """``SLatMeshDecoder.forward`` up to (not including) ``out_layer``: features [64 N, C / 8] at 256^3."""
+    from backend.nn.embeddings import absolute_position_embedding
+
+    h = decoder.input_layer(x.replace(x.feats.float()))
+    h = h.replace(h.feats + absolute_position_embedding(x.coords[:, 1:], decoder.config.model_channels))
+    for block in decoder.blocks:
+        h = block(h)
+    for up in decoder.upsample:
+        h = up(h)
+    return h

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .norms import upcast
 from .sparse_tensor import SparseTensor
 
 ROW_CHUNK = 1 << 18
@@ -41,26 +42,27 @@ def group_norm_rows(
     bias: torch.Tensor | None,
     eps: float,
 ) -> None:
-    """Group-normalise ``feats[rows]`` (one sample) into ``out[rows]``; statistics in float32, two passes."""
+    """Group-normalise ``feats[rows]`` (one sample) into ``out[rows]``; statistics in float32 (float64 stays
+    float64, so a float64 gradcheck through the mesh decoder is exact), two passes."""
     chunks = _row_chunks(rows, ROW_CHUNK)
     channels = feats.shape[1]
     num_rows = rows.numel() if isinstance(rows, torch.Tensor) else rows.stop - rows.start
     count = num_rows * (channels // num_groups)
     if count == 0:
         return
-    total = torch.stack([feats[r].float().sum(0) for r in chunks]).sum(0)  # [C]
+    total = torch.stack([upcast(feats[r]).sum(0) for r in chunks]).sum(0)  # [C]
     mean = total.view(num_groups, -1).sum(1) / count  # [G]
     mean_c = mean.repeat_interleave(channels // num_groups)  # [C]
-    sq = torch.stack([(feats[r].float() - mean_c).square().sum(0) for r in chunks]).sum(0)  # [C]
+    sq = torch.stack([(upcast(feats[r]) - mean_c).square().sum(0) for r in chunks]).sum(0)  # [C]
     var = sq.view(num_groups, -1).sum(1) / count  # [G]
     scale = torch.rsqrt(var + eps).repeat_interleave(channels // num_groups)  # [C]
     if weight is not None:
-        scale = scale * weight.float()
+        scale = scale * upcast(weight)
     shift = -mean_c * scale  # [C]
     if bias is not None:
-        shift = shift + bias.float()
+        shift = shift + upcast(bias)
     for r in chunks:
-        out[r] = torch.addcmul(shift, feats[r].float(), scale).to(out.dtype)  # [n, C]
+        out[r] = torch.addcmul(shift, upcast(feats[r]), scale).to(out.dtype)  # [n, C]
 
 
 class SparseGroupNorm32(nn.GroupNorm):

@@ -1,14 +1,25 @@
-"""The normal regulariser: exact on linear fields, gradcheck-clean in float64, through the decoder too."""
+"""The normal regulariser: exact on linear fields, gradcheck-clean in float64 w.r.t. the logits, the latent and
+the predicted velocity (through the clean-latent estimate and the decoder)."""
 
 from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 
 from backend.models.configs import VARIANTS
 from backend.models.testing import random_network
+from training.flow_matching import diffuse, predicted_x0
 from training.normal_loss import field_and_gradient, field_normals, normal_loss
+
+
+def _decode(decoder: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """The structure decoder's forward minus its float32 casts (so float64 stays float64)."""
+    h = decoder.middle_block(decoder.input_layer(z))
+    for block in decoder.blocks:
+        h = block(h)
+    return decoder.out_layer(h)
 
 
 def _linear_field(a: torch.Tensor, r: int) -> torch.Tensor:
@@ -42,6 +53,7 @@ def test_the_gradient_passes_gradcheck_in_float64():
     assert torch.autograd.gradcheck(lambda g: normal_loss(g, points, normals, weights), (grid,))
 
 
+@pytest.mark.usefixtures("one_torch_thread")
 def test_the_regulariser_through_the_decoder_passes_gradcheck():
     """latent -> structure decoder (float64) -> logits -> normal loss, differentiated w.r.t. the latent."""
     config = dataclasses.replace(VARIANTS["tiny_ss_dec"], channels=(4, 2), num_res_blocks=1,
@@ -52,13 +64,30 @@ def test_the_regulariser_through_the_decoder_passes_gradcheck():
     points = (torch.rand(1, 6, 3, dtype=torch.float64) - 0.5) * 0.6
     normals = torch.nn.functional.normalize(torch.randn(1, 6, 3, dtype=torch.float64), dim=-1)
 
-    def decode(z: torch.Tensor) -> torch.Tensor:  # the decoder's forward minus its float32 casts
-        h = decoder.middle_block(decoder.input_layer(z))
-        for block in decoder.blocks:
-            h = block(h)
-        return decoder.out_layer(h)
-
     with torch.no_grad():
-        assert torch.allclose(decode(latent).float(), decoder.float()(latent.float()), atol=1e-4)  # fp32 convs
+        assert torch.allclose(_decode(decoder, latent).float(), decoder.float()(latent.float()), atol=1e-4)
     decoder.double()
-    assert torch.autograd.gradcheck(lambda z: normal_loss(decode(z)[:, 0], points, normals), (latent,))
+    assert torch.autograd.gradcheck(lambda z: normal_loss(_decode(decoder, z)[:, 0], points, normals), (latent,))
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_regulariser_passes_gradcheck_wrt_the_predicted_velocity():
+    """What the trainer differentiates: velocity -> clean-latent estimate -> decoder -> logits -> normal loss."""
+    config = dataclasses.replace(VARIANTS["tiny_ss_dec"], channels=(4, 2), num_res_blocks=1,
+                                 num_res_blocks_middle=0)
+    decoder, _ = random_network(config, seed=4)
+    decoder = decoder.double().requires_grad_(False)
+    g = torch.Generator().manual_seed(5)
+    x0, noise = (torch.randn(2, 8, 2, 2, 2, generator=g, dtype=torch.float64) for _ in range(2))
+    t = torch.tensor([0.3, 0.8], dtype=torch.float64)
+    x_t = diffuse(x0, noise, t, 1e-5)
+    velocity = (noise - x0 + 0.1 * torch.randn(x0.shape, generator=g, dtype=torch.float64)).requires_grad_(True)
+    points = (torch.rand(2, 6, 3, generator=g, dtype=torch.float64) - 0.5) * 0.6
+    normals = torch.nn.functional.normalize(torch.randn(2, 6, 3, generator=g, dtype=torch.float64), dim=-1)
+    weights = torch.tensor([1.0, 0.5], dtype=torch.float64)
+
+    def loss(v: torch.Tensor) -> torch.Tensor:
+        logits = _decode(decoder, predicted_x0(x_t, v, t, 1e-5))
+        return normal_loss(logits[:, 0], points, normals, weights)
+
+    assert torch.autograd.gradcheck(loss, (velocity,))
