@@ -78,25 +78,48 @@ def _figure(path: Path, split: Path, exports: dict[str, Path], count: int = 3) -
     print(f"figure (image | truth | {' | '.join(models)}): {path}")
 
 
+def _spread(values: list[float]) -> str:
+    """``mean +- sample standard deviation`` (the std is 0 for one value)."""
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    return f"{float(np.mean(values)):6.2f} +- {std:4.2f}"
+
+
+def _summary(scores: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
+    """Mean +- std over seeds of each arm, and of the paired per-seed difference (with - without)."""
+    seeds = len(scores["with"])
+    print(f"\n{seeds} seed(s), {args.count} + {args.count} samples of {args.size} px, "
+          f"{args.steps_real} + {args.steps_synthetic} steps, batch 4, lr {args.lr:g}, "
+          f"pixel_weight {args.pixel_weight:g}, injection t <= {args.t_max} (degrees, lower is better):")
+    for key in ("SNE", "NE", "NE_real"):
+        with_, without = ([row[key] for row in scores[arm]] for arm in ("with", "without"))
+        diff = [w - wo for w, wo in zip(with_, without)]
+        wins = sum(d < 0 for d in diff)
+        print(f"  {key:8s} with {_spread(with_)}  without {_spread(without)}  "
+              f"with - without {_spread(diff)}  (injection better on {wins}/{seeds} seeds)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seeds", type=int, default=2, help="training seeds per setting")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per arm (seed s: the same batches in both)")
     parser.add_argument("--steps-real", type=int, default=150)
     parser.add_argument("--steps-synthetic", type=int, default=150)
     parser.add_argument("--count", type=int, default=8, help="training samples per split")
     parser.add_argument("--held-out", type=int, default=8, help="held-out samples per split")
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels (a multiple of 16)")
     parser.add_argument("--t-max", type=int, default=400, help="noise_t_max of the injected run")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--pixel-weight", type=float, default=0.0)
     parser.add_argument("--vae-steps", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: on a shared, loaded machine 2 threads wait on each other)")
     parser.add_argument("--figure", type=Path, default=None, help="write a PNG comparison here")
     args = parser.parse_args()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(max(1, args.threads))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for domain in ("real", "synthetic"):
-            write_split(root / "train", domain, args.count, 64, seed=0)
-            write_split(root / "held", domain, args.held_out, 64, seed=1)
+            write_split(root / "train", domain, args.count, args.size, seed=0)
+            write_split(root / "held", domain, args.held_out, args.size, seed=1)
         t0 = time.perf_counter()
         write_tiny_init(root / "init", root / "train", vae_steps=args.vae_steps)
         print(f"tiny init (VAE fitted, {args.vae_steps} steps) in {time.perf_counter() - t0:.0f} s")
@@ -117,11 +140,7 @@ def main() -> int:
                 print(f"seed {seed} {name:7s} injection: held-out synthetic NE {metrics['synthetic']['NE']:.2f} "
                       f"SNE {metrics['synthetic']['SNE']:.2f}, real NE {metrics['real']['NE']:.2f} "
                       f"({time.perf_counter() - t0:.0f} s)")
-        mean = {name: {k: float(np.mean([s[k] for s in rows])) for k in rows[0]} for name, rows in scores.items()}
-        print(f"\nmean over {args.seeds} seed(s), {args.steps_real}+{args.steps_synthetic} steps each:")
-        for key in ("SNE", "NE", "NE_real"):
-            w, wo = mean["with"][key], mean["without"][key]
-            print(f"  {key:8s} with {w:6.2f}  without {wo:6.2f}  without/with {wo / w:.3f}")
+        _summary(scores, args)
         if args.figure is not None:
             _figure(args.figure, root / "held" / "synthetic", exports)
     return 0
