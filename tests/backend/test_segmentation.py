@@ -36,6 +36,9 @@ FLOORS = {  # IoU each case reaches, about 0.03 under what bench/bench_segmentat
     "white_monkey_real_alpha": 0.97, "held_floor_cone_0": 0.88, "held_wall_monkey_1": 0.95,
     "held_backdrop_monkey_2": 0.96, "held_floor_box_3": 0.58, "held_wall_cone_4": 0.83,
     "held_backdrop_cone_5": 0.95, "held_floor_sphere_6": 0.96, "held_wall_bottle_7": 0.74,
+    "held2028_floor_torus_0": 0.95, "held2028_wall_monkey_1": 0.69, "held2028_backdrop_sphere_2": 0.96,
+    "held2028_floor_bottle_3": 0.95, "held2028_wall_box_4": 0.37, "held2028_backdrop_sphere_5": 0.22,
+    "held2028_floor_table_6": 0.61, "held2028_wall_box_7": 0.68,
 }
 
 
@@ -54,7 +57,7 @@ def _generate(image: LoadedImage, **params: object) -> dict:
 
 def test_every_case_of_the_set_has_a_floor():
     assert sorted(FLOORS) == sorted(c["name"] for c in CASES)
-    assert sum(f.stat().st_size for f in SET.iterdir()) < 1_500_000  # the committed set stays small
+    assert sum(f.stat().st_size for f in SET.iterdir()) < 2_000_000  # the committed set stays small
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
