@@ -13,13 +13,17 @@
    (colour mixtures + a contrast-sensitive smoothness term) settles the rest on the object's box.
 5. Clean-up: small specks dropped, holes filled unless they look like the backdrop or its shadow (a mug's
    handle).
-6. Two hypotheses: steps 3-5 run again with no shadow model (every difference counts). When what the
-   shadow model cut off meets the kept mask along a seam with no image edge (a grey object's shaded side
-   on a grey or white backdrop is "the backdrop, darker" by colour, but joins its lit side smoothly), that
-   part was the object: the second mask wins.
+6. Hypotheses: the shadow model's mask refined along the image's sharp edges (``boundary.refine``: the
+   pixels that could be backdrop or shadow by colour are relabelled by a minimum cut that puts the outline
+   on sharp edges; a grey object's shaded side joins, a soft shadow stays out), and steps 3-5 again with no
+   shadow model (every difference counts). The refined mask wins unless the second one's outline is
+   clearly sharper (``boundary.outline_score``). Where the image's cast shadows are hard (a sun: their rims
+   are sharp edges too) the shadow model's umbra is not relabelled.
 
-The confidence in [0, 1] is the share of the mask's outline that runs along edges of the image (a true
-outline does, one through a smooth surface or a soft shadow does not), less when the mask touches the frame.
+The confidence in [0, 1] is the least of two: the chosen outline's score, rescaled (an object's outline is a
+sharp edge nearly everywhere; one through a smooth surface or along a soft shadow is not), and how little
+shadow-coloured stuff lies just outside the mask (parts judged by their edges alone); less when the mask
+touches the frame.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from .boundary import outline_score, refine, sharpness
 from .shadow import shadow_mask
 
 WORK_SIDE = 512
@@ -55,44 +60,45 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2Lab)  # L in [0, 100], a and b about +-100
     background = coons_background(lab)  # [h, w, 3]
     check()
-    mask = _hypothesis(small, lab, background, True, check)
+    evidence, shadow, dim = object_evidence(lab, background, True)  # [h, w] >= 0 (~1 = clear); bools
     check()
-    plain = _hypothesis(small, lab, background, False, check)
-    if _shadow_was_object(mask, plain, edge_strength(lab)):
-        mask = plain
-    confidence = _confidence(mask, lab)
-    return Segmentation(_grow(mask, (h, w)), confidence)
+    mask = _hypothesis(small, evidence, shadow, dim)
+    check()
+    sharp = sharpness(lab)  # [h, w] in [0, 1]
+    ambiguous = (shadow | dim) if soft_shadows(shadow, evidence < 0.25, sharp) else (dim & ~shadow)
+    refined = refine(mask, ambiguous, lab, sharp, border_band(mask.shape))
+    check()
+    plain = _hypothesis(small, *object_evidence(lab, background, False))
+    score, plain_score = outline_score(refined, sharp), outline_score(plain, sharp)
+    if plain_score > score + PLAIN_MARGIN:
+        refined, score = plain, plain_score
+    return Segmentation(_grow(refined, (h, w)), _confidence(refined, score, ambiguous))
 
 
-def _hypothesis(small: np.ndarray, lab: np.ndarray, background: np.ndarray, shadows: bool,
-                check: Callable[[], None]) -> np.ndarray:
-    """One mask [h, w] bool: with cast shadows found and kept out (``shadows``), or every difference counted."""
-    evidence, shadow, dim = object_evidence(lab, background, shadows)  # [h, w] >= 0 (~1 = clear); bools
+PLAIN_MARGIN = 0.03
+"The mask without the shadow model wins when its outline score is higher by more than this."
+
+
+def _hypothesis(small: np.ndarray, evidence: np.ndarray, shadow: np.ndarray, dim: np.ndarray) -> np.ndarray:
+    """One mask [h, w] bool from the evidence, the cast shadow found and what could be shadow by colour."""
     seeds = _seeds(evidence, shadow, dim, border_band(evidence.shape))
-    check()
     mask = _grabcut(small, seeds)
     return _cleanup(mask, np.where(dim, 0.0, evidence))  # a hole of shadow-coloured floor stays a hole
 
 
-def _shadow_was_object(mask: np.ndarray, plain: np.ndarray, edges: np.ndarray) -> bool:
-    """Whether what the shadow model cut off (``plain`` minus ``mask``) is the object's own shaded side.
-
-    A cast shadow meets the object along the object's outline, an edge of the image; a grey object's shaded
-    side meets its lit side in a smooth gradient, no edge. So the cut-off part counts as object when the seam
-    where it meets ``mask`` mostly runs off the image's edges, and it is no larger than the mask (a soft
-    shadow around a whole object is not a side of it).
-    """
-    extra = plain & ~mask
-    seam = extra & ndimage.binary_dilation(mask)
-    if np.count_nonzero(seam) < 8 or np.count_nonzero(extra) > SIDE_SHARE * np.count_nonzero(mask):
-        return False
-    return float(np.mean(edges[seam] > EDGE)) < SEAM_ON_EDGES
+def soft_shadows(shadow: np.ndarray, lit: np.ndarray, sharp: np.ndarray) -> bool:
+    """Whether the cast shadow's rim against the lit backdrop is soft (an area light): under ``HARD_RIM`` of
+    it lies on sharp edges (a sun's shadow: a fifth to a third; an object's outline: nearly all)."""
+    rim = shadow & ndimage.binary_dilation(lit)
+    if np.count_nonzero(rim) < MIN_RIM:
+        return True
+    return float(np.mean(sharp[rim] > 0.5)) < HARD_RIM
 
 
-SEAM_ON_EDGES = 0.6
-"The cut-off part is the object's shaded side when less than this share of its seam lies on image edges."
-SIDE_SHARE = 1.0
-"The cut-off part is at most this many times the mask's size to be a side of the object."
+HARD_RIM = 0.15
+"A shadow rim with at least this share on sharp edges is a hard shadow's."
+MIN_RIM = 50
+"Fewer rim pixels than this: no cast shadow to speak of (soft: every ambiguous region may join)."
 
 
 def _shrink(rgb: np.ndarray) -> np.ndarray:
@@ -259,28 +265,26 @@ def _fill_holes(mask: np.ndarray, evidence: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _confidence(mask: np.ndarray, lab: np.ndarray) -> float:
-    """How far to trust ``mask`` in [0, 1]: a true outline runs along edges of the image nearly everywhere,
-    one that cuts through a smooth surface (a grey object's lit side on a light backdrop, a soft shadow) does
-    not; a mask touching the frame's edge may be the backdrop itself."""
+def _confidence(mask: np.ndarray, score: float, ambiguous: np.ndarray) -> float:
+    """How far to trust ``mask`` in [0, 1]: the least of what its outline score says (0 at ``UNSURE_SCORE``
+    or less, 1 at ``SURE_SCORE``: a true outline is a sharp edge nearly everywhere) and what the ambiguous
+    pixels just outside it say (shadow-coloured parts the estimate had to judge by their edges alone: 1 up
+    to ``CLEAR_SHARE`` of the mask's size, 0.5 at ``UNCLEAR_SHARE``); a mask touching the frame's edge may be
+    the backdrop itself."""
     if not mask.any() or mask.all():
         return 0.0
-    outline = mask & ~ndimage.binary_erosion(mask)
-    on_edges = float(np.mean(edge_strength(lab)[outline] > EDGE))
+    by_outline = (score - UNSURE_SCORE) / (SURE_SCORE - UNSURE_SCORE)
+    reach = max(2, round(TRIMAP * max(mask.shape)))
+    ring = ndimage.binary_dilation(mask, iterations=reach) & ~mask
+    share = np.count_nonzero(ambiguous & ring) / np.count_nonzero(mask)
+    by_ambiguity = 1.0 - 0.5 * (share - CLEAR_SHARE) / (UNCLEAR_SHARE - CLEAR_SHARE)
     frame = np.zeros_like(mask)
     frame[[0, -1]], frame[:, [0, -1]] = True, True
     touching = float(mask[frame].mean())
-    return float(np.clip((on_edges - 0.78) / 0.2, 0.0, 1.0) * max(0.0, 1.0 - 2.0 * touching))
+    return float(np.clip(min(by_outline, by_ambiguity), 0.0, 1.0) * max(0.0, 1.0 - 2.0 * touching))
 
 
-EDGE = 2.0
-"An outline pixel lies on an edge when the Lab gradient there exceeds this (units per pixel)."
-
-
-def edge_strength(lab: np.ndarray) -> np.ndarray:
-    """Gradient magnitude [H, W] of the lightness (lightly smoothed) plus that of the two colour channels."""
-    total = np.zeros(lab.shape[:2], np.float32)
-    for k in range(3):
-        plane = ndimage.gaussian_filter(lab[..., k], 1.0) if k == 0 else lab[..., k]
-        total += np.hypot(ndimage.sobel(plane, 0), ndimage.sobel(plane, 1)) / 8.0
-    return total
+UNSURE_SCORE, SURE_SCORE = 0.55, 0.85
+"Outline scores mapped to confidence 0 and 1 (the report warns under 0.5: a score under 0.7)."
+CLEAR_SHARE, UNCLEAR_SHARE = 0.04, 0.10
+"Ambiguous pixels just outside the mask, as a share of its size, for confidence 1 and 0.5."

@@ -1,0 +1,80 @@
+"""The automatic mask's boundary evidence (backend/relief/boundary.py) on small synthetic images: a sharp
+outline scores high, a cut through a smooth surface or a soft shadow's rim low; a grey sphere's shaded side
+(the backdrop's colour, darker) joins the mask while its soft cast shadow stays out."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import ndimage
+
+from backend.relief import boundary, segment
+
+
+def _grey_sphere(soft: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """RGB [120, 160, 3] of a grey sphere lit from the upper left on a lighter grey floor, its cast shadow to
+    the lower right blurred by ``soft`` px; the sphere's mask and the shadow's (where it darkens the floor)."""
+    h, w = 120, 160
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy, r = 0.45 * w, 0.45 * h, 0.28 * h
+    dx, dy = (x - cx) / r, (y - cy) / r
+    sphere = dx ** 2 + dy ** 2 < 1.0
+    nz = np.sqrt(np.clip(1.0 - dx ** 2 - dy ** 2, 0.0, 1.0))
+    shade = np.clip(-0.5 * dx - 0.5 * dy + 0.7 * nz, 0.0, 1.0) / np.sqrt(0.99)
+    cast = ((x - cx - 0.9 * r) / (1.3 * r)) ** 2 + ((y - cy - 0.75 * r) / (0.5 * r)) ** 2 < 1.0
+    dark = ndimage.gaussian_filter(cast.astype(np.float32), soft) if soft else cast.astype(np.float32)
+    floor = (0.62 + 0.08 * y / h) * (1.0 - 0.55 * dark)
+    grey = np.where(sphere, 0.08 + 0.55 * shade, floor)
+    return np.repeat(grey[..., None], 3, axis=2).astype(np.float32), sphere, (dark > 0.05) & ~sphere
+
+
+def _lab(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b)))
+
+
+def test_a_true_outline_scores_higher_than_a_cut_through_the_shaded_side_or_a_soft_shadow():
+    rgb, sphere, shadow = _grey_sphere(soft=6.0)
+    sharp = boundary.sharpness(_lab(rgb))
+    half = sphere & (np.arange(rgb.shape[1])[None, :] < 0.45 * rgb.shape[1])  # cut down the middle
+    assert boundary.outline_score(sphere, sharp) > 0.9
+    assert boundary.outline_score(half, sharp) < 0.7
+    assert boundary.outline_score(sphere | shadow, sharp) < 0.6  # the soft rim is no sharp edge
+    assert boundary.outline_score(np.zeros_like(sphere), sharp) == 0.0
+
+
+def test_edge_width_tells_an_outline_from_a_soft_rim():
+    step = np.zeros((40, 40), np.float32)
+    step[:, 20:] = 50.0
+    ramp = np.repeat(np.clip((np.arange(40, dtype=np.float32) - 14.0) * 5.0, 0.0, 50.0)[None], 40, axis=0)
+    assert boundary.edge_width(step)[20, 20] < 1.5
+    assert boundary.edge_width(ramp)[20, 20] > 4.0
+
+
+def test_refine_adds_the_shaded_side_and_leaves_the_soft_shadow_out():
+    rgb, sphere, shadow = _grey_sphere(soft=6.0)
+    lab = _lab(rgb)
+    lit = sphere & (rgb[..., 0] > 0.35)  # what a colour rule keeps: the lit side
+    ambiguous = (sphere & ~lit) | shadow  # darker than the floor, its colour (grey)
+    frozen = segment.border_band(lit.shape)
+    refined = boundary.refine(lit, ambiguous, lab, boundary.sharpness(lab), frozen)
+    assert _iou(lit, sphere) < 0.8
+    assert _iou(refined, sphere) > 0.93
+    assert np.count_nonzero(refined & shadow) < 0.05 * np.count_nonzero(shadow)
+
+
+def test_a_soft_shadow_is_told_from_a_hard_one():
+    soft_rgb, _, soft_shadow = _grey_sphere(soft=6.0)
+    hard_rgb, _, hard_shadow = _grey_sphere(soft=0.0)
+    for rgb, shadow, expected in ((soft_rgb, soft_shadow, True), (hard_rgb, hard_shadow, False)):
+        lit = ~shadow & (rgb[..., 0] > 0.5)
+        assert segment.soft_shadows(shadow, lit, boundary.sharpness(_lab(rgb))) is expected
+
+
+def test_the_whole_estimate_keeps_a_grey_sphere_over_its_hard_shadow():
+    rgb, sphere, _ = _grey_sphere(soft=0.0)
+    found = segment.segment_object(rgb)
+    assert _iou(found.mask, sphere) > 0.9 and found.confidence > 0.5
