@@ -216,3 +216,38 @@ def test_int8_on_a_gpu_is_refused_before_any_model_loads(monkeypatch):
     with pytest.raises(BadInput) as info:
         engine.generate(_request({"quantize": "int8"}), JobContext())
     assert "CPU only" in info.value.message
+
+
+def test_cli_preset_becomes_a_parameter_that_an_explicit_param_overrides(tmp_path, monkeypatch):
+    import backend.batch as batch
+    from backend.cli import main
+
+    jobs = []
+    monkeypatch.setattr(batch, "run_batch", lambda job, settings, show_progress: jobs.append(job) or [])
+    image = str(tmp_path / "x.png")
+    assert main(["generate", image, "--engine", "hi3dgen", "--preset", "draft", "-o", str(tmp_path)]) == 0
+    assert main(["generate", image, "--engine", "hi3dgen", "--preset", "draft", "--param", "preset=standard",
+                 "--param", "ss_steps=9", "-o", str(tmp_path)]) == 0
+    assert main(["generate", image, "--engine", "hi3dgen", "-o", str(tmp_path)]) == 0
+    assert [j.params for j in jobs] == [{"preset": "draft"}, {"preset": "standard", "ss_steps": 9}, {}]
+    assert main(["generate", image, "--preset", "draft", "-o", str(tmp_path)]) == 2  # relief has no presets
+    with pytest.raises(SystemExit):
+        main(["generate", image, "--engine", "hi3dgen", "--preset", "fast"])
+
+
+def test_threads_are_set_once_at_the_entry_point_and_bad_counts_refused(monkeypatch, capsys):
+    from backend.cli import main
+    from backend.threads import apply_threads
+
+    before = torch.get_num_threads()
+    try:
+        apply_threads(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    for bad in (0, -1, True, 2.0):
+        with pytest.raises(BadInput):
+            apply_threads(bad)
+    assert main(["info", "--threads", "-2"]) == 2 and "thread count" in capsys.readouterr().err
+    monkeypatch.setenv("HI3DGEN_THREADS", "many")
+    assert main(["info"]) == 2 and "HI3DGEN_THREADS" in capsys.readouterr().err
