@@ -37,6 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--convention", default="opengl", choices=("opengl", "directx", "object"),
                        help="colour convention of the written normal map")
         if name == "generate":
+            from .presets import PRESET_NAMES
+
+            p.add_argument("--preset", default=None, choices=PRESET_NAMES,
+                           help="hi3dgen speed/quality preset (default official: the app's path); it sets the steps, "
+                                "guidance, sampler and quantize that no --param gives (see `info`)")
             p.add_argument("--format", default="glb", choices=EXPORT_FORMATS)
             p.add_argument("--camera-json", action="store_true",
                            help="write <stem>_camera.json, the input view's camera (hi3dgen's align step; the relief's "
@@ -66,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
+    p.add_argument("--threads", default=None, type=int, metavar="N",
+                   help="CPU threads for torch (default: $HI3DGEN_THREADS, else torch's choice, one per core)")
     _weights_dir(p)
 
 
@@ -75,9 +82,16 @@ def _weights_dir(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = BackendSettings.from_env(device=getattr(args, "device", None), weights_dir=args.weights_dir,
-                                        allow_download=True if args.command == "download" else None,
-                                        context="serve" if args.command == "serve" else "cli")
+    try:
+        settings = BackendSettings.from_env(device=getattr(args, "device", None), weights_dir=args.weights_dir,
+                                            allow_download=True if args.command == "download" else None,
+                                            context="serve" if args.command == "serve" else "cli",
+                                            threads=getattr(args, "threads", None))
+    except ValueError as exc:  # HI3DGEN_THREADS
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if settings.threads and not _threads_applied(settings.threads):
+        return 2
     if args.command == "serve":
         from .server import serve_stdio
 
@@ -93,11 +107,29 @@ def main(argv: list[str] | None = None) -> int:
     return _batch(args, settings)
 
 
+def _threads_applied(threads: int) -> bool:
+    """Set torch's threads once, here at the entry point; False (after saying why) for a bad count."""
+    from .errors import BadInput
+    from .threads import apply_threads
+
+    try:
+        apply_threads(threads)
+    except BadInput as exc:
+        print(f"error: {exc.message} {exc.hint}", file=sys.stderr)
+        return False
+    return True
+
+
 def _batch(args: argparse.Namespace, settings: BackendSettings) -> int:
     from .batch import BatchJob, run_batch
     from .engines.base import check_seed
     from .errors import BadInput, WriteFailed
 
+    if getattr(args, "preset", None):  # a --param preset=... given too wins, as any explicit parameter
+        if args.engine != "hi3dgen":
+            print(f"error: --preset is a hi3dgen option; the {args.engine} engine has none.", file=sys.stderr)
+            return 2
+        args.param = [f"preset={args.preset}", *args.param]
     if getattr(args, "views", False):
         from .multiview_cli import run_views
 

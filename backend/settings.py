@@ -20,6 +20,8 @@ class BackendSettings:
     "Test-only fault injection spec (backend/faults.py)."
     test_engines: bool = False
     "Also offer the test-only engines (backend/engines/testing.py)."
+    threads: int = 0
+    "torch's CPU threads, set once at the entry point (0: torch's default, one per core); ``--threads``."
     context: str = "serve"
     "Who reads the errors: 'serve' (the add-on, through the protocol) or 'cli' (a shell); picks the hints' words."
 
@@ -33,6 +35,19 @@ class BackendSettings:
             device=env.get("HI3DGEN_DEVICE", "auto"),
             fault=env.get("HI3DGEN_FAULT", ""),
             test_engines=env.get("HI3DGEN_TEST_ENGINES", "") == "1",
+            threads=_threads(env.get("HI3DGEN_THREADS", "")),
         )
         values = {k: v for k, v in overrides.items() if v is not None}
         return cls(**{**base.__dict__, **values})  # type: ignore[arg-type]
+
+
+MAX_THREADS = 1024
+
+
+def _threads(text: str) -> int:
+    """``HI3DGEN_THREADS`` as a thread count (blank: 0, torch's default); ``ValueError`` naming it otherwise."""
+    if not text.strip():
+        return 0
+    if not text.strip().isdigit() or not 0 <= int(text) <= MAX_THREADS:
+        raise ValueError(f"HI3DGEN_THREADS={text!r} is not a whole number from 0 to {MAX_THREADS}")
+    return int(text)

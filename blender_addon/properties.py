@@ -8,7 +8,7 @@ from typing import Any
 
 import bpy
 
-from . import generation
+from . import generation, presets
 
 FALLBACK_ENGINES = (("relief", "Relief", "Weightless relief from the picture (always available)"),
                     ("hi3dgen", "Hi3DGen", "Full image-to-3D model (needs the weights)"))
@@ -64,6 +64,10 @@ class HI3DGEN_PG_settings(bpy.types.PropertyGroup):
         name="Faces", default=40_000, min=0, max=20_000_000,
         description="Decimate the relief to about this many faces (0: the full grid mesh)")
     # hi3dgen
+    preset: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Preset", default="official", items=list(presets.PRESETS),
+        description="Speed/quality preset: it sets the steps and guidance left at their defaults (a changed "
+                    "value overrides it) and, in the backend, the sampler and int8 on a CPU")
     ss_steps: bpy.props.IntProperty(name="Structure Steps", default=50, min=1, max=200)  # type: ignore[valid-type]
     ss_guidance: bpy.props.FloatProperty(  # type: ignore[valid-type]
         name="Structure Guidance", default=3.0, min=0.0, max=20.0)
@@ -110,9 +114,11 @@ class HI3DGEN_PG_settings(bpy.types.PropertyGroup):
 
     def param_values(self) -> dict[str, Any]:
         """Every engine parameter the panel offers; the job keeps those the chosen engine declares."""
-        names = ("resolution", "depth", "detail", "thickness", "detail_mode", "faces", "ss_steps", "ss_guidance",
-                 "slat_steps", "slat_guidance", "extraction", "decimate_faces", "remove_floaters")
-        return {name: getattr(self, name) for name in names}
+        names = ("resolution", "depth", "detail", "thickness", "detail_mode", "faces", "preset", "ss_steps",
+                 "ss_guidance", "slat_steps", "slat_guidance", "extraction", "decimate_faces", "remove_floaters")
+        rna = self.bl_rna.properties
+        defaults = {name: rna[name].default for name in presets.GOVERNED}  # type: ignore[attr-defined]
+        return presets.preset_params({name: getattr(self, name) for name in names}, defaults)
 
     def switch_values(self) -> dict[str, Any]:
         """The on/off switches newer engines declare; the job sends those the chosen engine lists."""

@@ -9,7 +9,7 @@ from . import generation, install_ui, sources, weights_ops
 from .preferences import PACKAGE
 
 RELIEF_PARAMS = ("resolution", "depth", "detail", "detail_mode", "thickness", "faces")
-HI3DGEN_PARAMS = ("ss_steps", "ss_guidance", "slat_steps", "slat_guidance", "extraction", "decimate_faces",
+HI3DGEN_PARAMS = ("preset", "ss_steps", "ss_guidance", "slat_steps", "slat_guidance", "extraction", "decimate_faces",
                   "remove_floaters")
 SWITCHES = ("align", "refine", "texture")
 "Shown only when the backend's engine declares them (a backend from before them has none)."
@@ -70,6 +70,8 @@ class HI3DGEN_PT_main(bpy.types.Panel):
         col.prop(props, "seed")
         for name in _engine_params(props.engine):
             col.prop(props, name)
+            if name == "preset" and props.preset != "official":
+                col.label(text="Steps and guidance left at their defaults follow the preset", icon="INFO")
         switches = _switches(props.engine)
         if switches:
             row = layout.row(align=True)

@@ -96,6 +96,10 @@ def validate_params(specs: tuple[ParamSpec, ...], params: Any) -> dict[str, Any]
         more = len(unknown) - MAX_LISTED
         listed = ", ".join(unknown[:MAX_LISTED]) + (f" and {more} more" if more > 0 else "")
         raise BadInput(f"Unknown parameter(s): {listed}.", hint=f"Known parameters: {', '.join(known)}.")
+    if "preset" in known and "preset" in params:  # a preset fills the parameters it governs that are absent
+        from ..presets import expand_preset
+
+        params = expand_preset(params, known["preset"].check(params["preset"]))
     return {name: spec.check(params[name]) if name in params else spec.default for name, spec in known.items()}
 
 

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import WeightsMissing
 from ..jobs import JobContext
+from ..presets import PRESET_NAMES, preset_summary
 from ..settings import BackendSettings
+from ..speed_options import QUANTIZE_OPTIONS, SAMPLERS
 from ..weights import missing_error, resolve, resolve_all, status
 from .base import EngineRequest, EngineResult, MeshData, NormalMapData, ParamSpec
 
@@ -26,6 +28,15 @@ PARAMS = (
     ParamSpec("ss_guidance", "float", 3.0, "Structure stage: classifier-free guidance strength.", 0.0, 20.0),
     ParamSpec("slat_steps", "int", 6, "Latent stage: sampling steps (the official app uses 6).", 1, 200),
     ParamSpec("slat_guidance", "float", 3.0, "Latent stage: classifier-free guidance strength.", 0.0, 20.0),
+    ParamSpec("preset", "enum", "official", "Speed/quality preset; it sets the steps, guidance, sampler and "
+              "quantize that the request leaves out (explicit values win). " + preset_summary(),
+              options=PRESET_NAMES),
+    ParamSpec("sampler", "enum", "euler", "Flow solver of both stages: euler (the release's) or heun "
+              "(second order: two velocity evaluations a step, fewer steps for the same error).",
+              options=SAMPLERS),
+    ParamSpec("quantize", "enum", "none", "Flows' Linear layers: none (float32), int8 (dynamic int8, CPU "
+              "only; refused elsewhere) or int8_on_cpu (int8 when running on the CPU, else none).",
+              options=QUANTIZE_OPTIONS),
     ParamSpec("extraction", "enum", "marching_cubes",
               "Surface extraction: marching_cubes (as the release) or flexicubes (sharper, as TRELLIS).",
               options=("marching_cubes", "flexicubes")),
@@ -67,6 +78,8 @@ class Hi3DGenEngine:
         self._matting = matting
         self._geometry: GeometryModels | None = None
         self._nirne: Any = None
+        self._int8: tuple[GeometryModels, GeometryModels] | None = None
+        "(the float32 models, their copy with int8 flows), made on the first int8 request."
 
     def status(self) -> dict[str, Any]:
         missing = [m for m in (*GEOMETRY_MODELS, NORMAL_MODEL) if not status(m, self.settings)[0]]
@@ -80,6 +93,7 @@ class Hi3DGenEngine:
     def release(self) -> None:
         self._geometry = None
         self._nirne = None
+        self._int8 = None
         if self._matting is not None:
             self._matting.release()
         gc.collect()
@@ -109,13 +123,17 @@ class Hi3DGenEngine:
         normals, source, colors = self._normal_map(request, rgba, mask, frame, ctx)
         params = GeometryParams(seed=request.seed, ss_steps=p["ss_steps"], ss_guidance=p["ss_guidance"],
                                 slat_steps=p["slat_steps"], slat_guidance=p["slat_guidance"],
-                                extraction=p["extraction"], multiview_mode=p["multiview_mode"])
+                                extraction=p["extraction"], multiview_mode=p["multiview_mode"],
+                                sampler=p["sampler"])
         condition = condition_image(normals, mask, colors=colors)  # [518, 518, 3] uint8
         if request.views:
             from .multiview import view_conditions
 
             condition = [condition, *view_conditions(self, request, ctx)]  # every view checked before loading
+        quantize = self._quantize_mode(request, p["quantize"])  # refused before any model loads
         models = self._models(request, ctx)
+        if quantize == "int8":
+            models = self._int8_models(models, ctx)
         vertices, faces, timings = generate_geometry(models, condition, params, ctx)
         ctx.step("cleanup", 0, 1, "cleaning the mesh")
         options = CleanupOptions(remove_floaters=p["remove_floaters"], fill_holes=p["fill_holes"],
@@ -142,6 +160,25 @@ class Hi3DGenEngine:
             mesh, stats["texture"] = texture_mesh(mesh, request.image.rgba, *view, stats.get("camera"), ctx)
         stats["seconds"] = time.perf_counter() - t0
         return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats)
+
+    def _quantize_mode(self, request: EngineRequest, choice: str) -> str:
+        """``quantize`` resolved for this request's placement ("none" or "int8"); ``BadInput`` for int8 off the
+        CPU."""
+        from ..devices import choose_placement
+        from ..speed_options import resolve_quantize
+
+        placement = choose_placement(request.placement_name, self.settings.precision)
+        return resolve_quantize(choice, placement.device, placement.dtype)
+
+    def _int8_models(self, models: GeometryModels, ctx: JobContext) -> GeometryModels:
+        """``models`` with int8 copies of the two flows (made once, kept beside the float32 ones)."""
+        if self._int8 is None or self._int8[0] is not models:
+            from ..quant import quantize_int8
+
+            ctx.step("loading", 0, 1, "quantising the flows to int8")
+            self._int8 = (models, replace(models, ss_flow=quantize_int8(models.ss_flow),
+                                          slat_flow=quantize_int8(models.slat_flow)))
+        return self._int8[1]
 
     def _raster_device(self, request: EngineRequest) -> Any:
         """The request's device for the rasterizer, or the CPU (its int64 scatter-min is checked on CPU and CUDA

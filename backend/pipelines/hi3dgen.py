@@ -35,6 +35,8 @@ class GeometryParams:
     extraction: str = "marching_cubes"
     multiview_mode: str = "stochastic"
     "How several views condition the flows (``sampling.MULTIVIEW_MODES``); one view ignores it."
+    sampler: str = "euler"
+    "Flow solver of both stages (``sampling_heun.SAMPLERS``): the release's euler, or heun."
 
 
 @dataclass
@@ -98,12 +100,12 @@ def encode_condition(models: GeometryModels, normal_image: np.ndarray) -> torch.
 def sample_structure(models: GeometryModels, cond: torch.Tensor, generator: torch.Generator,
                      params: GeometryParams, ctx: JobContext) -> torch.Tensor:
     """Sample the 16^3 structure latent, decode 64^3 occupancy; occupied voxels as int32 [N, 4] (b, x, y, z)."""
-    from ..sampling import sample_flow_euler_views
+    from ..sampling_heun import views_sampler
 
     device = models.placement.device
     noise = torch.randn(1, 8, 16, 16, 16, generator=generator).to(device)  # drawn on the CPU, as the release
     sampler = models.pipeline.sparse_structure_sampler
-    latent = sample_flow_euler_views(
+    latent = views_sampler(params.sampler)(
         models.ss_flow, noise, cond, torch.zeros_like(cond[:1]), mode=params.multiview_mode, steps=params.ss_steps,
         cfg_strength=params.ss_guidance, cfg_interval=sampler.cfg_interval, rescale_t=sampler.rescale_t,
         batch_cfg=batch_guidance(models), callback=ctx.stepper("structure"))
@@ -118,12 +120,12 @@ def sample_structure(models: GeometryModels, cond: torch.Tensor, generator: torc
 def sample_latent(models: GeometryModels, cond: torch.Tensor, coords: torch.Tensor, generator: torch.Generator,
                   params: GeometryParams, ctx: JobContext) -> SparseTensor:
     """Sample the structured latent on ``coords`` and de-normalise it with the release's mean/std."""
-    from ..sampling import sample_flow_euler_views
+    from ..sampling_heun import views_sampler
 
     device = models.placement.device
     noise = torch.randn(len(coords), 8, generator=generator).to(device)  # in coordinate order
     sampler = models.pipeline.slat_sampler
-    feats = sample_flow_euler_views(
+    feats = views_sampler(params.sampler)(
         SparseFlow(models.slat_flow, coords), noise, cond, torch.zeros_like(cond[:1]), mode=params.multiview_mode,
         steps=params.slat_steps,
         cfg_strength=params.slat_guidance, cfg_interval=sampler.cfg_interval, rescale_t=sampler.rescale_t,

@@ -1,0 +1,72 @@
+"""Named speed/quality presets of the hi3dgen engine: official, standard, draft.
+
+A preset names values for the parameters in ``GOVERNED`` (steps, guidance, sampler, quantisation of the two
+flows). The rule: a governed parameter the request sends explicitly wins; one it leaves out takes the
+preset's value; without a ``preset`` (or with ``official``) the parameters' own defaults apply, which are the
+official app's, so ``official`` is exactly the path without presets (same sampler, steps, guidance, dtype).
+Everything a preset does not govern (seed, extraction, cleanup, align, refine, texture) is untouched.
+
+Costs are model forwards of the two flows (``forwards``); ``bench/bench_presets.py`` turns them into wall
+time on a CPU and measures each preset's deviation from official.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+GOVERNED = ("ss_steps", "ss_guidance", "slat_steps", "slat_guidance", "sampler", "quantize")
+"The parameters a preset sets (when the request does not)."
+DEFAULT_PRESET = "official"
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    summary: str
+    "What it changes and what it costs, one sentence (the panel's tooltip, ``info``)."
+    values: dict[str, Any]
+    "A value for every name in ``GOVERNED``."
+
+    def forwards(self, cfg_interval: tuple[float, float] = (0.5, 1.0), rescale_t: float = 3.0) -> tuple[int, int]:
+        """(structure, latent) flow forwards this preset costs (the release's interval and ``rescale_t``)."""
+        from .sampling import SamplerParams
+        from .sampling_heun import sampler_forward_passes
+
+        v = self.values
+        ss = SamplerParams(v["ss_steps"], v["ss_guidance"], cfg_interval, rescale_t)
+        slat = SamplerParams(v["slat_steps"], v["slat_guidance"], cfg_interval, rescale_t)
+        return sampler_forward_passes(v["sampler"], ss), sampler_forward_passes(v["sampler"], slat)
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("official", "The official app's path: structure 50 Euler steps, latent 6, guidance 3, float32 "
+           "(88 + 11 flow forwards; about an hour on a 2-core CPU, a minute or two on a GPU).",
+           {"ss_steps": 50, "ss_guidance": 3.0, "slat_steps": 6, "slat_guidance": 3.0, "sampler": "euler",
+            "quantize": "none"}),
+    Preset("standard", "Heun sampler, structure 8 steps, latent 3, guidance 3, float32 (29 + 11 forwards; "
+           "about 0.4x official's flow time, close to its output).",
+           {"ss_steps": 8, "ss_guidance": 3.0, "slat_steps": 3, "slat_guidance": 3.0, "sampler": "heun",
+            "quantize": "none"}),
+    Preset("draft", "Heun sampler, structure 3 steps, latent 2, guidance 3, int8 Linear layers on a CPU "
+           "(11 + 7 forwards; about 0.12x official's flow time; a preview, visibly coarser).",
+           {"ss_steps": 3, "ss_guidance": 3.0, "slat_steps": 2, "slat_guidance": 3.0, "sampler": "heun",
+            "quantize": "int8_on_cpu"}),
+)}
+PRESET_NAMES = tuple(PRESETS)
+
+
+def expand_preset(raw: dict[str, Any], preset: str) -> dict[str, Any]:
+    """``raw`` request parameters with the preset's value for every governed name ``raw`` leaves out.
+
+    ``preset`` is already validated (one of ``PRESET_NAMES``). The official preset adds nothing: the
+    parameters' defaults are its values.
+    """
+    if preset == DEFAULT_PRESET:
+        return dict(raw)
+    return {**PRESETS[preset].values, **raw}
+
+
+def preset_summary() -> str:
+    """One line per preset for the parameter's description."""
+    return " ".join(f"{p.name}: {p.summary}" for p in PRESETS.values())

@@ -1,0 +1,219 @@
+"""Whole-engine wall time per hi3dgen preset on this CPU, and each preset's deviation from official.
+
+Time: every network at its real size with random weights, float32 (and int8 where a preset quantises), one
+forward each: DINOv2 on 518 px, the ss-flow at 4,096 tokens, the structure decoder, the slat-flow and the mesh
+decoder on a 20k-voxel shell (the TRELLIS paper's average structure). A preset's time is the flows' per-forward
+seconds times its forward counts (``Preset.forwards``) plus the other stages once; NiRNE, align, refine and
+the bake are taken from their own benches (``OTHER_STAGES``, not re-measured here). ``--times FILE`` keeps the
+measured seconds (a second run with the same file only prints). ``--full`` really runs the engine end to end
+per preset, on real-size random weights written to a temporary folder (hours on a 2-core CPU).
+
+Deviation: relative L2 distance of the structure stage's final latent (the ss-flow's output) to official's,
+same noise and condition, on the mid-size random ss-flow of ``bench_flow_solvers.py`` (``MID``; the real one
+at 50 steps is an hour a run here). int8 presets quantise that mid-size flow the same way. The int8 velocity
+deviation at real size (one forward) is printed with the times.
+
+Run: ``nice -n 10 .venv/bin/python bench/bench_presets.py --times /tmp/preset_times.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_flow_forward import shell_coords  # noqa: E402
+from bench_flow_solvers import build_flow, rel  # noqa: E402
+
+from backend.models.configs import VARIANTS  # noqa: E402
+from backend.models.loading import build_network  # noqa: E402
+from backend.presets import PRESETS  # noqa: E402
+
+OTHER_STAGES = {"nirne": 88.0, "align": 8.0, "refine": 32.0, "texture": 19.3}
+"""Seconds from the README's benchmarks on this machine: bench_nirne (768 px), bench_align (up to 8.0 s),
+bench_refine (28 to 36 s), bench_bake (81,920 faces); the same for every preset."""
+
+
+def timed(fn: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def _flow_pair(name: str, model: torch.nn.Module, call: Any, times: dict[str, float]) -> None:
+    """Time one fp32 and one int8 forward of ``model`` through ``call(model)``; the int8 velocity deviation."""
+    from backend.quant import quantize_int8
+
+    times[f"{name}_fp32"], reference = timed(lambda: call(model))
+    times[f"{name}_quantize"], quantized = timed(lambda: quantize_int8(model))
+    times[f"{name}_int8"], out = timed(lambda: call(quantized))
+    times[f"{name}_int8_velocity_rel_l2"] = rel(out, reference)
+    print(f"  {name}: fp32 {times[f'{name}_fp32']:.1f} s, int8 {times[f'{name}_int8']:.1f} s "
+          f"(quantising {times[f'{name}_quantize']:.1f} s), velocity rel L2 {rel(out, reference):.4f}", flush=True)
+
+
+def one_pass(variant: str, call: Any) -> float:
+    """Seconds of ``call(model)`` for a freshly built random ``variant``, freed afterwards."""
+    model = build_network(VARIANTS[variant], "cpu").eval()
+    start = time.perf_counter()
+    call(model)
+    seconds = time.perf_counter() - start
+    del model
+    gc.collect()
+    return seconds
+
+
+def flow_pair(name: str, variant: str, call: Any, times: dict[str, float]) -> None:
+    model = build_network(VARIANTS[variant], "cpu").eval()
+    _flow_pair(name, model, call, times)
+    del model
+    gc.collect()
+
+
+def measure_stages() -> dict[str, float]:
+    """Seconds of one pass of every network at real size (random weights), one network in memory at a time."""
+    from backend.nn.sparse_tensor import SparseTensor
+    from backend.pipelines.hi3dgen import SparseFlow
+
+    times: dict[str, float] = {}
+    torch.manual_seed(0)
+    cond, t = torch.randn(1, 1374, 1024), torch.tensor([900.0])
+    x = torch.randn(1, 8, 16, 16, 16)
+    coords = shell_coords(27.0, 2.2)  # ~20k voxels
+    feats = torch.randn(len(coords), 8)
+    times["voxels"] = float(len(coords))
+    with torch.inference_mode():
+        times["dinov2"] = one_pass("dinov2_vitl14_reg", lambda m: m(torch.randn(1, 3, 518, 518)))
+        print(f"  dinov2: {times['dinov2']:.1f} s", flush=True)
+        flow_pair("ss_flow", "ss_flow_normal_dit_L_16l8_fp16", lambda m: m(x, t, cond), times)
+        times["ss_decoder"] = one_pass("ss_dec_conv3d_16l8_fp16", lambda m: m(x))
+        print(f"  ss_decoder: {times['ss_decoder']:.1f} s", flush=True)
+        flow_pair("slat_flow", "slat_flow_normal_dit_L_64l8p2_fp16",
+                  lambda m: SparseFlow(m, coords)(feats, t, cond), times)
+        times["mesh_decoder"] = one_pass("slat_dec_mesh_swin8_B_64l8m256c_fp16",
+                                         lambda m: m(SparseTensor(coords, feats)))
+        print(f"  mesh_decoder: {times['mesh_decoder']:.1f} s", flush=True)
+    return times
+
+
+def preset_seconds(times: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per preset: the flows' seconds, the other stages' seconds and the total."""
+    fixed = times["dinov2"] + times["ss_decoder"] + times["mesh_decoder"] + sum(OTHER_STAGES.values())
+    rows = {}
+    for preset in PRESETS.values():
+        ss, slat = preset.forwards()
+        kind = "int8" if preset.values["quantize"] in ("int8", "int8_on_cpu") else "fp32"
+        flows = ss * times[f"ss_flow_{kind}"] + slat * times[f"slat_flow_{kind}"]
+        quantize = times["ss_flow_quantize"] + times["slat_flow_quantize"] if kind == "int8" else 0.0
+        rows[preset.name] = {"ss_forwards": ss, "slat_forwards": slat, "flows": flows, "quantize": quantize,
+                             "other": fixed, "total": flows + quantize + fixed}
+    return rows
+
+
+def deviations(size: str) -> dict[str, float]:
+    """Relative L2 of each preset's structure-stage latent to official's (mid-size or tiny random ss-flow)."""
+    from backend.quant import quantize_int8
+    from backend.sampling import sample_flow_euler
+    from backend.sampling_heun import sample_flow_heun
+
+    model, noise, cond = build_flow(size)
+    quantized = None
+    out: dict[str, torch.Tensor] = {}
+    for preset in PRESETS.values():
+        v = preset.values
+        net = model
+        if v["quantize"] in ("int8", "int8_on_cpu"):
+            if quantized is None:
+                quantized = quantize_int8(model)
+                quantized.set_context_cache(2)
+            net = quantized
+        fn = sample_flow_heun if v["sampler"] == "heun" else sample_flow_euler
+        with torch.inference_mode():
+            out[preset.name] = fn(net, noise, cond, torch.zeros_like(cond), steps=v["ss_steps"],
+                                  cfg_strength=v["ss_guidance"], cfg_interval=(0.5, 1.0), rescale_t=3.0,
+                                  batch_cfg=False)
+        print(f"  {preset.name}: structure latent done", flush=True)
+    return {name: rel(x, out["official"]) for name, x in out.items()}
+
+
+def run_full(presets: list[str]) -> None:
+    """The engine end to end per preset on real-size random weights (a given normal map: NiRNE skipped)."""
+    import tempfile
+
+    import numpy as np
+
+    from backend.engines.base import EngineRequest, validate_params
+    from backend.engines.hi3dgen import PARAMS, Hi3DGenEngine
+    from backend.images import LoadedImage
+    from backend.jobs import JobContext
+    from backend.models.testing import write_dinov2_folder, write_release_folder
+    from backend.settings import BackendSettings
+
+    real = {"sparse_structure_flow_model": "ss_flow_normal_dit_L_16l8_fp16",
+            "sparse_structure_decoder": "ss_dec_conv3d_16l8_fp16",
+            "slat_flow_model": "slat_flow_normal_dit_L_64l8p2_fp16",
+            "slat_decoder_mesh": "slat_dec_mesh_swin8_B_64l8m256c_fp16"}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        write_release_folder(root / "trellis-normal", real, occupancy=0.08)  # ~20k of the 64^3 voxels
+        write_dinov2_folder(root / "dinov2", "dinov2_vitl14_reg")
+        engine = Hi3DGenEngine(BackendSettings(weights_dir=str(root), precision="fp32"))
+        yy, xx = np.mgrid[0:256, 0:256]
+        disc = (np.hypot(yy - 128.0, xx - 128.0) < 90).astype(np.float32)
+        image = LoadedImage(np.dstack([np.full((256, 256, 3), 0.5), disc]).astype(np.float32), True, "RGBA")
+        normals = LoadedImage(np.dstack([np.full((256, 256, 2), 0.5), np.ones((256, 256)), disc]).astype(
+            np.float32), True, "RGBA")
+        for name in presets:
+            request = EngineRequest(image, "disc", 0, validate_params(PARAMS, {"preset": name}), "cpu",
+                                    normal_map=normals)
+            seconds, result = timed(lambda request=request: engine.generate(request, JobContext()))
+            print(f"--full {name}: {seconds:.0f} s end to end (NiRNE skipped: a given normal map), "
+                  f"{len(result.meshes[0].faces)} faces", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--times", default="", help="JSON file keeping the measured stage seconds")
+    parser.add_argument("--deviation-size", choices=("mid", "tiny", "none"), default="mid")
+    parser.add_argument("--full", action="store_true", help="also run the engine end to end per preset")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU", flush=True)
+    path = Path(args.times) if args.times else None
+    if path is not None and path.exists():
+        times = json.loads(path.read_text())
+    else:
+        print("measuring one pass of every network at real size (random weights):", flush=True)
+        times = measure_stages()
+        if path is not None:
+            path.write_text(json.dumps(times, indent=1))
+    rows = preset_seconds(times)
+    dev = deviations(args.deviation_size) if args.deviation_size != "none" else {}
+    print(f"other stages: DINOv2 {times['dinov2']:.1f} s, structure decoder {times['ss_decoder']:.1f} s, mesh "
+          f"decoder {times['mesh_decoder']:.1f} s ({times['voxels']:.0f} voxels), from other benches "
+          + ", ".join(f"{k} {v:.0f} s" for k, v in OTHER_STAGES.items()))
+    official = rows["official"]["total"]
+    print(f"{'preset':9s} {'forwards':>9s} {'flows s':>8s} {'total s':>8s} {'min':>6s} {'x official':>10s} "
+          f"{'latent dev':>10s}")
+    for name, row in rows.items():
+        forwards = f"{row['ss_forwards']:.0f}+{row['slat_forwards']:.0f}"
+        deviation = f"{dev[name]:.4f}" if name in dev else "-"
+        print(f"{name:9s} {forwards:>9s} {row['flows'] + row['quantize']:8.0f} {row['total']:8.0f} "
+              f"{row['total'] / 60:6.1f} {row['total'] / official:10.3f} {deviation:>10s}")
+    if args.full:
+        run_full(list(PRESETS))
+
+
+if __name__ == "__main__":
+    main()
