@@ -38,6 +38,7 @@ from training.config import TrainConfig, config_from_dict
 from training.data import AssetFolder
 from training.evaluate import decoded_normal_error, geometry_scores, mean_scores, sample_structure_logits
 from training.flow_matching import diffuse, target_velocity
+from training.normal_loss import angular_error_degrees
 from training.synthetic import make_dataset
 from training.trainer import build_decoder, build_flow, train_ss_flow
 
@@ -118,6 +119,12 @@ def heldout(root: Path, args: argparse.Namespace) -> None:
 def regulariser(root: Path, args: argparse.Namespace) -> None:
     data = toy_set(root / "data", args.assets)
     decoder = toy_decoder()
+    assets = AssetFolder(data, need_surface=True)
+    with torch.no_grad():
+        floor = mean([float(angular_error_degrees(decoder(a.latent[None])[:, 0], a.points[None],  # type: ignore[index]
+                                                  a.normals[None]).mean())  # type: ignore[index]
+                      for a in (assets[i] for i in range(len(assets)))])
+    print(f"the assets' own latents decode to normals {floor:.2f} deg from the truth (the floor)")
     errors: dict[float, list[float]] = {0.0: [], args.normal_weight: []}
     for seed in range(args.seeds):
         for weight in errors:
@@ -128,7 +135,8 @@ def regulariser(root: Path, args: argparse.Namespace) -> None:
             print(f"seed {seed}, normal_weight {weight:g}: {args.steps} steps, last-10 loss "
                   f"{mean(result.losses[-10:]):.4f}, decoded normals {error:.2f} deg from the truth", flush=True)
     for weight, values in errors.items():
-        print(f"normal_weight {weight:g}: decoded-normal error {spread(values)} deg over seeds")
+        if values:
+            print(f"normal_weight {weight:g}: decoded-normal error {spread(values)} deg over seeds")
 
 
 def main() -> None:

@@ -11,6 +11,9 @@ What and why:
   the random mesh decoder instead costs a decoder pass per step per asset, too slow for the test suite;
 - ``cond``: ``synthetic.condition_tokens`` of the shape parameters (a stand-in for DINOv2 tokens);
 - ``surface_points`` / ``surface_normals``: exact samples of the analytic surface, the regulariser's truth.
+- ``fit_mesh_decoder``: a random mesh decoder decodes these latents to no surface in particular, so benches that
+  judge decoded normals first fit its SDF read-out to the toy set (closed-form least squares on the frozen
+  torso's features against ``corner_sdf_targets``, the exact SDF at the decoded cubes' corners).
 """
 
 from __future__ import annotations
@@ -20,6 +23,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from backend.mesh.decoder_layout import CORNERS
+from backend.nn.embeddings import absolute_position_embedding
+from backend.nn.sparse_tensor import SparseTensor
+
+from .slat_data import SLatAssetFolder
 from .synthetic import Shape, condition_tokens, surface_samples, write_asset
 
 GRID = 64
@@ -97,8 +105,6 @@ def make_slat_dataset(folder: Path, count: int = 4, *, tokens: int = 16, channel
 def corner_sdf_targets(shape: Shape, cubes: torch.Tensor, res: int = 256, clip: float = 3.0) -> torch.Tensor:
     """The shape's exact SDF at the 8 corners of each cube [M, 3] of the res^3 grid: [M, 8], in cube edges
     (positive outside, the mesh decoder's convention), clipped to +-``clip`` (only the sign change matters)."""
-    from backend.mesh.decoder_layout import CORNERS
-
     corners = (cubes[:, None, :].double() + CORNERS.double()) / res - 0.5  # [M, 8, 3]
     sdf = signed_distance(shape, corners.numpy()) * res
     return torch.from_numpy(np.clip(sdf, -clip, clip)).float()
@@ -116,10 +122,6 @@ def fit_mesh_decoder(decoder: torch.nn.Module, mean: torch.Tensor, std: torch.Te
     descent through the whole decoder costs seconds a step on a CPU). Returns the fit's relative residual
     (residual sum of squares / target sum of squares).
     """
-    from backend.nn.sparse_tensor import SparseTensor
-
-    from .slat_data import SLatAssetFolder
-
     assets = SLatAssetFolder(Path(folder), need_surface=False)
     if len(assets) != len(shapes):
         raise ValueError(f"{len(assets)} assets in {folder} but {len(shapes)} shapes")
@@ -140,9 +142,8 @@ def fit_mesh_decoder(decoder: torch.nn.Module, mean: torch.Tensor, std: torch.Te
     return float((x @ w - y).square().sum() / y.square().sum())
 
 
-def torso_features(decoder: torch.nn.Module, x):  # noqa: ANN001, ANN201 (SparseTensor in and out)
+def torso_features(decoder: torch.nn.Module, x: SparseTensor) -> SparseTensor:
     """``SLatMeshDecoder.forward`` up to (not including) ``out_layer``: features [64 N, C / 8] at 256^3."""
-    from backend.nn.embeddings import absolute_position_embedding
 
     h = decoder.input_layer(x.replace(x.feats.float()))
     h = h.replace(h.feats + absolute_position_embedding(x.coords[:, 1:], decoder.config.model_channels))

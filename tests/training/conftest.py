@@ -16,7 +16,8 @@ from training.trainer import TrainResult, build_decoder, train_ss_flow
 
 FLOW = {"variant": "tiny_ss_flow", "overrides": {"patch_size": 2, "model_channels": 64}}
 """The tiny flow with 2^3 patches (512 tokens instead of 4096, so a CPU step takes a fraction of a second) and
-64 channels (a token carries 8 x 2^3 = 64 values; a narrower model cannot pass the noise through)."""
+64 channels (a token carries 8 x 2^3 = 64 values; a narrower model cannot pass the noise through). 64 is also
+what caps the loss near t = 1 (no channel to spare for the noise): the overfit bench's 10x uses 128."""
 DECODER = {"variant": "tiny_ss_dec", "overrides": {"channels": [8], "num_res_blocks": 0, "num_res_blocks_middle": 0}}
 "A one-level structure decoder (16^3 logits): the regulariser's code path at a CPU test's cost."
 CPU = World(rank=0, size=1, local_rank=0, device=torch.device("cpu"))
