@@ -70,7 +70,9 @@ def add_mesh(bpy, data) -> object:  # noqa: ANN001 - bpy is the module
 
 def with_closeups(views: list[np.ndarray], x: float, y: float) -> np.ndarray:
     """The views [h, w, 4] (rows bottom to top) shrunk to half size in a row, above a row of the same
-    half-size window of each at full resolution (top-left corner at the fractions (x, y) from the top left)."""
+    half-size window of each at full resolution (top-left corner at the fractions (x, y) from the top left),
+    all cropped first to what they show."""
+    views = cropped(views)
     h, w = views[0].shape[:2]
     hh, hw = h // 2, w // 2
     r0 = min(max(int(round((1.0 - y) * h)) - hh, 0), h - hh)  # bottom row of the window, bottom-up rows
@@ -84,6 +86,16 @@ def with_closeups(views: list[np.ndarray], x: float, y: float) -> np.ndarray:
 def tiled(views: list[np.ndarray], columns: int, margin: int = 12) -> np.ndarray:
     """Views [h, w, 4] cropped to what all of them show (plus ``margin`` pixels), in rows of ``columns``,
     left to right and top to bottom (empty cells stay black)."""
+    views = cropped(views, margin)
+    blank = np.zeros_like(views[0])
+    blank[..., 3] = 1.0
+    rows = [views[k:k + columns] for k in range(0, len(views), columns)]
+    rows = [np.concatenate(r + [blank] * (columns - len(r)), axis=1) for r in rows]
+    return np.concatenate(rows[::-1], axis=0)  # Blender's rows run bottom to top
+
+
+def cropped(views: list[np.ndarray], margin: int = 12) -> list[np.ndarray]:
+    """Views [h, w, 4] cropped to what all of them show, plus ``margin`` pixels."""
     shown = np.zeros(views[0].shape[:2], bool)
     for view in views:
         shown |= np.abs(view[..., :3] - view[0, 0, :3]).max(axis=-1) > 0.02  # not the plain background
@@ -92,11 +104,7 @@ def tiled(views: list[np.ndarray], columns: int, margin: int = 12) -> np.ndarray
         r0, r1 = max(rows_on[0] - margin, 0), rows_on[-1] + margin + 1
         c0, c1 = max(cols_on[0] - margin, 0), cols_on[-1] + margin + 1
         views = [view[r0:r1, c0:c1] for view in views]
-    blank = np.zeros_like(views[0])
-    blank[..., 3] = 1.0
-    rows = [views[k:k + columns] for k in range(0, len(views), columns)]
-    rows = [np.concatenate(r + [blank] * (columns - len(r)), axis=1) for r in rows]
-    return np.concatenate(rows[::-1], axis=0)  # Blender's rows run bottom to top
+    return views
 
 
 def read_png(bpy, path: Path) -> np.ndarray:  # noqa: ANN001
