@@ -321,7 +321,7 @@ class Server:
 def texture_frames(index: int, mesh: MeshData, result: EngineResult) -> list[P.MeshTexture]:
     """The ``MeshTexture`` frames of one UV-mapped mesh: its tangent-space normal texture and base colour,
     made as the mesh files make them (``result_textures``: the texture is for the mesh shaded smooth with
-    edges over 30 degrees sharp, the add-on's Auto Smooth)."""
+    edges over 30 degrees and the textured faces' border sharp, the add-on's Auto Smooth)."""
     from .mesh.shading import shaded_mesh
     from .result_textures import mesh_images
 

@@ -1,16 +1,15 @@
 """Render relief meshes (.npz from scripts/relief_mesh_npz.py) side by side, three-quarter view.
 
-Each mesh is built as the add-on builds it (smooth, edges over 30 degrees sharp: its default Auto Smooth)
-without a material, so the picture shows the geometry alone; Cycles on the CPU, headless. Run with the bpy
-environment:
+Each mesh is built as the add-on builds it (``blender_addon/mesh_builder.build_mesh``, its default Auto
+Smooth: edges over 30 degrees and the front's border with the walls sharp) without a material, so the
+picture shows the geometry alone; Cycles on the CPU, headless. Run with the bpy environment:
     .venv-blender/bin/python scripts/render_before_after.py before.npz after.npz \\
-        noisy_before.npz noisy_after.npz --columns 2 --out docs/images/relief_before_after.png
+        --size 960 --closeup 0.05 0.35 --out docs/images/relief_before_after.png
 """
 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-AUTO_SMOOTH_DEGREES = 30.0  # as blender_addon/settings.py
 
 
 def main() -> int:
@@ -30,6 +28,10 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--azimuth", type=float, default=-40.0)
     parser.add_argument("--elevation", type=float, default=20.0)
+    parser.add_argument("--closeup", type=float, nargs=2, metavar=("X", "Y"),
+                        help="a second row: the window half the view's size whose top-left corner is at (X, Y) "
+                             "(fractions of the view, from its top left) at full resolution, under the views "
+                             "shrunk to half size")
     args = parser.parse_args()
 
     import bpy
@@ -45,31 +47,55 @@ def main() -> int:
             png = render_preview(obj, Path(tmp) / f"view{k}.png", size=args.size, samples=args.samples,
                                  azimuth_deg=args.azimuth, elevation_deg=args.elevation, denoise=True)
             views.append(read_png(bpy, png))
-        write_png(bpy, tiled(views, args.columns or len(views)), Path(args.out))
+        if args.closeup:
+            write_png(bpy, with_closeups(views, *args.closeup), Path(args.out))
+        else:
+            write_png(bpy, tiled(views, args.columns or len(views)), Path(args.out))
     print(f"wrote {args.out}")
     return 0
 
 
 def add_mesh(bpy, data) -> object:  # noqa: ANN001 - bpy is the module
-    vertices, faces = data["vertices"].astype(np.float32), data["faces"].astype(np.int32)
-    mesh = bpy.data.meshes.new("relief")
-    mesh.vertices.add(len(vertices))
-    mesh.vertices.foreach_set("co", vertices.ravel())
-    mesh.loops.add(faces.size)
-    mesh.loops.foreach_set("vertex_index", faces.ravel())
-    mesh.polygons.add(len(faces))
-    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
-    mesh.update(calc_edges=True)
-    mesh.polygons.foreach_set("use_smooth", np.ones(len(faces), dtype=bool))
-    mesh.set_sharp_from_angle(angle=math.radians(AUTO_SMOOTH_DEGREES))
+    """The add-on's own mesh (``mesh_builder.build_mesh``, Auto Smooth); an .npz without UVs gets smooth
+    shading with edges over 30 degrees sharp only."""
+    sys.path.insert(0, str(REPO))
+    from blender_addon.mesh_builder import build_mesh
+
+    uvs = data["uvs"] if "uvs" in data.files else None
+    mesh = build_mesh("relief", data["vertices"], data["faces"], "AUTO", uvs=uvs)
     obj = bpy.data.objects.new("relief", mesh)
     bpy.context.scene.collection.objects.link(obj)
     return obj
 
 
+def with_closeups(views: list[np.ndarray], x: float, y: float) -> np.ndarray:
+    """The views [h, w, 4] (rows bottom to top) shrunk to half size in a row, above a row of the same
+    half-size window of each at full resolution (top-left corner at the fractions (x, y) from the top left),
+    all cropped first to what they show."""
+    views = cropped(views)
+    h, w = views[0].shape[:2]
+    hh, hw = h // 2, w // 2
+    r0 = min(max(int(round((1.0 - y) * h)) - hh, 0), h - hh)  # bottom row of the window, bottom-up rows
+    c0 = min(max(int(round(x * w)), 0), w - hw)
+    small = [v[:2 * hh, :2 * hw].reshape(hh, 2, hw, 2, 4).mean(axis=(1, 3)) for v in views]
+    close = [v[r0:r0 + hh, c0:c0 + hw] for v in views]
+    line = np.ones((2, hw * len(views), 4), np.float32)
+    return np.concatenate([np.concatenate(close, axis=1), line, np.concatenate(small, axis=1)], axis=0)
+
+
 def tiled(views: list[np.ndarray], columns: int, margin: int = 12) -> np.ndarray:
     """Views [h, w, 4] cropped to what all of them show (plus ``margin`` pixels), in rows of ``columns``,
     left to right and top to bottom (empty cells stay black)."""
+    views = cropped(views, margin)
+    blank = np.zeros_like(views[0])
+    blank[..., 3] = 1.0
+    rows = [views[k:k + columns] for k in range(0, len(views), columns)]
+    rows = [np.concatenate(r + [blank] * (columns - len(r)), axis=1) for r in rows]
+    return np.concatenate(rows[::-1], axis=0)  # Blender's rows run bottom to top
+
+
+def cropped(views: list[np.ndarray], margin: int = 12) -> list[np.ndarray]:
+    """Views [h, w, 4] cropped to what all of them show, plus ``margin`` pixels."""
     shown = np.zeros(views[0].shape[:2], bool)
     for view in views:
         shown |= np.abs(view[..., :3] - view[0, 0, :3]).max(axis=-1) > 0.02  # not the plain background
@@ -78,11 +104,7 @@ def tiled(views: list[np.ndarray], columns: int, margin: int = 12) -> np.ndarray
         r0, r1 = max(rows_on[0] - margin, 0), rows_on[-1] + margin + 1
         c0, c1 = max(cols_on[0] - margin, 0), cols_on[-1] + margin + 1
         views = [view[r0:r1, c0:c1] for view in views]
-    blank = np.zeros_like(views[0])
-    blank[..., 3] = 1.0
-    rows = [views[k:k + columns] for k in range(0, len(views), columns)]
-    rows = [np.concatenate(r + [blank] * (columns - len(r)), axis=1) for r in rows]
-    return np.concatenate(rows[::-1], axis=0)  # Blender's rows run bottom to top
+    return views
 
 
 def read_png(bpy, path: Path) -> np.ndarray:  # noqa: ANN001

@@ -15,6 +15,9 @@ from scipy.sparse.linalg import spsolve
 from ..normalmap import normalize
 
 SOLVE_SIDE = 256  # the Poisson solve runs at most at this size; the smooth result is upsampled
+STAIR_SIGMA = 1.0
+"""Blur (pixels of the solve) of ``u`` before the square root. ``u`` is zero on the mask's pixel staircase,
+and near the outline, where ``sqrt`` is steep, each stair step became a rib across the rim."""
 
 
 def inflated_height(mask: np.ndarray) -> np.ndarray:
@@ -23,9 +26,16 @@ def inflated_height(mask: np.ndarray) -> np.ndarray:
     scale = min(1.0, SOLVE_SIDE / max(h, w))
     if scale < 1.0:
         small = _resize(mask.astype(np.float32), (max(2, round(h * scale)), max(2, round(w * scale)))) > 0.5
-        u = _poisson_bump(small) / scale**2  # u scales with length squared
+        u = _smoothed(_poisson_bump(small)) / scale**2  # u scales with length squared
         return np.where(mask, 2.0 * np.sqrt(np.maximum(_resize(u, (h, w)), 0.0)), 0.0).astype(np.float32)
-    return (2.0 * np.sqrt(_poisson_bump(mask))).astype(np.float32)
+    return np.where(mask, 2.0 * np.sqrt(_smoothed(_poisson_bump(mask))), 0.0).astype(np.float32)
+
+
+def _smoothed(u: np.ndarray) -> np.ndarray:
+    """``u`` blurred by ``STAIR_SIGMA`` pixels of the solve."""
+    from scipy import ndimage
+
+    return np.maximum(ndimage.gaussian_filter(u, STAIR_SIGMA), 0.0)
 
 
 def _poisson_bump(mask: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .decimate import is_closed_manifold, simplify_closed, simplify_keeping_border
-from .outline import merge_short_edges, smooth_outline
+from .outline import merge_short_edges, smooth_along_outline, smooth_outline
 
 LEVEL = 0.5
 "The outline is where the soft mask crosses this value."
@@ -60,7 +60,7 @@ def relief_mesh(heights: np.ndarray, field: np.ndarray, thickness: float,
     tris = _front_triangles(f, slots)
     grid, tris = merge_short_edges(np.stack([rows, cols, depth], 1), tris, *_border(tris, len(rows)))
     start, end = _border(tris, len(grid))
-    (rows, cols), depth = smooth_outline(grid[:, :2], start, end).T, grid[:, 2]
+    (rows, cols), depth = smooth_outline(grid[:, :2], start, end).T, smooth_along_outline(grid[:, 2], start, end)
     n = len(rows)
     scale = 1.0 / max(h, w)
     x = (cols - 0.5 - w / 2.0) * scale  # sample (i, j) of the padded grid is cell (i - 1, j - 1)'s centre

@@ -4,7 +4,8 @@ Marching squares puts an outline vertex on every grid edge the outline crosses; 
 close to a grid sample, two crossings land a few hundredths of a cell apart, and the wall face between
 them takes its direction from their tiny interpolation errors (tens of degrees off). ``merge_short_edges``
 collapses such outline edges; ``smooth_outline`` then evens out what noise is left along the outline,
-across the outline, moving no vertex by more than a quarter of a cell.
+across the outline, moving no vertex by more than a quarter of a cell. ``smooth_along_outline`` evens out
+a value (the outline vertices' heights) along it the same way.
 """
 
 from __future__ import annotations
@@ -62,3 +63,20 @@ def smooth_outline(points: np.ndarray, start: np.ndarray, end: np.ndarray, round
     move = out - points
     length = np.linalg.norm(move, axis=1, keepdims=True)
     return points + move * np.minimum(1.0, limit / np.maximum(length, 1e-12))
+
+
+def smooth_along_outline(values: np.ndarray, start: np.ndarray, end: np.ndarray,
+                         rounds: int = SMOOTH_ROUNDS) -> np.ndarray:
+    """Taubin-smooth (lambda 0.5, mu -0.53) ``values`` [V] of the outline vertices along their directed
+    edges ``start -> end``; every other vertex keeps its value. The heights of neighbouring outline
+    vertices come from different grid samples and crossings at different distances from them: this takes
+    out their zigzag (dashes along the rim) and keeps the run of the surface's height along it."""
+    nxt = np.full(len(values), -1, np.int64)
+    prv = np.full(len(values), -1, np.int64)
+    nxt[start], prv[end] = end, start
+    on = np.flatnonzero((nxt >= 0) & (prv >= 0))  # [B] outline vertices
+    out = np.asarray(values, np.float64).copy()
+    for _ in range(rounds):
+        for factor in (0.5, -0.53):
+            out[on] += factor * (0.5 * (out[nxt[on]] + out[prv[on]]) - out[on])
+    return out

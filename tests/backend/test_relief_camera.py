@@ -57,3 +57,47 @@ def test_relief_camera_looks_at_the_front():
     forward = -camera.rotation[2]  # the camera looks down its -Z
     np.testing.assert_allclose(forward, [0.0, 1.0, 0.0], atol=1e-9)  # toward +Y: the relief faces -Y
     np.testing.assert_allclose(camera.rotation[1], [0.0, 0.0, 1.0], atol=1e-9)  # world up is screen up
+
+
+def test_the_written_normal_map_lines_up_with_the_uvs(tmp_path):
+    """The rule of ``result_files``: a mesh's UVs span the normal map written with it. Each front vertex's
+    UV lookup in the written map (``--convention object``: the predicted normals as they are) gives the
+    prediction at the pixel the relief's camera projects that vertex to in the input (the ``normals``
+    command's whole frame); one pixel off, the lookup misses (the normals vary per pixel here)."""
+    from backend.mesh.normal_texture import camera_to_mesh_frame
+    from backend.normalmap import decode_png16
+    from backend.result_files import write_result
+
+    side = 96
+    rgba = _shape(side, side)
+    rgba[..., :3] = np.random.default_rng(0).random((side, side, 1))  # per-pixel shading detail
+    params = validate_params(ReliefEngine.params, {"resolution": 48, "detail_mode": "texture", "detail": 2.0})
+    request = EngineRequest(LoadedImage(rgba, True, "RGBA"), "t", 0, params)
+    engine = ReliefEngine()
+    result = engine.generate(request, JobContext())
+    mesh = result.meshes[0]
+    write_result(result, tmp_path, "t", "glb", "object")  # what the CLI writes with --convention object
+    colours = decode_png16((tmp_path / "t_normal.png").read_bytes())[..., :3]
+    texture = colours.astype(np.float64) / 65535.0 * 2.0 - 1.0  # [h, w, 3] Blender object space
+    full = engine.normals(request, JobContext()).normal_map  # the input's whole frame, camera space
+    assert full is not None
+    front = mesh.uvs
+    h, w = texture.shape[:2]
+    camera = Camera.from_dict(result.stats["camera"])
+    at = camera.project(mesh.vertices)[:, :2]  # (col, row) in the input
+    tex_c, tex_r = (front[:, 0] * w).astype(int), ((1.0 - front[:, 1]) * h).astype(int)
+    img_c, img_r = at[:, 0].astype(int), at[:, 1].astype(int)
+    ok = (tex_c >= 0) & (tex_c < w) & (tex_r >= 0) & (tex_r < h) & (img_c >= 1) & (img_c < side - 1)
+    ok &= (img_r >= 1) & (img_r < side - 1)
+    ok &= full.mask[img_r.clip(0, side - 1), img_c.clip(0, side - 1)]
+    ok &= mesh.vertices[:, 1] < mesh.vertices[:, 1].max() - 1e-6  # the front, not the back
+    assert ok.sum() > 100
+    looked_up = texture[tex_r[ok], tex_c[ok]]
+    looked_up /= np.linalg.norm(looked_up, axis=1, keepdims=True)
+
+    def error(dc: int) -> float:
+        truth = camera_to_mesh_frame(full.normals[img_r[ok], img_c[ok] + dc])
+        return float(np.degrees(np.arccos(np.clip((looked_up * truth).sum(axis=1), -1.0, 1.0))).mean())
+
+    print(f"\nUV lookup vs the projected pixel: {error(0):.3f} deg mean; one pixel off: {error(1):.2f}")
+    assert error(0) < 0.1 and error(1) > 10 * error(0) + 1.0

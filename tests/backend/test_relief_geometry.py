@@ -214,3 +214,38 @@ def test_the_rim_continues_the_front_slope_no_flat_terrace():
           f"tilt median {np.median(tilt):.1f} (the cap: 55-60)")
     assert off.mean() < 12.0 and np.median(tilt) > 40.0
     assert len(rim) < 0.2 * len(front)
+
+
+def _rim_zigzag(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """Mean |height - the mean of its two neighbours| of the outline's front vertices, per outline edge
+    length: how much the rim's front edge saws up and down (the dashes along a rim in a three-quarter view)."""
+    v = vertices.astype(np.float64)
+    back = np.isclose(v[:, 1], v[:, 1].max())
+    wall = faces[back[faces].any(axis=1) & ~back[faces].all(axis=1)]
+    pairs = [[k for k in face if not back[k]] for face in wall]
+    edges = np.array([p for p in pairs if len(p) == 2])  # each wall quad's front edge, directed along the rim
+    nxt = dict(edges.tolist())
+    prv = {b: a for a, b in edges.tolist()}
+    on = np.array([k for k in nxt if k in prv])
+    after, before = np.array([nxt[k] for k in on]), np.array([prv[k] for k in on])
+    lap = np.abs(v[on, 1] - 0.5 * (v[after, 1] + v[before, 1]))
+    return float(np.mean(lap / np.linalg.norm(v[after] - v[on], axis=1)))
+
+
+def test_the_rim_of_an_inflated_slanted_shape_does_not_saw():
+    """A hard-edged ellipse turned 20 degrees (every stair step of its pixel outline slanted), inflated
+    normals: the outline's front edge runs smoothly. Measured: 0.20 when outline vertices copied their inside
+    sample's height, 0.30 with the slope continued alone (each crossing's own distance and axis), 0.06 with
+    the heights evened along the outline and the inflation's pixel staircase blurred (Suzanne: 0.19, 0.34,
+    0.08)."""
+    side = 256
+    yy, xx = np.mgrid[:side, :side] + 0.5
+    a = np.radians(20.0)
+    u = ((xx - side / 2) * np.cos(a) + (yy - side / 2) * np.sin(a)) / (0.42 * side)
+    w = (-(xx - side / 2) * np.sin(a) + (yy - side / 2) * np.cos(a)) / (0.25 * side)
+    mask = u**2 + w**2 < 1.0
+    rgba = np.dstack([np.full((side, side, 3), 0.6), mask]).astype(np.float32)
+    vertices, faces, _ = _generate(rgba, normals="inflate", detail=0.0, faces=0, resolution=128)
+    zigzag = _rim_zigzag(vertices, faces)
+    print(f"\nrim zigzag {zigzag:.3f}")
+    assert zigzag < 0.12, zigzag
