@@ -93,6 +93,12 @@ def best_of(fn, repeats: int) -> float:  # noqa: ANN001 - a no-argument callable
     return min(times)
 
 
+def interleaved(fns: list, repeats: int) -> list[float]:  # noqa: ANN001 - no-argument callables
+    """Best time of each, the functions taking turns (a busy machine's load then weighs on all alike)."""
+    times = [[best_of(fn, 1) for fn in fns] for _ in range(repeats)]
+    return [min(column) for column in zip(*times)]
+
+
 def edge_seconds(faces: int, repeats: int) -> float:
     """Best time of ``mesh_edges`` on the bench mesh in this interpreter."""
     from backend.mesh.edges import mesh_edges
@@ -141,7 +147,7 @@ def wire_seconds(arrays: dict[str, np.ndarray], repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--faces", type=int, default=1_300_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--backend-python", default=str(REPO / ".venv" / "bin" / "python"))
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
@@ -187,9 +193,8 @@ def main() -> None:
              ("+ normals + UVs (custom normals)", "NORMALS", True, full_glb)]
     print(f"{'data':42s} {'calc s':>7s} {'given s':>8s} {'glTF s':>7s} {'calc':>6s} {'given':>6s} {'whole':>6s}")
     for name, shading, extras, glb in cases:
-        t_calc = best_of(partial(native, shading, extras), args.repeats)
-        t_given = best_of(partial(native, shading, extras, True), args.repeats)
-        t_gltf = best_of(partial(gltf, glb), args.repeats)
+        t_calc, t_given, t_gltf = interleaved([partial(native, shading, extras), partial(native, shading, extras, True),
+                                               partial(gltf, glb)], args.repeats)
         whole = t_given + t_edges + t_wire
         print(f"{name:42s} {t_calc:7.3f} {t_given:8.3f} {t_gltf:7.3f} {t_gltf / t_calc:5.1f}x "
               f"{t_gltf / t_given:5.1f}x {t_gltf / whole:5.1f}x")
