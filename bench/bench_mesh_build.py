@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -93,28 +94,41 @@ def best_of(fn, repeats: int) -> float:  # noqa: ANN001 - a no-argument callable
     return min(times)
 
 
-def edge_seconds(faces: int, repeats: int) -> float:
-    """Best time of ``mesh_edges`` on the bench mesh in this interpreter."""
+def interleaved(fns: list, repeats: int) -> list[float]:  # noqa: ANN001 - no-argument callables
+    """Best time of each, the functions taking turns (a busy machine's load then weighs on all alike)."""
+    times = [[best_of(fn, 1) for fn in fns] for _ in range(repeats)]
+    return [min(column) for column in zip(*times)]
+
+
+def edge_seconds(faces: int, repeats: int) -> tuple[float, float]:
+    """Best wall and best CPU time of ``mesh_edges`` on the bench mesh in this interpreter."""
     from backend.mesh.edges import mesh_edges
 
     _, tris, _, _ = uv_sphere(faces)
     count = int(tris.max()) + 1
-    return best_of(lambda: mesh_edges(tris, count), repeats)
+    wall, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        mesh_edges(tris, count)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return min(wall), min(cpu)
 
 
-def backend_edge_seconds(python: str, faces: int, repeats: int) -> float | None:
+def backend_edge_seconds(python: str, faces: int, repeats: int) -> tuple[float, float] | None:
     """``edge_seconds`` in the backend's interpreter (None if it cannot run)."""
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from bench.bench_mesh_build import edge_seconds; "
-            "print(edge_seconds(int(sys.argv[2]), int(sys.argv[3])))")
+            "print(*edge_seconds(int(sys.argv[2]), int(sys.argv[3])))")
     try:
         out = subprocess.run([python, "-c", code, str(REPO), str(faces), str(repeats)], capture_output=True,
                              text=True, timeout=600, check=True)
-        return float(out.stdout.split()[-1])
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        wall, cpu = out.stdout.split()[-2:]
+        return float(wall), float(cpu)
+    except (OSError, subprocess.SubprocessError, ValueError):
         return None
 
 
-def wire_seconds(arrays: dict[str, np.ndarray], repeats: int) -> float:
+def wire_trip(arrays: dict[str, np.ndarray]) -> Callable[[], None]:
     """One mesh through the protocol in memory (no pipe): frames, CRC32 both ways, decoding, reassembly."""
     import io
 
@@ -135,13 +149,13 @@ def wire_seconds(arrays: dict[str, np.ndarray], repeats: int) -> float:
             assembly.add(item[0])
         assembly.finish()
 
-    return best_of(send_and_receive, repeats)
+    return send_and_receive
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--faces", type=int, default=1_300_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--backend-python", default=str(REPO / ".venv" / "bin" / "python"))
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
@@ -157,12 +171,13 @@ def main() -> None:
     t_backend = backend_edge_seconds(args.backend_python, args.faces, args.repeats)
     t_here = edge_seconds(args.faces, args.repeats)
     mesh = {"vertices": verts, "faces": faces, "normals": normals, "uvs": uvs}
-    t_plain_wire = wire_seconds(mesh, args.repeats)
-    t_wire = max(0.0, wire_seconds({**mesh, "edges": edges, "corner_edge": corner_edge}, args.repeats) - t_plain_wire)
-    t_edges = t_backend if t_backend is not None else t_here
+    t_plain_wire, t_full_wire = interleaved([wire_trip(mesh), wire_trip({**mesh, "edges": edges,
+                                                                          "corner_edge": corner_edge})], args.repeats)
+    t_wire = max(0.0, t_full_wire - t_plain_wire)
+    (t_edges, cpu_edges) = t_backend if t_backend is not None else t_here
     where = "backend's interpreter" if t_backend is not None else "this interpreter (backend's not found)"
-    print(f"backend edges (mesh_edges, {len(edges):,} edges): {t_edges:.3f} s in the {where}, "
-          f"{t_here:.3f} s here; the two arrays on the wire: +{t_wire:.3f} s "
+    print(f"backend edges (mesh_edges, {len(edges):,} edges): {t_edges:.3f} s ({cpu_edges:.3f} s CPU) in the "
+          f"{where}, {t_here[0]:.3f} s here; the two arrays on the wire: +{t_wire:.3f} s "
           f"(the mesh without them: {t_plain_wire:.3f} s)")
     folder = tempfile.mkdtemp(prefix="hi3dgen_bench_")
     plain_glb, full_glb = os.path.join(folder, "plain.glb"), os.path.join(folder, "full.glb")
@@ -185,16 +200,16 @@ def main() -> None:
     cases = [("positions + faces (auto smooth, default)", "AUTO", False, plain_glb),
              ("positions + faces (smooth)", "SMOOTH", False, plain_glb),
              ("+ normals + UVs (custom normals)", "NORMALS", True, full_glb)]
-    print(f"{'data':42s} {'calc s':>7s} {'given s':>8s} {'glTF s':>7s} {'calc':>6s} {'given':>6s} {'whole':>6s}")
+    print(f"{'data':42s} {'calc s':>7s} {'given s':>8s} {'glTF s':>7s} {'calc':>6s} {'given':>6s} {'whole':>6s} "
+          f"{'whole*':>6s}")
     for name, shading, extras, glb in cases:
-        t_calc = best_of(partial(native, shading, extras), args.repeats)
-        t_given = best_of(partial(native, shading, extras, True), args.repeats)
-        t_gltf = best_of(partial(gltf, glb), args.repeats)
-        whole = t_given + t_edges + t_wire
+        t_calc, t_given, t_gltf = interleaved([partial(native, shading, extras), partial(native, shading, extras, True),
+                                               partial(gltf, glb)], args.repeats)
+        whole, whole_cpu = t_given + t_edges + t_wire, t_given + cpu_edges + t_wire
         print(f"{name:42s} {t_calc:7.3f} {t_given:8.3f} {t_gltf:7.3f} {t_gltf / t_calc:5.1f}x "
-              f"{t_gltf / t_given:5.1f}x {t_gltf / whole:5.1f}x")
-    print("calc: Blender computes the edges; given: the backend's edges, checked; "
-          "whole: given + backend edges + wire")
+              f"{t_gltf / t_given:5.1f}x {t_gltf / whole:5.1f}x {t_gltf / whole_cpu:5.1f}x")
+    print("calc: Blender computes the edges; given: the backend's edges, checked; whole: given + the backend's "
+          "edges (wall) + wire; whole*: the same with the edges' CPU time (their wall time on an idle core)")
     for path in (plain_glb, full_glb):
         os.remove(path)
     os.rmdir(folder)

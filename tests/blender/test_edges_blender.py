@@ -71,11 +71,12 @@ def _assert_same(given, computed) -> None:  # noqa: ANN001 - bpy Meshes
     assert not given.validate(verbose=False), "Blender found nothing to fix"
 
 
-@pytest.mark.parametrize("shading", ["AUTO", "SMOOTH", "FLAT"])
+@pytest.mark.parametrize("shading", ["AUTO", "SMOOTH", "FLAT", "NORMALS"])
 def test_given_edges_build_the_same_mesh(shading, capfd):
     arrays = _with_edges(_relief())
-    computed = mb.build_mesh("computed", arrays["vertices"], arrays["faces"], shading)
-    given = mb.build_mesh("given", arrays["vertices"], arrays["faces"], shading, edges=arrays["edges"],
+    normals = arrays["vertices"] + np.float32(0.1)  # [V, 3] any directions: custom normals
+    computed = mb.build_mesh("computed", arrays["vertices"], arrays["faces"], shading, normals)
+    given = mb.build_mesh("given", arrays["vertices"], arrays["faces"], shading, normals, edges=arrays["edges"],
                           corner_edge=arrays["corner_edge"])
     assert "refused" not in capfd.readouterr().err and len(given.edges) == len(arrays["edges"])
     assert (arrays["corner_edge"][-1] == -1).all(), "the degenerate face has no edges"
