@@ -1,4 +1,4 @@
-"""A triangle mesh's unique edges and each corner's edge, as Blender stores them (numpy only).
+"""A triangle mesh's unique edges and each corner's edge, as Blender stores them (numpy; SciPy when present).
 
 Blender keeps a mesh's edges as ``.edge_verts`` [E, 2] and, per face corner, ``.corner_edge``: the edge from
 that corner's vertex to the next corner's. ``mesh.update(calc_edges=True)`` derives both with a hash
@@ -19,7 +19,7 @@ indexed by vertex and each round has fewer keys. The slots are then ranked per v
 edges the sorted unique keys: ``np.unique``'s answer at a third of its time. A mesh needing more than
 ``MAX_ROUNDS`` rounds (a fan around one vertex) takes ``np.unique``.
 
-The contract (``protocol.MeshStart``): ``edges`` rows (lo, hi) with lo < hi, strictly increasing, every one
+The contract (``protocol.MESH_ARRAYS``): ``edges`` rows (lo, hi) with lo < hi, strictly increasing, every one
 used by a corner; ``corner_edge`` [F, 3] the row of corner (f, j)'s edge, -1 for the rows of degenerate
 triangles (a vertex twice), which the add-on drops.
 """

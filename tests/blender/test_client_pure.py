@@ -466,3 +466,12 @@ def _log_until(proc: BackendProcess, needle: str, timeout: float = 60.0) -> str:
     while needle not in proc.log_tail() and time.monotonic() < deadline:
         time.sleep(0.02)
     return proc.log_tail()
+
+
+@pytest.mark.parametrize("prefix", [(), ("ssh", "gpu-box")])
+def test_only_a_local_backend_is_asked_for_the_edges(prefix):
+    """Over a remote link 24 more bytes a face cost more than Blender computing the edges itself."""
+    config = dataclasses.replace(fake_config("ok"), prefix=prefix)
+    stub = type("Stub", (), {"config": config, "hello": None})()
+    message = Job(stub, request(), 15.0)._request_message()  # type: ignore[arg-type]
+    assert message.want_edges is (not prefix)

@@ -126,3 +126,21 @@ def test_a_received_mesh_with_edges_becomes_an_object():
     (obj,) = mb.add_result(bpy.context, [("grid", arrays)], None, BuildOptions(), mb.Placement())
     assert len(obj.data.edges) == len(arrays["edges"]) and scene_snapshot()["objects"] == before["objects"] + ["grid"]
     assert not obj.data.validate(verbose=False)
+
+
+def test_random_damage_is_refused_or_harmless():
+    """Flipped values anywhere in the arrays: the check answers ValueError or arrays equal to the true ones."""
+    arrays = _with_edges(grid_mesh())
+    faces, n = arrays["faces"], len(arrays["vertices"])
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        edges, corner = arrays["edges"].copy(), arrays["corner_edge"].copy()
+        target = edges if rng.random() < 0.5 else corner
+        flat = target.reshape(-1)
+        flat[rng.integers(len(flat))] = rng.choice([-1, 0, 1, n - 1, n, len(edges), int(flat.max()) + 1,
+                                                    int(rng.integers(-5, n + 5))])
+        try:
+            got = checked_edges(edges, corner, faces, None, n)
+        except ValueError:
+            continue
+        assert np.array_equal(got[0], arrays["edges"]) and np.array_equal(got[1], arrays["corner_edge"])
