@@ -72,3 +72,15 @@ def test_the_whole_estimate_keeps_a_grey_sphere_over_its_hard_shadow():
     rgb, sphere, _ = _grey_sphere(soft=0.0)
     found = segment.segment_object(rgb)
     assert _iou(found.mask, sphere) > 0.9 and found.confidence > 0.5
+
+
+def test_the_cut_keeps_the_core_of_a_mask_that_is_all_shadow_coloured():
+    y, x = np.mgrid[0:90, 0:120]
+    disc = (x - 60) ** 2 + (y - 45) ** 2 < 25 ** 2
+    grey = ndimage.gaussian_filter(np.where(disc, 0.3, 0.6), 3.0)  # dark grey on grey, a blurred outline
+    rgb = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
+    lab = _lab(rgb)
+    everything = np.ones(disc.shape, bool)  # all of it could be "the backdrop, darker" by colour
+    refined = boundary.refine(disc, everything, lab, boundary.sharpness(lab), segment.border_band(disc.shape))
+    core = ndimage.binary_erosion(disc, iterations=round(boundary.CORE * 120))
+    assert np.all(refined[core]) and not refined[:, :20].any()  # never emptied, never the backdrop

@@ -33,11 +33,11 @@ FLOORS = {  # IoU each case reaches, about 0.03 under what bench/bench_segmentat
     "floor_box_orange_soft": 0.9, "wall_mug_blue": 0.95, "wall_torus_grey": 0.87, "wall_bottle_green": 0.96,
     "backdrop_monkey_green": 0.96, "backdrop_cone_grey": 0.95, "backdrop_bottle_yellow": 0.95,
     "white_monkey_noalpha": 0.95, "white_torus_opaque_alpha": 0.95, "white_mug_near_opaque_alpha": 0.95,
-    "white_monkey_real_alpha": 0.97, "held_floor_cone_0": 0.87, "held_wall_monkey_1": 0.95,
+    "white_monkey_real_alpha": 0.97, "held_floor_cone_0": 0.94, "held_wall_monkey_1": 0.95,
     "held_backdrop_monkey_2": 0.95, "held_floor_box_3": 0.6, "held_wall_cone_4": 0.95,
     "held_backdrop_cone_5": 0.95, "held_floor_sphere_6": 0.96, "held_wall_bottle_7": 0.95,
-    "held2028_floor_torus_0": 0.95, "held2028_wall_monkey_1": 0.62, "held2028_backdrop_sphere_2": 0.95,
-    "held2028_floor_bottle_3": 0.95, "held2028_wall_box_4": 0.81, "held2028_backdrop_sphere_5": 0.93,
+    "held2028_floor_torus_0": 0.95, "held2028_wall_monkey_1": 0.94, "held2028_backdrop_sphere_2": 0.95,
+    "held2028_floor_bottle_3": 0.95, "held2028_wall_box_4": 0.37, "held2028_backdrop_sphere_5": 0.93,
     "held2028_floor_table_6": 0.75, "held2028_wall_box_7": 0.68,
 }
 
