@@ -73,7 +73,8 @@ def refine(mask: np.ndarray, ambiguous: np.ndarray, lab: np.ndarray, sharp: np.n
            frozen: np.ndarray) -> np.ndarray:
     """``mask`` [H, W] bool with its ``ambiguous`` pixels near it (could be backdrop or shadow by colour)
     relabelled by a minimum cut: the outline through them runs where the fewest pairs lie off sharp edges.
-    Pixels outside the ambiguous set keep their label, ``frozen`` ones (the border band) stay out.
+    Pixels outside the ambiguous set keep their label, and so does the mask's core; ``frozen`` ones (the
+    border band) stay out.
 
     The cut costs ``1 - sharp`` per pair of neighbours it separates, least on the edge's crest, plus a small
     pull towards the mask's own label so that ties keep it. A shaded side joins (cutting it off crosses a
@@ -84,7 +85,8 @@ def refine(mask: np.ndarray, ambiguous: np.ndarray, lab: np.ndarray, sharp: np.n
     from scipy.sparse.csgraph import maximum_flow
 
     reach = max(2, round(REACH * max(mask.shape)))
-    free = ambiguous & ~frozen & ndimage.binary_dilation(mask, iterations=reach)
+    core = ndimage.binary_erosion(mask, iterations=max(1, round(CORE * max(mask.shape))))
+    free = ambiguous & ~frozen & ~core & ndimage.binary_dilation(mask, iterations=reach)
     count = int(np.count_nonzero(free))
     if count == 0:
         return mask.copy()
@@ -141,3 +143,5 @@ PULL = 1
 "What relabelling one ambiguous pixel costs (so ties keep the mask as it was)."
 REACH = 0.3
 "Ambiguous pixels within this fraction of the long side of the mask may be relabelled."
+CORE = 0.03
+"The mask's pixels deeper inside than this (of the long side) keep their label: the cut cannot empty it."

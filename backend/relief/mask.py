@@ -2,7 +2,8 @@
 
 ``object_mask`` is the relief engine's choice without the learned model: a given mask, the image's alpha
 (only when it carries a mask: ``images.alpha_carries_mask``), else ``segment.segment_object`` (a
-border-seeded GrabCut). Each comes with a ``MaskReport`` (source, coverage, confidence, warning).
+border-seeded GrabCut, refined along the image's sharp edges by ``boundary.refine``). Each comes with a
+``MaskReport`` (source, coverage, confidence, warning).
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@
    pixels that could be backdrop or shadow by colour are relabelled by a minimum cut that puts the outline
    on sharp edges; a grey object's shaded side joins, a soft shadow stays out), and steps 3-5 again with no
    shadow model (every difference counts). The refined mask wins unless the second one's outline is
-   clearly sharper (``boundary.outline_score``). Where the image's cast shadows are hard (a sun: their rims
-   are sharp edges too) the shadow model's umbra is not relabelled.
+   clearly sharper (``boundary.outline_score``). A sun's hard shadow stays out too: its rim is a sharp
+   edge, but a slightly wider one than an outline, and longer than the object's outline where they meet.
 
 The confidence in [0, 1] is the least of two: the chosen outline's score, rescaled (an object's outline is a
 sharp edge nearly everywhere; one through a smooth surface or along a soft shadow is not), and how little
@@ -65,18 +65,29 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     mask = _hypothesis(small, evidence, shadow, dim)
     check()
     sharp = sharpness(lab)  # [h, w] in [0, 1]
-    ambiguous = (shadow | dim) if soft_shadows(shadow, evidence < 0.25, sharp) else (dim & ~shadow)
-    refined = refine(mask, ambiguous, lab, sharp, border_band(mask.shape))
+    ambiguous = shadow | dim  # what could be the backdrop, darker: judged by the edges alone
+    band = border_band(mask.shape)
+    refined = refine(mask, ambiguous, lab, sharp, band)
+    reach = max(2, round(WIDER * max(mask.shape)))
+    weak = ~mask & (evidence < LOW) & ndimage.binary_dilation(mask, iterations=reach)
+    wider = refine(mask, ambiguous | weak, lab, sharp, band)  # a side as light as the backdrop behind it
     check()
     plain = _hypothesis(small, *object_evidence(lab, background, False))
-    score, plain_score = outline_score(refined, sharp), outline_score(plain, sharp)
-    if plain_score > score + PLAIN_MARGIN:
-        refined, score = plain, plain_score
-    return Segmentation(_grow(refined, (h, w)), _confidence(refined, score, ambiguous))
+    chosen, score = _choose([refined, wider, plain], sharp)
+    return Segmentation(_grow(chosen, (h, w)), _confidence(chosen, score, ambiguous))
 
 
-PLAIN_MARGIN = 0.03
-"The mask without the shadow model wins when its outline score is higher by more than this."
+def _choose(masks: list[np.ndarray], sharp: np.ndarray) -> tuple[np.ndarray, float]:
+    """The first mask and its outline score, unless the best of the others scores higher by ``MARGIN``."""
+    scores = [outline_score(m, sharp) for m in masks]
+    best = 1 + int(np.argmax(scores[1:]))
+    return (masks[best], scores[best]) if scores[best] > scores[0] + MARGIN else (masks[0], scores[0])
+
+
+MARGIN = 0.03
+"Another hypothesis wins over the refined mask when its outline score is higher by more than this."
+WIDER = 0.05
+"The wider refinement may also relabel pixels as weak as the backdrop within this (of the long side)."
 
 
 def _hypothesis(small: np.ndarray, evidence: np.ndarray, shadow: np.ndarray, dim: np.ndarray) -> np.ndarray:
@@ -84,21 +95,6 @@ def _hypothesis(small: np.ndarray, evidence: np.ndarray, shadow: np.ndarray, dim
     seeds = _seeds(evidence, shadow, dim, border_band(evidence.shape))
     mask = _grabcut(small, seeds)
     return _cleanup(mask, np.where(dim, 0.0, evidence))  # a hole of shadow-coloured floor stays a hole
-
-
-def soft_shadows(shadow: np.ndarray, lit: np.ndarray, sharp: np.ndarray) -> bool:
-    """Whether the cast shadow's rim against the lit backdrop is soft (an area light): under ``HARD_RIM`` of
-    it lies on sharp edges (a sun's shadow: a fifth to a third; an object's outline: nearly all)."""
-    rim = shadow & ndimage.binary_dilation(lit)
-    if np.count_nonzero(rim) < MIN_RIM:
-        return True
-    return float(np.mean(sharp[rim] > 0.5)) < HARD_RIM
-
-
-HARD_RIM = 0.15
-"A shadow rim with at least this share on sharp edges is a hard shadow's."
-MIN_RIM = 50
-"Fewer rim pixels than this: no cast shadow to speak of (soft: every ambiguous region may join)."
 
 
 def _shrink(rgb: np.ndarray) -> np.ndarray:

