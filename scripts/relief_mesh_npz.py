@@ -50,7 +50,8 @@ def main() -> int:
     out = engine.generate(EngineRequest(image, Path(args.image).stem, 0, validate_params(engine.params, params)),
                           JobContext())
     mesh = out.meshes[0]
-    np.savez(args.out, vertices=mesh.vertices, faces=mesh.faces, uvs=mesh.uvs)
+    np.savez(args.out, vertices=mesh.vertices, faces=mesh.faces, uvs=mesh.uvs,
+             mask_coverage=float(out.stats["mask"]["coverage"]))  # the share of the frame the mask took
     print(f"{args.out}: {len(mesh.vertices)} vertices, {len(mesh.faces)} faces, {out.stats}")
     return 0
 
