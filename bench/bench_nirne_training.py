@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.distributed import World  # noqa: E402
-from training.metrics import normal_map_metrics  # noqa: E402
+from training.metrics import erode_mask, normal_map_metrics  # noqa: E402
 from training.nirne.config import nirne_config_from_dict  # noqa: E402
 from training.nirne.data import SampleFolder  # noqa: E402
 from training.nirne.evaluate import evaluate_release  # noqa: E402
@@ -42,9 +42,39 @@ def _vae_floor(init: Path, split: Path) -> dict[str, float]:
     _, normals, masks = SampleFolder(split).stacked()
     with torch.no_grad():
         back = nets.vae.decode(nets.vae.encode(normals).latent_dist.mode()).sample
-    rows = [normal_map_metrics(back[i].permute(1, 2, 0).numpy(), normals[i].permute(1, 2, 0).numpy(),
-                               masks[i].numpy()) for i in range(len(normals))]
-    return {k: float(np.nanmean([r[k] for r in rows])) for k in ("NE", "SNE")}
+    rows = []
+    for i in range(len(normals)):
+        pred = back[i].permute(1, 2, 0).numpy()
+        pred = pred / np.linalg.norm(pred, axis=-1, keepdims=True).clip(1e-6)
+        truth, mask = normals[i].permute(1, 2, 0).numpy(), masks[i].numpy()
+        inside = erode_mask(mask, 10)[1:, 1:]
+        rows.append({**normal_map_metrics(pred, truth, mask),
+                     "detail": _variation(pred, inside) / _variation(truth, inside)})
+    return {k: float(np.nanmean([r[k] for r in rows])) for k in ("NE", "SNE", "detail")}
+
+
+def _variation(normals: np.ndarray, inside: np.ndarray) -> float:
+    """Mean |n(x+1) - n(x)| + |n(y+1) - n(y)| of unit normals [H, W, 3] over ``inside`` [H-1, W-1]."""
+    dx = np.linalg.norm(normals[1:, 1:] - normals[1:, :-1], axis=-1)
+    dy = np.linalg.norm(normals[1:, 1:] - normals[:-1, 1:], axis=-1)
+    return float((dx + dy)[inside].mean())
+
+
+def _detail_ratio(folder: Path, split: Path) -> float:
+    """High-frequency content of the predictions over the truth's (1 = as much pixel-to-pixel variation as the
+    ground truth, below 1 = smoother), mean over the samples, inside the 10 px eroded mask."""
+    from backend.nirne.loading import load_nirne
+    from backend.nirne.pipeline import estimate_normals
+
+    models = load_nirne(folder, "cpu", torch.float32)
+    ratios = []
+    for sample in SampleFolder(split).samples:
+        image = ((sample.pixels.permute(1, 2, 0).numpy() + 1.0) * 0.5).clip(0.0, 1.0)
+        mask = sample.mask.numpy()
+        pred = estimate_normals(models, image, mask, processing_resolution=max(image.shape[:2]))
+        inside = erode_mask(mask, 10)[1:, 1:]
+        ratios.append(_variation(pred, inside) / _variation(sample.normals.permute(1, 2, 0).numpy(), inside))
+    return float(np.mean(ratios))
 
 
 def _train(args: argparse.Namespace, init: Path, data: Path, out: Path, t_max: int, seed: int) -> Path:
@@ -89,11 +119,13 @@ def _summary(scores: dict[str, list[dict[str, float]]], args: argparse.Namespace
     seeds = len(scores["with"])
     print(f"\n{seeds} seed(s), {args.count} + {args.count} samples of {args.size} px, "
           f"{args.steps_real} + {args.steps_synthetic} steps, batch 4, lr {args.lr:g}, "
-          f"pixel_weight {args.pixel_weight:g}, injection t <= {args.t_max} (degrees, lower is better):")
-    for key in ("SNE", "NE", "NE_real"):
+          f"pixel_weight {args.pixel_weight:g}, injection t <= {args.t_max} (NE / SNE: degrees, lower is better; "
+          f"detail: the prediction's pixel-to-pixel variation over the truth's, 1 = as sharp as the truth):")
+    for key in ("SNE", "NE", "NE_real", "detail"):
         with_, without = ([row[key] for row in scores[arm]] for arm in ("with", "without"))
         diff = [w - wo for w, wo in zip(with_, without)]
-        wins = sum(d < 0 for d in diff)
+        # detail: the better arm is the one nearer the truth's 1; the errors: the lower one
+        wins = sum(abs(1 - w) < abs(1 - wo) if key == "detail" else w < wo for w, wo in zip(with_, without))
         print(f"  {key:8s} with {_spread(with_)}  without {_spread(without)}  "
               f"with - without {_spread(diff)}  (injection better on {wins}/{seeds} seeds)")
 
@@ -125,8 +157,8 @@ def main() -> int:
         print(f"tiny init (VAE fitted, {args.vae_steps} steps) in {time.perf_counter() - t0:.0f} s")
         floor = _vae_floor(root / "init", root / "held" / "synthetic")
         start = evaluate_release(root / "init", root / "held" / "synthetic")
-        print(f"held-out synthetic: VAE round trip NE {floor['NE']:.2f} SNE {floor['SNE']:.2f}; "
-              f"untrained NE {start['NE']:.2f} SNE {start['SNE']:.2f}")
+        print(f"held-out synthetic: VAE round trip NE {floor['NE']:.2f} SNE {floor['SNE']:.2f} detail "
+              f"{floor['detail']:.2f}; untrained NE {start['NE']:.2f} SNE {start['SNE']:.2f}")
         scores: dict[str, list[dict[str, float]]] = {"with": [], "without": []}
         exports: dict[str, Path] = {}
         for seed in range(args.seeds):
@@ -135,11 +167,12 @@ def main() -> int:
                 exports[name] = _train(args, root / "init", root / "train", root / f"{name}_{seed}", t_max, seed)
                 metrics = {split: evaluate_release(exports[name], root / "held" / split)
                            for split in ("synthetic", "real")}
+                detail = _detail_ratio(exports[name], root / "held" / "synthetic")
                 scores[name].append({"SNE": metrics["synthetic"]["SNE"], "NE": metrics["synthetic"]["NE"],
-                                     "NE_real": metrics["real"]["NE"]})
+                                     "NE_real": metrics["real"]["NE"], "detail": detail})
                 print(f"seed {seed} {name:7s} injection: held-out synthetic NE {metrics['synthetic']['NE']:.2f} "
-                      f"SNE {metrics['synthetic']['SNE']:.2f}, real NE {metrics['real']['NE']:.2f} "
-                      f"({time.perf_counter() - t0:.0f} s)")
+                      f"SNE {metrics['synthetic']['SNE']:.2f} detail {detail:.2f}, real NE "
+                      f"{metrics['real']['NE']:.2f} ({time.perf_counter() - t0:.0f} s)")
         _summary(scores, args)
         if args.figure is not None:
             _figure(args.figure, root / "held" / "synthetic", exports)
