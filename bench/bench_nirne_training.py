@@ -14,9 +14,11 @@ Run: ``.venv/bin/python bench/bench_nirne_training.py --seeds 2 --steps-real 150
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +89,18 @@ def _train(args: argparse.Namespace, init: Path, data: Path, out: Path, t_max: i
     return result.export
 
 
+def _run_arm(task: tuple[argparse.Namespace, Path, str, int, int]) -> tuple[dict[str, float], Path, float]:
+    """Train one arm (``with`` / ``without``) for one seed and score its export on the held-out splits."""
+    args, root, name, t_max, seed = task
+    torch.set_num_threads(max(1, args.threads))
+    t0 = time.perf_counter()
+    export = _train(args, root / "init", root / "train", root / f"{name}_{seed}", t_max, seed)
+    metrics = {split: evaluate_release(export, root / "held" / split) for split in ("synthetic", "real")}
+    row = {"SNE": metrics["synthetic"]["SNE"], "NE": metrics["synthetic"]["NE"], "NE_real": metrics["real"]["NE"],
+           "detail": _detail_ratio(export, root / "held" / "synthetic")}
+    return row, export, time.perf_counter() - t0
+
+
 def _figure(path: Path, split: Path, exports: dict[str, Path], count: int = 3) -> None:
     import cv2
 
@@ -144,6 +158,7 @@ def main() -> int:
     parser.add_argument("--vae-steps", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: on a shared, loaded machine 2 threads wait on each other)")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run side by side (processes)")
     parser.add_argument("--figure", type=Path, default=None, help="write a PNG comparison here")
     args = parser.parse_args()
     torch.set_num_threads(max(1, args.threads))
@@ -159,20 +174,20 @@ def main() -> int:
         start = evaluate_release(root / "init", root / "held" / "synthetic")
         print(f"held-out synthetic: VAE round trip NE {floor['NE']:.2f} SNE {floor['SNE']:.2f} detail "
               f"{floor['detail']:.2f}; untrained NE {start['NE']:.2f} SNE {start['SNE']:.2f}")
+        tasks = [(args, root, name, t_max, seed) for seed in range(args.seeds)
+                 for name, t_max in (("with", args.t_max), ("without", 0))]
+        if args.jobs > 1:  # independent trainings side by side, one thread each (spawned, not forked)
+            with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                results = list(pool.map(_run_arm, tasks))
+        else:
+            results = [_run_arm(task) for task in tasks]
         scores: dict[str, list[dict[str, float]]] = {"with": [], "without": []}
         exports: dict[str, Path] = {}
-        for seed in range(args.seeds):
-            for name, t_max in (("with", args.t_max), ("without", 0)):
-                t0 = time.perf_counter()
-                exports[name] = _train(args, root / "init", root / "train", root / f"{name}_{seed}", t_max, seed)
-                metrics = {split: evaluate_release(exports[name], root / "held" / split)
-                           for split in ("synthetic", "real")}
-                detail = _detail_ratio(exports[name], root / "held" / "synthetic")
-                scores[name].append({"SNE": metrics["synthetic"]["SNE"], "NE": metrics["synthetic"]["NE"],
-                                     "NE_real": metrics["real"]["NE"], "detail": detail})
-                print(f"seed {seed} {name:7s} injection: held-out synthetic NE {metrics['synthetic']['NE']:.2f} "
-                      f"SNE {metrics['synthetic']['SNE']:.2f} detail {detail:.2f}, real NE "
-                      f"{metrics['real']['NE']:.2f} ({time.perf_counter() - t0:.0f} s)")
+        for (_, _, name, _, seed), (row, export, seconds) in zip(tasks, results):
+            scores[name].append(row)
+            exports[name] = export
+            print(f"seed {seed} {name:7s} injection: held-out synthetic NE {row['NE']:.2f} SNE {row['SNE']:.2f} "
+                  f"detail {row['detail']:.2f}, real NE {row['NE_real']:.2f} ({seconds:.0f} s)")
         _summary(scores, args)
         if args.figure is not None:
             _figure(args.figure, root / "held" / "synthetic", exports)
