@@ -39,6 +39,9 @@ FLOORS = {  # IoU each case reaches, about 0.03 under what bench/bench_segmentat
     "held2028_floor_torus_0": 0.95, "held2028_wall_monkey_1": 0.94, "held2028_backdrop_sphere_2": 0.95,
     "held2028_floor_bottle_3": 0.95, "held2028_wall_box_4": 0.37, "held2028_backdrop_sphere_5": 0.93,
     "held2028_floor_table_6": 0.75, "held2028_wall_box_7": 0.68,
+    "held2029_floor_mug_0": 0.95, "held2029_wall_monkey_1": 0.92, "held2029_backdrop_sphere_2": 0.96,
+    "held2029_floor_table_3": 0.44, "held2029_wall_sphere_4": 0.96, "held2029_backdrop_mug_5": 0.96,
+    "held2029_floor_mug_6": 0.86, "held2029_wall_mug_7": 0.95,
 }
 
 
