@@ -19,6 +19,11 @@
    shadow model (every difference counts). The refined mask wins unless the second one's outline is
    clearly sharper (``boundary.outline_score``). A sun's hard shadow stays out too: its rim is a sharp
    edge, but a slightly wider one than an outline, and longer than the object's outline where they meet.
+7. Faces: a region of backdrop-coloured pixels beside the mask that sharp edges enclose on every side but
+   the mask's joins (``enclosed_faces``: a box's side lit like the floor, which the cut had left at the
+   crease), and the mask's convex hull refined along sharp edges replaces the mask when it is convex
+   (``SOLID``) and its outline nearly as sharp (``_convex``). A sphere with its cast shadow is not convex,
+   and a mug's handle keeps its hole (the mask's holes are never added).
 
 The confidence in [0, 1] is the least of two: the chosen outline's score, rescaled (an object's outline is a
 sharp edge nearly everywhere; one through a smooth surface or along a soft shadow is not), and how little
