@@ -23,7 +23,9 @@
    the mask's joins (``enclosed_faces``: a box's side lit like the floor, which the cut had left at the
    crease), and the mask's convex hull refined along sharp edges replaces the mask when it is convex
    (``SOLID``) and its outline nearly as sharp (``_convex``). A sphere with its cast shadow is not convex,
-   and a mug's handle keeps its hole (the mask's holes are never added).
+   and a mug's handle keeps its hole (the mask's holes are never added). A coloured object's mask drops the
+   pixels of the backdrop's own chromaticity, darker (``drop_floor_coloured``: the floor in shadow between a
+   table's legs).
 
 The confidence in [0, 1] is the least of two: the chosen outline's score, rescaled (an object's outline is a
 sharp edge nearly everywhere; one through a smooth surface or along a soft shadow is not), and how little
@@ -40,7 +42,7 @@ import numpy as np
 from scipy import ndimage
 
 from .boundary import outline_score, refine, sharpness
-from .shadow import shadow_mask
+from .shadow import CHROMA, chroma_change, luminance_ratio, shadow_mask
 
 WORK_SIDE = 512
 "Segmentation runs on the image shrunk to at most this long side."
@@ -81,6 +83,8 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     chosen, score = _choose([refined, wider, plain], sharp)
     chosen = enclosed_faces(chosen, ambiguous, lab, sharp, band)
     chosen, score = _convex(chosen, outline_score(chosen, sharp), ambiguous | weak, lab, sharp, band)
+    chosen = drop_floor_coloured(chosen, lab, background)
+    score = outline_score(chosen, sharp)
     return Segmentation(_grow(chosen, (h, w)), _confidence(chosen, score, ambiguous))
 
 
@@ -111,6 +115,26 @@ def enclosed_faces(mask: np.ndarray, ambiguous: np.ndarray, lab: np.ndarray, sha
     rim = ndimage.binary_dilation(faces, iterations=3)  # the crease and the face's own outline
     out = refine(mask | faces, ambiguous | rim, lab, sharp, band)
     return out if solidity(out) >= SOLID else mask  # a box stays convex; a ball with its shadow does not
+
+
+def drop_floor_coloured(mask: np.ndarray, lab: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """A coloured object's mask (median chromaticity change from the backdrop over ``OWN_COLOUR`` times
+    ``shadow.CHROMA``) without the pixels of the backdrop's own chromaticity, darker (the floor in shadow
+    seen between a table's legs); specks left over dropped. A grey object's mask is returned as it is."""
+    change = ndimage.gaussian_filter(chroma_change(lab, background), 0.7)  # [H, W]
+    if not mask.any() or float(np.median(change[mask])) < OWN_COLOUR * CHROMA:
+        return mask
+    q = luminance_ratio(lab, background)
+    out = mask & ~((change < CHROMA) & (q < 0.97) & (q > 0.1))
+    labels, count = ndimage.label(out)
+    if count > 1:
+        sizes = ndimage.sum_labels(out, labels, index=np.arange(1, count + 1))
+        out = np.isin(labels, np.flatnonzero(sizes >= 0.02 * sizes.max()) + 1)
+    return out
+
+
+OWN_COLOUR = 3.0
+"A mask is a coloured object's when its median chromaticity change is at least this many ``shadow.CHROMA``."
 
 
 def solidity(mask: np.ndarray) -> float:
