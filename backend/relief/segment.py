@@ -19,6 +19,13 @@
    shadow model (every difference counts). The refined mask wins unless the second one's outline is
    clearly sharper (``boundary.outline_score``). A sun's hard shadow stays out too: its rim is a sharp
    edge, but a slightly wider one than an outline, and longer than the object's outline where they meet.
+7. Faces: a region of backdrop-coloured pixels beside the mask that sharp edges enclose on every side but
+   the mask's joins (``enclosed_faces``: a box's side lit like the floor, which the cut had left at the
+   crease), and the mask's convex hull refined along sharp edges replaces the mask when it is convex
+   (``SOLID``) and its outline nearly as sharp (``_convex``). A sphere with its cast shadow is not convex,
+   and a mug's handle keeps its hole (the mask's holes are never added). A coloured object's mask drops the
+   pixels of the backdrop's own chromaticity, darker (``drop_floor_coloured``: the floor in shadow between a
+   table's legs).
 
 The confidence in [0, 1] is the least of two: the chosen outline's score, rescaled (an object's outline is a
 sharp edge nearly everywhere; one through a smooth surface or along a soft shadow is not), and how little
@@ -35,7 +42,7 @@ import numpy as np
 from scipy import ndimage
 
 from .boundary import outline_score, refine, sharpness
-from .shadow import shadow_mask
+from .shadow import CHROMA, chroma_change, luminance_ratio, shadow_mask
 
 WORK_SIDE = 512
 "Segmentation runs on the image shrunk to at most this long side."
@@ -74,7 +81,105 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     check()
     plain = _hypothesis(small, *object_evidence(lab, background, False))
     chosen, score = _choose([refined, wider, plain], sharp)
+    chosen = enclosed_faces(chosen, ambiguous, lab, sharp, band)
+    chosen, score = _convex(chosen, outline_score(chosen, sharp), ambiguous | weak, lab, sharp, band)
+    chosen = drop_floor_coloured(chosen, lab, background)
+    score = outline_score(chosen, sharp)
     return Segmentation(_grow(chosen, (h, w)), _confidence(chosen, score, ambiguous))
+
+
+def enclosed_faces(mask: np.ndarray, ambiguous: np.ndarray, lab: np.ndarray, sharp: np.ndarray,
+                   band: np.ndarray) -> np.ndarray:
+    """``mask`` plus the backdrop-coloured faces beside it that sharp edges enclose (a box's side lit like
+    the floor, cut off at the crease): each region of ambiguous pixels off sharp edges that touches the mask
+    joins when the pixels around it (but the mask) lie on sharp edges nearly everywhere (``ENCLOSED``); the
+    outline is then refined along the edges about it (``boundary.refine``). A cast shadow's rim is soft, or
+    widens away from the contact, so a shadow stays out."""
+    reach = max(2, round(FACE_REACH * max(mask.shape)))
+    free = ambiguous & ~mask & ~band & ndimage.binary_dilation(mask, iterations=reach)
+    cells, count = ndimage.label(free & (sharp < 0.5))
+    if count == 0:
+        return mask
+    near = ndimage.binary_dilation(mask, iterations=3)
+    faces = np.zeros_like(mask)
+    for i, box in enumerate(ndimage.find_objects(cells), start=1):
+        grown = tuple(slice(max(0, b.start - 3), b.stop + 3) for b in box)
+        cell = cells[grown] == i
+        if np.count_nonzero(cell) < MIN_FACE * np.count_nonzero(mask) or not (cell & near[grown]).any():
+            continue
+        ring = ndimage.binary_dilation(cell, iterations=2) & ~cell & ~mask[grown]
+        if ring.any() and float(sharp[grown][ring].mean()) >= ENCLOSED:
+            faces[grown] |= cell
+    if not faces.any():
+        return mask
+    rim = ndimage.binary_dilation(faces, iterations=3)  # the crease and the face's own outline
+    out = refine(mask | faces, ambiguous | rim, lab, sharp, band)
+    return out if solidity(out) >= SOLID else mask  # a box stays convex; a ball with its shadow does not
+
+
+def drop_floor_coloured(mask: np.ndarray, lab: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """A coloured object's mask (median chromaticity change from the backdrop over ``OWN_COLOUR`` times
+    ``shadow.CHROMA``) without the pixels of the backdrop's own chromaticity, darker (the floor in shadow
+    seen between a table's legs); specks left over dropped. A grey object's mask is returned as it is."""
+    change = ndimage.gaussian_filter(chroma_change(lab, background), 0.7)  # [H, W]
+    if not mask.any() or float(np.median(change[mask])) < OWN_COLOUR * CHROMA:
+        return mask
+    q = luminance_ratio(lab, background)
+    out = mask & ~((change < CHROMA) & (q < 0.97) & (q > 0.1))
+    labels, count = ndimage.label(out)
+    if count > 1:
+        sizes = ndimage.sum_labels(out, labels, index=np.arange(1, count + 1))
+        out = np.isin(labels, np.flatnonzero(sizes >= 0.02 * sizes.max()) + 1)
+    return out
+
+
+OWN_COLOUR = 3.0
+"A mask is a coloured object's when its median chromaticity change is at least this many ``shadow.CHROMA``."
+
+
+def solidity(mask: np.ndarray) -> float:
+    """The share of its filled convex hull that ``mask`` covers (1 for a convex shape)."""
+    return np.count_nonzero(mask) / max(1, np.count_nonzero(convex_hull(mask)))
+
+
+ENCLOSED = 0.85
+"A backdrop-coloured region joins the mask when the mean edge sharpness around it is at least this."
+FACE_REACH = 0.3
+"Such regions are looked for within this fraction of the long side of the mask."
+MIN_FACE = 0.02
+"Regions smaller than this share of the mask are left as they are."
+
+
+def _convex(mask: np.ndarray, score: float, ambiguous: np.ndarray, lab: np.ndarray, sharp: np.ndarray,
+            band: np.ndarray) -> tuple[np.ndarray, float]:
+    """The mask's convex hull refined along sharp edges (``boundary.refine``) when that comes out nearly
+    convex (solidity ``SOLID``) with an outline nearly as sharp: a box's side lit like the floor, cut off
+    at a crease shorter than its own outline, joins. Else ``mask`` as it was."""
+    free = ambiguous & ~(ndimage.binary_fill_holes(mask) & ~mask)  # a mug's handle keeps its hole
+    convex = refine(mask | (convex_hull(mask) & free), free, lab, sharp, band)
+    convex_score = outline_score(convex, sharp)
+    if solidity(convex) >= SOLID and convex_score >= max(CONVEX_SCORE, score - CONVEX_SLACK):
+        return convex, convex_score
+    return mask, score
+
+
+SOLID = 0.975
+"""A face joins, or the refined hull replaces the mask, only when the result covers at least this share of
+its own convex hull."""
+CONVEX_SCORE, CONVEX_SLACK = 0.85, 0.08
+"... and when its outline score is at least the first and at most the second under the mask's."
+
+
+def convex_hull(mask: np.ndarray) -> np.ndarray:
+    """Bool [H, W]: the filled convex hull of ``mask`` (with ``mask`` itself)."""
+    import cv2
+
+    points = cv2.findNonZero(mask.astype(np.uint8))
+    if points is None:
+        return mask.copy()
+    out = np.zeros(mask.shape, np.uint8)
+    cv2.fillConvexPoly(out, cv2.convexHull(points), 1)
+    return out.astype(bool) | mask
 
 
 def _choose(masks: list[np.ndarray], sharp: np.ndarray) -> tuple[np.ndarray, float]:
