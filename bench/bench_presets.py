@@ -131,6 +131,7 @@ def deviations(size: str) -> dict[str, float]:
     from backend.sampling_heun import sample_flow_heun
 
     model, noise, cond = build_flow(size)
+    neg = torch.zeros_like(cond)  # made outside inference mode: the K/V cache reads its version counter
     quantized = None
     out: dict[str, torch.Tensor] = {}
     for preset in PRESETS.values():
@@ -143,7 +144,7 @@ def deviations(size: str) -> dict[str, float]:
             net = quantized
         fn = sample_flow_heun if v["sampler"] == "heun" else sample_flow_euler
         with torch.inference_mode():
-            out[preset.name] = fn(net, noise, cond, torch.zeros_like(cond), steps=v["ss_steps"],
+            out[preset.name] = fn(net, noise, cond, neg, steps=v["ss_steps"],
                                   cfg_strength=v["ss_guidance"], cfg_interval=(0.5, 1.0), rescale_t=3.0,
                                   batch_cfg=False)
         print(f"  {preset.name}: structure latent done", flush=True)

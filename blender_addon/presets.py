@@ -14,10 +14,10 @@ from typing import Any
 PRESETS = (
     ("official", "Official",
      "The official app's path: structure 50 Euler steps, latent 6, guidance 3, float32 (88 + 11 flow "
-     "forwards; about 67 minutes on a 2-core CPU, a minute or two on a GPU)."),
+     "forwards; about 68 minutes on a 2-core CPU, minutes on a GPU)."),
     ("standard", "Standard",
      "Heun sampler, structure 8 steps, latent 3, guidance 3, int8 Linear layers on a CPU (29 + 11 "
-     "forwards; about 20 minutes on a 2-core CPU; structure latent 0.6 % from official's)."),
+     "forwards; about 20 minutes on a 2-core CPU; structure latent 0.5 % from official's)."),
     ("draft", "Draft",
      "Heun sampler, structure 2 steps, latent 2, guidance 3, int8 Linear layers on a CPU (7 + 7 forwards; "
      "about 9 minutes on a 2-core CPU; structure latent 1.1 % from official's)."),
