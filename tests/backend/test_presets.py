@@ -128,7 +128,8 @@ def test_a_preset_fills_only_what_the_request_leaves_out():
     draft = validate_params(PARAMS, {"preset": "draft"})
     assert {k: draft[k] for k in GOVERNED} == PRESETS["draft"].values
     mixed = validate_params(PARAMS, {"preset": "draft", "ss_steps": 20, "sampler": "euler"})
-    assert (mixed["ss_steps"], mixed["sampler"], mixed["slat_steps"]) == (20, "euler", 2)
+    assert (mixed["ss_steps"], mixed["sampler"]) == (20, "euler")
+    assert mixed["slat_steps"] == PRESETS["draft"].values["slat_steps"]
     standard = validate_params(PARAMS, {"preset": "standard"})
     untouched = {k: v for k, v in defaults.items() if k not in GOVERNED}
     assert {k: v for k, v in standard.items() if k not in GOVERNED} == {**untouched, "preset": "standard"}
@@ -197,7 +198,8 @@ def test_draft_runs_heun_and_int8_on_the_cpu(engine, one_torch_thread):
     ctx = JobContext(report=lambda stage, step, total, message: steps.append((stage, step, total)))
     mesh = engine.generate(_request({"preset": "draft"}), ctx).meshes[0]
     assert len(mesh.faces) > 0
-    assert ("structure", 3, 3) in steps and ("latent", 2, 2) in steps
+    ss, slat = PRESETS["draft"].values["ss_steps"], PRESETS["draft"].values["slat_steps"]
+    assert ("structure", ss, ss) in steps and ("latent", slat, slat) in steps
     assert engine._int8 is not None and engine._int8[0] is engine._geometry
 
 
