@@ -15,7 +15,7 @@ Output convention. YOSO reuses diffusers' Marigold image processor and its norma
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +24,7 @@ import torch
 from ..devices import Placement
 from ..errors import BadInput
 from ..jobs import JobContext
+from ..memory import StageMemory
 from .loading import NirneModels, load_nirne
 from .preprocess import (
     composite_over_white,
@@ -88,15 +89,28 @@ class NirneEstimator:
 
     models: NirneModels
     processing_resolution: int = 768
+    memory: StageMemory | None = field(default=None, compare=False)
+    "Whether the networks wait in CPU memory between calls (backend/memory.py); None: always on the device."
 
     @classmethod
-    def load(cls, folder: Path | str, placement: Placement,
-             processing_resolution: int = 768) -> "NirneEstimator":
-        """Load a yoso-normal release folder onto ``placement`` (its dtype: fp16 on CUDA, fp32 on CPU...)."""
-        return cls(load_nirne(folder, placement.device, placement.dtype), processing_resolution)
+    def load(cls, folder: Path | str, placement: Placement, processing_resolution: int = 768,
+             memory: str = "resident") -> "NirneEstimator":
+        """Load a yoso-normal release folder for ``placement`` (its dtype: fp16 on CUDA, fp32 on CPU...): onto
+        the device (``resident``) or into CPU memory (``offload``: moved to the device for each call)."""
+        stages = StageMemory(placement.device, memory)
+        models = load_nirne(folder, stages.home, placement.dtype)
+        models.device = stages.device  # where the inputs go; the networks follow them for each call
+        return cls(models, processing_resolution, stages)
+
+    def networks(self) -> tuple[torch.nn.Module, ...]:
+        return self.models.unet, self.models.vae, self.models.controlnet
 
     def __call__(self, image: np.ndarray, mask: np.ndarray | None,
                  ctx: JobContext | None = None) -> np.ndarray:
         """Float RGBA/RGB [H, W, 3|4] and bool mask [H, W] -> unit normals [H, W, 3] (OpenGL camera frame)."""
-        return estimate_normals(self.models, image, mask, processing_resolution=self.processing_resolution,
-                                ctx=ctx)
+        if self.memory is None:  # loaded by hand: the networks stay where they are
+            return estimate_normals(self.models, image, mask, processing_resolution=self.processing_resolution,
+                                    ctx=ctx)
+        with self.memory.stage("normals", *self.networks()):
+            return estimate_normals(self.models, image, mask, processing_resolution=self.processing_resolution,
+                                    ctx=ctx)
