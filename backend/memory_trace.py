@@ -34,8 +34,12 @@ def storage_key(tensor: torch.Tensor) -> int:
 class LiveBytes(TorchDispatchMode):
     """``with LiveBytes() as live: ...`` then ``live.peak`` (bytes): the most new tensor memory alive at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, explain: bool = False) -> None:
+        """``explain``: remember which ops made the tensors alive at the peak (``at_peak``, slower)."""
         super().__init__()
+        self.explain = explain
+        self.at_peak: list[tuple[int, str]] = []
+        self._made_by: dict[int, str] = {}
         self.current = 0
         self.peak = 0
         self._live: dict[int, tuple[int, set[int]]] = {}  # storage key -> (bytes, ids of its live tensors)
@@ -54,10 +58,10 @@ class LiveBytes(TorchDispatchMode):
         out = func(*args, **(kwargs or {}))
         for leaf in tree_leaves(out):
             if isinstance(leaf, torch.Tensor):
-                self._track(leaf)
+                self._track(leaf, str(func) if self.explain else "")
         return out
 
-    def _track(self, tensor: torch.Tensor) -> None:
+    def _track(self, tensor: torch.Tensor, op: str = "") -> None:
         key = storage_key(tensor)
         if key in self._excluded:
             return
@@ -66,7 +70,13 @@ class LiveBytes(TorchDispatchMode):
             entry = (tensor.untyped_storage().nbytes(), set())
             self._live[key] = entry
             self.current += entry[0]
-            self.peak = max(self.peak, self.current)
+            if self.explain:
+                self._made_by[key] = f"{op} {list(tensor.shape)} {str(tensor.dtype).removeprefix('torch.')}"
+            if self.current > self.peak:
+                self.peak = self.current
+                if self.explain:
+                    self.at_peak = sorted(((self._live[k][0], self._made_by.get(k, "")) for k in self._live),
+                                          reverse=True)[:12]
         if id(tensor) not in entry[1]:
             entry[1].add(id(tensor))
             weakref.finalize(tensor, self._release, key, id(tensor))
@@ -78,6 +88,7 @@ class LiveBytes(TorchDispatchMode):
         entry[1].discard(tensor_id)
         if not entry[1]:
             del self._live[key]
+            self._made_by.pop(key, None)
             self.current -= entry[0]
 
 

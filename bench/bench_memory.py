@@ -53,6 +53,8 @@ HALF = torch.bfloat16
 "The GPU's fp16 stand-in on this CPU (same bytes)."
 GIB = 1024**3
 COND_TOKENS = 1374
+EXPLAIN = [False]
+"``--explain``: list the largest tensors alive at each stage's peak and the ops that made them."
 
 
 def random_network(name: str, dtype: torch.dtype, device: str = "cpu") -> torch.nn.Module:
@@ -79,9 +81,11 @@ def measure(nets: list[torch.nn.Module], run: Callable[[LiveBytes], object]) -> 
     networks."""
     gc.collect()
     start = time.perf_counter()
-    with torch.inference_mode(), LiveBytes() as live:
+    with torch.inference_mode(), LiveBytes(explain=EXPLAIN[0]) as live:
         live.exclude(module_tensors(*nets))
         run(live)
+    for size, what in live.at_peak:
+        print(f"    at the peak: {size / 2**20:8.1f} MiB  {what}")
     count = sum(t.numel() for t in module_tensors(*nets) if t.is_floating_point())
     return weight_bytes(*nets), live.peak, time.perf_counter() - start, count
 
@@ -145,12 +149,12 @@ def stage_decode(args: argparse.Namespace) -> Measured:
 
     def run(live: LiveBytes) -> None:
         slat = SparseTensor(coords, torch.randn(len(coords), 8))
-        out = decoder(slat)  # [64 N, 101] at 256^3
+        out = decoder(slat, channels=32)  # [64 N, 32] at 256^3: what marching cubes reads, as the pipeline
         cubes, feats = out.coords[:, 1:], out.feats
         del out, slat
         centre = cubes.float() + 0.5 - MESH_RESOLUTION / 2  # a sphere's sdf on the corners: a real surface
         radius = args.voxels_radius * MESH_RESOLUTION / 64
-        feats[:, :8] = (centre.norm(dim=1, keepdim=True) - radius) / MESH_RESOLUTION
+        feats[:, :8] = (centre.norm(dim=1, keepdim=True) - radius) / MESH_RESOLUTION  # every corner's sdf
         extract_marching_cubes(cubes, feats, MESH_RESOLUTION)
 
     return measure([decoder], run)
@@ -170,9 +174,11 @@ def main() -> None:
     parser.add_argument("--dense", default="meta", choices=("meta", "cpu"),
                         help="where the dense stages (NiRNE, DINOv2, structure) run: meta (shapes only, no "
                              "arithmetic: the same tensors, in seconds) or cpu (real arithmetic, minutes)")
+    parser.add_argument("--explain", action="store_true", help="list the largest tensors alive at each peak")
     parser.add_argument("--json", default="", help="also write the numbers to this file")
     args = parser.parse_args()
     torch.manual_seed(0)
+    EXPLAIN[0] = args.explain
     voxels = len(shell_coords(args.voxels_radius, args.voxels_thickness))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {voxels} voxels at 64^3, "
           f"{64 * voxels} at 256^3; 2-byte weights as bf16 (fp16 stand-in)")

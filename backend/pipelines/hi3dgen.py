@@ -173,8 +173,12 @@ class SparseFlow:
 def decode_surface(models: GeometryModels, slat: SparseTensor, extraction: str,
                    ctx: JobContext) -> tuple[np.ndarray, np.ndarray]:
     """Mesh decoder (101 channels per 256^3 cube) -> surface in Blender's frame."""
-    out = models.mesh_decoder(slat)  # coords [M, 4] at 256^3, feats [M, 101]
-    coords, feats = out.coords[:, 1:], out.feats.float()
+    # a tensor of its own (no shared cache), so the kernel maps at 128^3 and 256^3 die with ``out`` below; only
+    # the channels the extraction reads (the largest tensor of the decoder: 32 or 53 float32 of 101 a cube)
+    channels = 53 if extraction == "flexicubes" else 32
+    out = models.mesh_decoder(SparseTensor(slat.coords, slat.feats), channels=channels)  # [M, 4] at 256^3
+    coords, feats = out.coords[:, 1:], out.feats.float()  # [M, 3], [M, channels]
+    del out
     ctx.step("surface", 0, 1, f"extracting the surface ({extraction})")
     if extraction == "flexicubes":
         from ..mesh.flexicubes import extract_flexicubes
