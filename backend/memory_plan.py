@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     import torch
 
 GIB = 1024**3
-STAGES = ("normals", "condition", "structure", "latent", "decode")
+STAGES = ("normals-encode", "normals", "normals-decode", "condition", "structure", "latent", "decode")
+"NiRNE's three sub-stages (VAE encode; control branch + denoiser; VAE decode), then the geometry's four."
+SHARED_WEIGHTS = ("normals-encode",)
+"Stages whose networks a later stage lists too (the VAE): counted once in the resident sum."
 VOXEL_BOUND = 40_000
 """Occupied 64^3 voxels assumed before the structure stage has run: twice the TRELLIS paper's average
 structure (about 20k; a cube's surface spanning the grid has 6 x 64^2 = 24.6k). A larger structure is caught
@@ -38,7 +41,9 @@ CUDA_CONTEXT = 0.4 * GIB
 "What the CUDA context and the kernels' images take outside torch's allocator (about 300-500 MB)."
 
 ACTIVATION = {
-    "normals": 1700.0,  # bytes per processed pixel (NiRNE at R x R; measured 1595 at 768^2: the VAE decoder)
+    "normals-encode": 1400.0,  # bytes per processed pixel (NiRNE's VAE encoder at R x R; measured 1285 at 768^2)
+    "normals": 380.0,  # bytes per processed pixel (control branch + denoiser at R/8 x R/8 and the input; 339)
+    "normals-decode": 1700.0,  # bytes per processed pixel (the VAE decoder at R x R; measured 1544)
     "condition": 70e6,  # bytes per view (DINOv2 at 518^2 in float32; measured 65 MB)
     "structure": 115e6,  # bytes per pass of the batch (ss-flow on 4096 tokens, then the 64^3 decoder; 109 MB)
     "latent": 30_000.0,  # bytes per voxel per pass of the batch (slat-flow; measured 25.1 kB on a shell)
@@ -70,7 +75,8 @@ class MemoryPlan:
             return 0
         if self.mode == "offload":
             return max(s.weights + s.activations for s in self.stages)
-        return sum(s.weights for s in self.stages) + max(s.activations for s in self.stages)
+        return (sum(s.weights for s in self.stages if s.name not in SHARED_WEIGHTS)
+                + max(s.activations for s in self.stages))
 
     def peak_stage(self) -> str:
         if not self.stages:
@@ -96,9 +102,9 @@ def activation_bytes(stage: str, *, dtype_bytes: int, batch: int = 2, views: int
                      normal_resolution: int = 768) -> int:
     """The activation model of ``stage`` (see ``ACTIVATION``); ``batch`` 2 when guidance runs batched."""
     scale = dtype_bytes / 2
-    if stage == "normals":
+    if stage.startswith("normals"):
         side = max(64, round(normal_resolution / 64) * 64)
-        return int(ACTIVATION["normals"] * side * side * scale)
+        return int(ACTIVATION[stage] * side * side * scale)
     if stage == "condition":
         return int(ACTIVATION["condition"] * views)  # float32 whatever the placement
     if stage == "structure":
@@ -181,7 +187,7 @@ def refusal_hint(plan: MemoryPlan, dtype_bytes: int, context: str = "serve") -> 
     if dtype_bytes > 2:
         tips.append("run in fp16 (the CUDA default)")
     stage = plan.peak_stage()
-    if stage == "normals":
+    if stage.startswith("normals"):
         tips.append("lower normal_resolution (e.g. --param normal_resolution=512)" if cli
                     else "lower the NiRNE resolution, or give a normal map")
     elif stage in ("latent", "decode"):

@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_flow_forward import shell_coords  # noqa: E402
 
+from backend.jobs import JobContext  # noqa: E402
 from backend.memory_trace import LiveBytes, module_tensors, weight_bytes  # noqa: E402
 from backend.models.configs import VARIANTS  # noqa: E402
 from backend.models.loading import build_network  # noqa: E402
@@ -53,6 +54,8 @@ HALF = torch.bfloat16
 "The GPU's fp16 stand-in on this CPU (same bytes)."
 GIB = 1024**3
 COND_TOKENS = 1374
+SHARED = ("normals-encode",)
+"Sub-stages whose networks another sub-stage also lists (the VAE encodes and decodes): counted once."
 EXPLAIN = [False]
 "``--explain``: list the largest tensors alive at each stage's peak and the ops that made them."
 
@@ -90,7 +93,7 @@ def measure(nets: list[torch.nn.Module], run: Callable[[LiveBytes], object]) -> 
     return weight_bytes(*nets), live.peak, time.perf_counter() - start, count
 
 
-def stage_normals(args: argparse.Namespace) -> Measured:
+def stage_normals(args: argparse.Namespace) -> list[tuple[str, Measured]]:
     from bench_nirne import build_models
 
     from backend.nirne.pipeline import predict
@@ -101,7 +104,28 @@ def stage_normals(args: argparse.Namespace) -> Measured:
     models.dtype = HALF
     size = args.normal_resolution
     pixels = torch.rand(1, 3, size, size, device=args.dense) * 2 - 1
-    return measure([models.unet, models.vae, models.controlnet], lambda live: predict(models, pixels))
+    peaks: dict[str, int] = {}
+
+    def run(live: LiveBytes) -> None:
+        """predict's progress steps split it into its sub-stages: 0 encode 1 (control 2 denoise) 3 decode 4."""
+        names = {1: "normals-encode", 3: "normals", 4: "normals-decode"}
+
+        def report(stage: str, step: int, total: int, message: str) -> None:
+            if step in names:
+                peaks[names[step]] = live.peak
+            if step != 2:
+                live.reset_peak()
+
+        predict(models, pixels, JobContext(report=report))
+
+    nets = {"normals-encode": [models.vae], "normals": [models.controlnet, models.unet],
+            "normals-decode": [models.vae]}
+    _, _, seconds, _ = measure([models.unet, models.vae, models.controlnet], run)
+    return [(name, (weight_bytes(*nets[name]), peaks[name], seconds, _count(nets[name]))) for name in nets]
+
+
+def _count(nets: list[torch.nn.Module]) -> int:
+    return sum(t.numel() for t in module_tensors(*nets) if t.is_floating_point())
 
 
 def stage_condition(args: argparse.Namespace) -> Measured:
@@ -160,7 +184,7 @@ def stage_decode(args: argparse.Namespace) -> Measured:
     return measure([decoder], run)
 
 
-STAGES: dict[str, Callable[[argparse.Namespace], Measured]] = {
+STAGES: dict[str, Callable[[argparse.Namespace], Measured | list[tuple[str, Measured]]]] = {
     "normals": stage_normals, "condition": stage_condition, "structure": stage_structure,
     "latent": stage_latent, "decode": stage_decode}
 
@@ -184,13 +208,14 @@ def main() -> None:
           f"{64 * voxels} at 256^3; 2-byte weights as bf16 (fp16 stand-in)")
     rows: dict[str, dict[str, float]] = {}
     for name in args.stages.split(","):
-        weights, peak, seconds, count = STAGES[name](args)
-        predicted = predicted_stage(name, count, voxels, args.normal_resolution)
-        rows[name] = {"weights_gib": weights / GIB, "activations_gib": peak / GIB, "seconds": seconds,
-                      **predicted}
-        print(f"{name:10s} weights {weights / GIB:6.3f} GiB  activations {peak / GIB:6.3f} GiB  "
-              f"(predicted {predicted.get('predicted_weights_gib', float('nan')):6.3f} + "
-              f"{predicted.get('predicted_activations_gib', float('nan')):6.3f})  {seconds:6.1f} s", flush=True)
+        result = STAGES[name](args)
+        for part, (weights, peak, seconds, count) in result if isinstance(result, list) else [(name, result)]:
+            predicted = predicted_stage(part, count, voxels, args.normal_resolution)
+            rows[part] = {"weights_gib": weights / GIB, "activations_gib": peak / GIB, "seconds": seconds,
+                          **predicted}
+            print(f"{part:14s} weights {weights / GIB:6.3f} GiB  activations {peak / GIB:6.3f} GiB  (predicted "
+                  f"{predicted['predicted_weights_gib']:6.3f} + {predicted['predicted_activations_gib']:6.3f})  "
+                  f"{seconds:6.1f} s", flush=True)
         gc.collect()
     summarise(rows)
     if args.json:
@@ -211,12 +236,13 @@ def summarise(rows: dict[str, dict[str, float]]) -> None:
     if not rows:
         return
     offload = max(r["weights_gib"] + r["activations_gib"] for r in rows.values())
-    resident = sum(r["weights_gib"] for r in rows.values()) + max(r["activations_gib"] for r in rows.values())
+    resident = (sum(r["weights_gib"] for n, r in rows.items() if n not in SHARED)
+                + max(r["activations_gib"] for r in rows.values()))
     print(f"measured peak: offload {offload:.2f} GiB, resident {resident:.2f} GiB "
           f"(goal <= 6, stretch <= 4; plus the CUDA context)")
     if all("predicted_weights_gib" in r for r in rows.values()):
         p_off = max(r["predicted_weights_gib"] + r["predicted_activations_gib"] for r in rows.values())
-        p_res = (sum(r["predicted_weights_gib"] for r in rows.values())
+        p_res = (sum(r["predicted_weights_gib"] for n, r in rows.items() if n not in SHARED)
                  + max(r["predicted_activations_gib"] for r in rows.values()))
         print(f"predicted peak: offload {p_off:.2f} GiB, resident {p_res:.2f} GiB")
 

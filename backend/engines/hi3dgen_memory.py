@@ -33,7 +33,8 @@ def plan_request(engine: Hi3DGenEngine, request: EngineRequest,
     files = geometry_weight_files(folders["trellis-normal"], folders["dinov2"])  # type: ignore[arg-type]
     if nirne:
         found, _ = component_files(folders[NORMAL_MODEL])  # type: ignore[arg-type]
-        files["normals"] = list(found.values())
+        files.update({"normals-encode": [found["vae"]], "normals": [found["controlnet"], found["unet"]],
+                      "normals-decode": [found["vae"]]})
     plan_args = {"mode": engine._memory_mode(request), "dtype_bytes": placement.dtype.itemsize,
                  "batch": 1 if placement.device.type == "cpu" else 2,  # guidance batched off the CPU
                  "views": 1 + len(request.views), "normal_resolution": p["normal_resolution"]}
