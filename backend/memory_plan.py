@@ -47,11 +47,14 @@ ACTIVATION = {
     "condition": 70e6,  # bytes per view (DINOv2 at 518^2 in float32; measured 65 MB)
     "structure": 115e6,  # bytes per pass of the batch (ss-flow on 4096 tokens, then the 64^3 decoder; 109 MB)
     "latent": 30_000.0,  # bytes per voxel per pass of the batch (slat-flow; measured 25.1 kB on a shell)
-    "decode": 115_000.0,  # bytes per 64^3 voxel (64 cubes at 256^3 each: 101 float32 channels, the 256^3 kernel
-    # map, marching cubes; measured 105 kB on a 4.7k-voxel shell)
+    "decode": 75_000.0,  # bytes per 64^3 voxel (its 64 cubes at 256^3 in the last subdivision block: the
+    # subdivided [M, 192] input, two [M, 96], the 256^3 kernel map), plus DECODE_FIXED; measured 1.50 GiB at
+    # 20,168 voxels (74 kB a voxel + the fixed part)
 }
 """Activation bytes of each stage per unit of its size at 2-byte precision (float32 doubles the flows' and
 NiRNE's); measured at the official sizes by ``bench/bench_memory.py`` and rounded up (see its output)."""
+DECODE_FIXED = 200 * 2**20
+"The decode stage's part that does not grow with the voxels: the group norm's float32 row chunks (2 x 2^18 x 96)."
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,7 @@ def activation_bytes(stage: str, *, dtype_bytes: int, batch: int = 2, views: int
     if stage == "latent":
         return int(ACTIVATION["latent"] * voxels * batch * scale)
     if stage == "decode":
-        return int(ACTIVATION["decode"] * voxels * max(1.0, scale))
+        return int(ACTIVATION["decode"] * voxels * max(1.0, scale) + DECODE_FIXED)
     raise ValueError(f"unknown stage {stage!r}")
 
 
