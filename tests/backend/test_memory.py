@@ -221,3 +221,18 @@ def test_the_protocol_reports_the_refusal_as_its_own_error_code(weights):
     error = result["error"]
     assert error is not None and error.code == "insufficient_memory"
     assert "GiB" in error.message and error.hint and "Traceback" not in error.message
+
+
+def test_nirne_offloads_by_sub_stage_and_gives_the_resident_normals(tmp_path):
+    from backend.nirne.pipeline import NirneEstimator
+    from tests.backend.tiny_weights import write_yoso_folder
+
+    folder = write_yoso_folder(tmp_path / "yoso-normal")
+    image = np.random.default_rng(1).random((40, 40, 4)).astype(np.float32)
+    out = {}
+    for mode in ("resident", "offload"):
+        estimator = NirneEstimator.load(folder, CPU, processing_resolution=64, memory=mode)
+        out[mode] = estimator(image, None)
+        assert estimator.memory is not None
+        assert estimator.memory.log == [("normals-encode", 1), ("normals", 2), ("normals-decode", 1)]
+    assert np.array_equal(out["resident"], out["offload"])
