@@ -169,7 +169,8 @@ def device_budget(device: "torch.device", budget_gb: float, held: int = 0) -> in
     return None
 
 
-def check_plan(plan: MemoryPlan, budget: int | None, *, dtype_bytes: int, context: str = "serve") -> None:
+def check_plan(plan: MemoryPlan, budget: int | None, *, dtype_bytes: int, context: str = "serve",
+               device_type: str = "cuda") -> None:
     """Raise ``InsufficientMemory`` when ``plan`` does not fit ``budget`` (None: not checked)."""
     if budget is None:
         return
@@ -178,16 +179,17 @@ def check_plan(plan: MemoryPlan, budget: int | None, *, dtype_bytes: int, contex
         return
     raise InsufficientMemory(
         f"This run needs about {need / GIB:.1f} GiB of device memory ({plan.stage_summary()}), but only "
-        f"{budget / GIB:.1f} GiB is free.", hint=refusal_hint(plan, dtype_bytes, context))
+        f"{budget / GIB:.1f} GiB is free.", hint=refusal_hint(plan, dtype_bytes, context, device_type))
 
 
-def refusal_hint(plan: MemoryPlan, dtype_bytes: int, context: str = "serve") -> str:
-    """What to change, the biggest saving first, in the words of the add-on or of the command line."""
+def refusal_hint(plan: MemoryPlan, dtype_bytes: int, context: str = "serve", device_type: str = "cuda") -> str:
+    """What to change, the biggest saving first, in the words of the add-on or of the command line (offload
+    and fp16 are not offered on the CPU, where the networks stay in RAM and fp32 is the fast precision)."""
     cli = context == "cli"
     tips = []
-    if plan.mode == "resident":
+    if plan.mode == "resident" and device_type != "cpu":
         tips.append("use --memory offload" if cli else "set Memory to Offload")
-    if dtype_bytes > 2:
+    if dtype_bytes > 2 and device_type != "cpu":
         tips.append("run in fp16 (the CUDA default)")
     stage = plan.peak_stage()
     if stage.startswith("normals"):
@@ -195,7 +197,8 @@ def refusal_hint(plan: MemoryPlan, dtype_bytes: int, context: str = "serve") -> 
                     else "lower the NiRNE resolution, or give a normal map")
     elif stage in ("latent", "decode"):
         tips.append("use a tighter mask (fewer voxels)")
-    tips.append("close other programs using the GPU, or choose the CPU device")
+    tips.append("close other programs using the GPU, or choose the CPU device" if device_type != "cpu"
+                else "close other programs, or use a machine with more memory")
     if cli:
         tips.append("or set --memory-budget to override the free-memory check")
     text = "; ".join(tips)

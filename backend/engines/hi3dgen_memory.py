@@ -35,19 +35,23 @@ def plan_request(engine: Hi3DGenEngine, request: EngineRequest,
         found, _ = component_files(folders[NORMAL_MODEL])  # type: ignore[arg-type]
         files.update({"normals-encode": [found["vae"]], "normals": [found["controlnet"], found["unet"]],
                       "normals-decode": [found["vae"]]})
-    plan_args = {"mode": engine._memory_mode(request), "dtype_bytes": placement.dtype.itemsize,
-                 "batch": 1 if placement.device.type == "cpu" else 2,  # guidance batched off the CPU
+    on_cpu = placement.device.type == "cpu"  # every network stays in RAM there: the resident sum, whatever mode
+    plan_args = {"mode": "resident" if on_cpu else engine._memory_mode(request),
+                 "dtype_bytes": placement.dtype.itemsize,
+                 "batch": 1 if on_cpu else 2,  # guidance batched off the CPU
                  "views": 1 + len(request.views), "normal_resolution": p["normal_resolution"]}
     plan = plan_run(files, **plan_args)
     budget = device_budget(placement.device, settings.memory_budget_gb, held=held_bytes(engine, placement.device))
     ctx.step("memory", 0, 1, _line(plan, budget))
-    check_plan(plan, budget, dtype_bytes=placement.dtype.itemsize, context=settings.context)
+    check_plan(plan, budget, dtype_bytes=placement.dtype.itemsize, context=settings.context,
+               device_type=placement.device.type)
 
     def recheck(stage: str, voxels: int) -> None:
         """Before the latent stage: the same plan with the structure's real voxel count."""
         if stage == "latent" and budget is not None:
             check_plan(plan_run(files, voxels=voxels, **plan_args), budget,
-                       dtype_bytes=placement.dtype.itemsize, context=settings.context)
+                       dtype_bytes=placement.dtype.itemsize, context=settings.context,
+                       device_type=placement.device.type)
 
     return plan, recheck
 
