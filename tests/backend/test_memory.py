@@ -237,3 +237,16 @@ def test_nirne_offloads_by_sub_stage_and_gives_the_resident_normals(tmp_path):
         assert estimator.memory is not None
         assert estimator.memory.log == [("normals-encode", 1), ("normals", 2), ("normals-decode", 1)]
     assert np.array_equal(out["resident"], out["offload"])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_layer_norm_by_row_chunks_gives_the_same_numbers(monkeypatch, dtype):
+    import backend.nn.norms as norms
+
+    norm = norms.LayerNorm32(24, eps=1e-6)
+    torch.nn.init.normal_(norm.weight, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(101, 24, generator=torch.Generator().manual_seed(1)).to(dtype)
+    whole = norm(x)
+    monkeypatch.setattr(norms, "HALF_ROWS", 16)  # 7 chunks, the last one short
+    chunked = norm(x)
+    assert chunked.dtype == dtype and torch.equal(chunked, whole)
