@@ -46,7 +46,7 @@ ACTIVATION = {
     "normals-decode": 1700.0,  # bytes per processed pixel (the VAE decoder at R x R; measured 1544)
     "condition": 70e6,  # bytes per view (DINOv2 at 518^2 in float32; measured 65 MB)
     "structure": 115e6,  # bytes per pass of the batch (ss-flow on 4096 tokens, then the 64^3 decoder; 109 MB)
-    "latent": 30_000.0,  # bytes per voxel per pass of the batch (slat-flow; measured 25.1 kB on a shell)
+    "latent": 26_000.0,  # bytes per voxel per pass (slat-flow; measured 25.1 kB at 4.7k voxels, 17.5 kB at 20k)
     "decode": 75_000.0,  # bytes per 64^3 voxel (its 64 cubes at 256^3 in the last subdivision block: the
     # subdivided [M, 192] input, two [M, 96], the 256^3 kernel map), plus DECODE_FIXED; measured 1.50 GiB at
     # 20,168 voxels (74 kB a voxel + the fixed part)
