@@ -43,6 +43,10 @@ class BatchJob:
     "Write ``<stem>_camera.json`` when the engine returns the input view's camera (``stats['camera']``)."
 
 
+MEMORY_REFUSED = "refused, not enough device memory: "
+"How a failure refused by the memory plan starts (the CLI exits with ``EXIT_MEMORY`` then)."
+
+
 def run_batch(job: BatchJob, settings: BackendSettings, show_progress: bool) -> list[tuple[Path, str]]:
     """Process every image; return (image, one-line reason) for each failure. Others still run.
 
@@ -58,7 +62,8 @@ def run_batch(job: BatchJob, settings: BackendSettings, show_progress: bool) -> 
         try:
             note = _one(job, engines, path, ctx, settings, names)
         except BackendError as exc:
-            failures.append((path, f"{exc.message} {exc.hint}".strip()))
+            refused = MEMORY_REFUSED if exc.code == "insufficient_memory" else ""
+            failures.append((path, f"{refused}{exc.message} {exc.hint}".strip()))
         except MemoryError:
             failures.append((path, "out of memory"))
         except Exception as exc:  # one bad image must not stop the batch; the reason fits on one line
@@ -120,6 +125,9 @@ def store(job: BatchJob, path: Path, result: EngineResult, names: OutputNames) -
         why = (f"{path.stem}* is used by an earlier input" if base == path.stem
                else "OBJ and MTL names hold only letters, digits, '.', '-' and '_'")
         notes.append(f"note: {path} is written as {stem}* ({why})")
+    memory = result.stats.get("memory")
+    if isinstance(memory, dict) and "predicted_peak_gib" in memory:
+        notes.append(f"memory: {path}: predicted peak {memory['predicted_peak_gib']:.1f} GiB ({memory['mode']})")
     warning = mask_warning(result.stats)
     if warning:
         notes.append(f"WARNING: {path}: {warning}")

@@ -11,6 +11,8 @@ from . import __version__
 from .mesh.export import EXPORT_FORMATS
 from .settings import BackendSettings
 
+EXIT_MEMORY = 3
+"Exit status when an image was refused by the memory plan (it would not fit the device); 1: other failures."
 PATHS_EPILOG = ("Image paths that start with '-' go after '--', behind every option "
                 "(python -m backend generate -o out -- -photo.png), or as ./-photo.png.")
 
@@ -73,6 +75,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
     p.add_argument("--threads", default=None, type=int, metavar="N",
                    help="CPU threads for torch (default: $HI3DGEN_THREADS, else torch's choice, one per core)")
+    p.add_argument("--memory", default=None, choices=("offload", "resident"),
+                   help="hi3dgen device memory: offload (default; one stage's networks on the device at a time) "
+                        "or resident (all stay there; faster on big cards)")
+    p.add_argument("--memory-budget", default=None, type=float, metavar="GIB",
+                   help="device memory hi3dgen may plan for, in GiB (default: what the device reports free)")
     _weights_dir(p)
 
 
@@ -81,14 +88,21 @@ def _weights_dir(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .errors import BadInput
+
     args = build_parser().parse_args(argv)
     try:
         settings = BackendSettings.from_env(device=getattr(args, "device", None), weights_dir=args.weights_dir,
                                             allow_download=True if args.command == "download" else None,
                                             context="serve" if args.command == "serve" else "cli",
-                                            threads=getattr(args, "threads", None))
+                                            threads=getattr(args, "threads", None),
+                                            memory=getattr(args, "memory", None),
+                                            memory_budget_gb=getattr(args, "memory_budget", None))
     except ValueError as exc:  # HI3DGEN_THREADS
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BadInput as exc:  # a wrong memory setting (flag or environment)
+        print(f"error: {exc.message} {exc.hint}", file=sys.stderr)
         return 2
     if settings.threads and not _threads_applied(settings.threads):
         return 2
@@ -157,6 +171,10 @@ def _batch(args: argparse.Namespace, settings: BackendSettings) -> int:
         print(f"{done}/{len(args.images)} done in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
     for path, reason in failures:
         print(f"FAILED {_one_line(str(path))}: {_one_line(reason)}", file=sys.stderr)
+    from .batch import MEMORY_REFUSED
+
+    if any(reason.startswith(MEMORY_REFUSED) for _, reason in failures):
+        return EXIT_MEMORY
     return 1 if failures else 0
 
 

@@ -60,3 +60,10 @@ class WriteFailed(BackendError):
     """An output file or folder cannot be written (not a folder, no permission, disk full)."""
 
     code = "write_failed"
+
+
+class InsufficientMemory(BackendError):
+    """Refused before running: the predicted peak does not fit the device's free memory (backend/memory_plan.py);
+    the hint says what to change (memory offload, fp16, a lower setting)."""
+
+    code = "insufficient_memory"

@@ -228,6 +228,7 @@ ERROR_CODES: dict[str, str] = {
     "weights_invalid": "a model file is corrupt or does not fit the network",
     "cancelled": "the client cancelled the request, or the backend dropped it while shutting down",
     "out_of_memory": "the device ran out of memory",
+    "insufficient_memory": "refused before running: the predicted memory peak does not fit the device",
     "empty_result": "the model produced no geometry",
     "busy": "too many requests (or bytes) are waiting already; the request was not queued",
     "protocol": "a frame could not be decoded",

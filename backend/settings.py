@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,10 @@ class BackendSettings:
     "Whether the backend may download missing weights from the Hugging Face Hub."
     device: str = "auto"
     precision: str = "auto"
+    memory: str = "offload"
+    "Device memory (backend/memory.py): 'offload' (one stage's networks on the device at a time) or 'resident'."
+    memory_budget_gb: float = 0.0
+    "Device memory the hi3dgen engine may plan for, in GiB; 0: what the device reports free (backend/memory_plan.py)."
     fault: str = ""
     "Test-only fault injection spec (backend/faults.py)."
     test_engines: bool = False
@@ -36,9 +41,28 @@ class BackendSettings:
             fault=env.get("HI3DGEN_FAULT", ""),
             test_engines=env.get("HI3DGEN_TEST_ENGINES", "") == "1",
             threads=_threads(env.get("HI3DGEN_THREADS", "")),
+            memory=env.get("HI3DGEN_MEMORY") or "offload",
+            memory_budget_gb=env.get("HI3DGEN_MEMORY_BUDGET") or 0.0,  # type: ignore[arg-type]
         )
         values = {k: v for k, v in overrides.items() if v is not None}
-        return cls(**{**base.__dict__, **values})  # type: ignore[arg-type]
+        settings = cls(**{**base.__dict__, **values})  # type: ignore[arg-type]
+        return settings.checked()
+
+    def checked(self) -> "BackendSettings":
+        """These settings with the memory values checked (a hinted ``BadInput`` names a wrong one)."""
+        from .errors import BadInput
+        from .memory import check_mode
+
+        check_mode(self.memory)
+        try:
+            budget = float(self.memory_budget_gb)
+        except (TypeError, ValueError):
+            budget = math.nan
+        if not (math.isfinite(budget) and 0.0 <= budget <= 1e6):
+            raise BadInput(f"Memory budget {str(self.memory_budget_gb)[:40]!r} is not a number of GiB.",
+                           hint="Give --memory-budget (or HI3DGEN_MEMORY_BUDGET) as GiB from 0 (the device's "
+                                "free memory) to 1000000, e.g. 6.")
+        return replace(self, memory_budget_gb=budget)
 
 
 MAX_THREADS = 1024

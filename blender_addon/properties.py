@@ -81,6 +81,11 @@ class HI3DGEN_PG_settings(bpy.types.PropertyGroup):
     decimate_faces: bpy.props.IntProperty(  # type: ignore[valid-type]
         name="Decimate To", default=0, min=0, max=20_000_000, description="Target face count (0: keep all)")
     remove_floaters: bpy.props.BoolProperty(name="Remove Floaters", default=True)  # type: ignore[valid-type]
+    memory: bpy.props.EnumProperty(  # type: ignore[valid-type]
+        name="Memory", default="auto",
+        items=[("auto", "Auto", "The backend's setting (offload unless started with --memory resident)"),
+               ("offload", "Offload", "Each stage's networks on the GPU only while it runs: the least memory"),
+               ("resident", "Resident", "Every network stays on the GPU: faster, for cards with room for all")])
     # switches of newer backends (sent only when the engine declares them)
     align: bpy.props.BoolProperty(  # type: ignore[valid-type]
         name="Align to Image", default=True,
@@ -115,7 +120,8 @@ class HI3DGEN_PG_settings(bpy.types.PropertyGroup):
     def param_values(self) -> dict[str, Any]:
         """Every engine parameter the panel offers; the job keeps those the chosen engine declares."""
         names = ("resolution", "depth", "detail", "thickness", "detail_mode", "faces", "preset", "ss_steps",
-                 "ss_guidance", "slat_steps", "slat_guidance", "extraction", "decimate_faces", "remove_floaters")
+                 "ss_guidance", "slat_steps", "slat_guidance", "extraction", "decimate_faces", "remove_floaters",
+                 "memory")
         rna = self.bl_rna.properties
         defaults = {name: rna[name].default for name in presets.GOVERNED}  # type: ignore[attr-defined]
         return presets.preset_params({name: getattr(self, name) for name in names}, defaults)

@@ -10,7 +10,7 @@ from .preferences import PACKAGE
 
 RELIEF_PARAMS = ("resolution", "depth", "detail", "detail_mode", "thickness", "faces")
 HI3DGEN_PARAMS = ("preset", "ss_steps", "ss_guidance", "slat_steps", "slat_guidance", "extraction", "decimate_faces",
-                  "remove_floaters")
+                  "remove_floaters", "memory")
 SWITCHES = ("align", "refine", "texture")
 "Shown only when the backend's engine declares them (a backend from before them has none)."
 

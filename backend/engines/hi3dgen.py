@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import WeightsMissing
 from ..jobs import JobContext
+from ..memory import MEMORY_MODES
 from ..presets import PRESET_NAMES, preset_summary
 from ..settings import BackendSettings
 from ..speed_options import QUANTIZE_OPTIONS, SAMPLERS
 from ..weights import missing_error, resolve, resolve_all, status
 from .base import EngineRequest, EngineResult, MeshData, NormalMapData, ParamSpec
+from .hi3dgen_memory import plan_request
 
 if TYPE_CHECKING:
     from ..nirne.matting import MattingProvider
@@ -59,6 +61,10 @@ PARAMS = (
               "(returned with the result; a few seconds)."),
     ParamSpec("refine", "bool", True, "After a confident alignment, move the vertices so the aligned view "
               "matches the normal map and the mask (reconstruction-level refinement; tens of seconds)."),
+    ParamSpec("memory", "enum", "auto", "Device memory: offload (each stage's networks on the device only while "
+              "it runs; the least memory), resident (every network stays on the device; faster, for big cards), "
+              "or auto (the backend's --memory setting, offload unless set).",
+              options=("auto", *MEMORY_MODES)),
     ParamSpec("texture", "bool", True, "UV-unwrap the mesh and bake the input image (base colour) and the "
               "normal map (tangent space) onto it from the aligned view; needs align."),
 )
@@ -118,6 +124,7 @@ class Hi3DGenEngine:
         t0 = time.perf_counter()
         p = request.params
         self._require_weights(request, geometry=True)
+        memory_plan, memory_guard = plan_request(self, request, ctx)  # refused here when it cannot fit
         request = self._for_mask(request)
         rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
         normals, source, colors = self._normal_map(request, rgba, mask, frame, ctx)
@@ -132,15 +139,20 @@ class Hi3DGenEngine:
             condition = [condition, *view_conditions(self, request, ctx)]  # every view checked before loading
         quantize = self._quantize_mode(request, p["quantize"])  # refused before any model loads
         models = self._models(request, ctx)
+        if memory_plan is None:  # the weights were downloaded just now
+            memory_plan, memory_guard = plan_request(self, request, ctx)
+        if getattr(models, "memory", None) is not None:
+            models.memory.guard = memory_guard  # checks again with the structure's real voxel count
         if quantize == "int8":
-            models = self._int8_models(models, ctx)
+            models = self._int8_models(models, ctx)  # shares models.memory (a CPU placement: nothing moves)
         vertices, faces, timings = generate_geometry(models, condition, params, ctx)
         ctx.step("cleanup", 0, 1, "cleaning the mesh")
         options = CleanupOptions(remove_floaters=p["remove_floaters"], fill_holes=p["fill_holes"],
                                  target_faces=p["decimate_faces"])
         vertices, faces, vertex_normals = clean_mesh(vertices, faces, options)
         mesh = MeshData(request.name, vertices, faces, normals=vertex_normals)
-        stats = {"normals": source, "mask": _mask_stats(frame), **timings, "faces": int(len(faces))}
+        stats = {"normals": source, "mask": _mask_stats(frame), **timings, "faces": int(len(faces)),
+                 "memory": memory_plan.as_stats() if memory_plan is not None else {}}
         if request.views:
             from .multiview import view_stats
 
@@ -246,8 +258,18 @@ class Hi3DGenEngine:
             ctx.step("loading", 0, 1, "loading the geometry networks")
             folders = resolve_all(GEOMETRY_MODELS, self.settings, ctx)  # one download of the absent ones
             placement = choose_placement(request.placement_name, self.settings.precision)
-            self._geometry = GeometryModels.load(folders["trellis-normal"], folders["dinov2"], placement)
+            self._geometry = GeometryModels.load(folders["trellis-normal"], folders["dinov2"], placement,
+                                                 memory=self._memory_mode(request))
+        elif self._geometry.memory is not None and self._geometry.memory.mode != self._memory_mode(request):
+            from ..pipelines.hi3dgen import networks
+
+            self._geometry.memory.switch(self._memory_mode(request), *networks(self._geometry))
         return self._geometry
+
+    def _memory_mode(self, request: EngineRequest | None) -> str:
+        """The request's ``memory`` parameter, ``auto`` (or no request) being the backend's setting."""
+        mode = request.params.get("memory", "auto") if request is not None else "auto"
+        return self.settings.memory if mode == "auto" else str(mode)
 
     def nirne_if_present(self, placement_name: str) -> Any:
         """The NiRNE estimator (loaded once) when its weights are present, else None; for the relief engine."""
@@ -255,14 +277,18 @@ class Hi3DGenEngine:
             return None
         return self._estimator(placement_name, JobContext())
 
-    def _estimator(self, placement_name: str, ctx: JobContext) -> Any:
+    def _estimator(self, placement_name: str, ctx: JobContext, request: EngineRequest | None = None) -> Any:
+        mode = self._memory_mode(request)
+        if self._nirne is not None and getattr(self._nirne, "memory", None) and self._nirne.memory.mode != mode:
+            self._nirne.memory.switch(mode, *self._nirne.networks())
         if self._nirne is None:
             from ..devices import choose_placement
             from ..nirne.pipeline import NirneEstimator
 
             ctx.step("loading", 0, 1, "loading NiRNE")
             folder = resolve(NORMAL_MODEL, self.settings, ctx)
-            self._nirne = NirneEstimator.load(folder, choose_placement(placement_name, self.settings.precision))
+            self._nirne = NirneEstimator.load(folder, choose_placement(placement_name, self.settings.precision),
+                                              memory=mode)
         return self._nirne
 
     def _normal_map(self, request: EngineRequest, rgba: Any, mask: Any, frame: Any,
@@ -278,7 +304,7 @@ class Hi3DGenEngine:
         if choice == "given":
             raise WeightsMissing("Normals 'given' was chosen but no normal map was supplied.",
                                  hint="Supply a normal-map image, or choose 'auto'.", code="bad_input")
-        estimator = replace(self._estimator(request.placement_name, ctx),
+        estimator = replace(self._estimator(request.placement_name, ctx, request),
                             processing_resolution=request.params["normal_resolution"])
         return estimator(rgba, mask, ctx), "nirne", None
 

@@ -32,9 +32,10 @@ class CubeFeatures:
 
 
 def split_features(feats: torch.Tensor) -> CubeFeatures:
-    """[M, 101] decoder output -> its named parts (float32)."""
-    if feats.shape[-1] != FEATURE_CHANNELS:
-        raise ValueError(f"expected {FEATURE_CHANNELS} channels per cube, got {feats.shape[-1]}")
+    """[M, 101] decoder output -> its named parts (float32); [M, 32] (sdf, deformation) or [M, 53] (and the
+    FlexiCubes weights) when the decoder computed only those (the missing parts are then [M, 0])."""
+    if feats.shape[-1] not in (32, 53, FEATURE_CHANNELS):
+        raise ValueError(f"expected {FEATURE_CHANNELS} (or 32 or 53) channels per cube, got {feats.shape[-1]}")
     f = feats.float()
     return CubeFeatures(f[:, 0:8], f[:, 8:32].reshape(-1, 8, 3), f[:, 32:53], f[:, 53:101])
 

@@ -97,8 +97,10 @@ class SLatMeshDecoder(nn.Module):
         cast_torso([self.blocks, self.upsample], dtype)
         self.compute_dtype = dtype
 
-    def forward(self, x: SparseTensor) -> SparseTensor:
-        """x: feats [N, 8], coords at 64^3 -> feats [64 N, 101] float32, coords at 256^3."""
+    def forward(self, x: SparseTensor, channels: int | None = None) -> SparseTensor:
+        """x: feats [N, 8], coords at 64^3 -> feats [64 N, 101] float32, coords at 256^3; ``channels``: only the
+        first ones of the output layer (32: sdf + deformation, what marching cubes reads; 53 with FlexiCubes'
+        weights), which saves that much of the largest tensor of the decoder."""
         h = self.input_layer(x.replace(x.feats.float()))  # [N, C]
         ape = absolute_position_embedding(x.coords[:, 1:], self.config.model_channels)  # [N, C]
         h = h.replace((h.feats + ape).to(self.compute_dtype))
@@ -106,4 +108,7 @@ class SLatMeshDecoder(nn.Module):
             h = block(h)
         for up in self.upsample:
             h = up(h)
-        return self.out_layer(h.replace(h.feats.float()))  # [64 N, C_out]
+        weight, bias = self.out_layer.weight, self.out_layer.bias
+        if channels is not None and channels < self.out_layer.out_features:
+            weight, bias = weight[:channels], bias[:channels]
+        return h.replace(F.linear(h.feats.float(), weight, bias))  # [64 N, C_out or channels]

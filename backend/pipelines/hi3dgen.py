@@ -8,7 +8,7 @@ result up to floating-point differences.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from torch import nn
 from ..devices import Placement
 from ..errors import EmptyResult
 from ..jobs import JobContext
+from ..memory import StageMemory
 from ..models.dinov2 import preprocess_normal_map
 from ..models.loading import PipelineConfig, load_dinov2, load_network, read_pipeline_json
 from ..nn.sparse_tensor import SparseTensor
@@ -50,16 +51,20 @@ class GeometryModels:
     slat_flow: nn.Module
     mesh_decoder: nn.Module
     placement: Placement
+    memory: StageMemory | None = field(default=None, compare=False)
+    "Which networks are on the device per stage (backend/memory.py); None: all of them, all the time."
 
     @classmethod
-    def load(cls, trellis: Path, dinov2: Path, placement: Placement) -> "GeometryModels":
-        """Load every network from the release folders (strict keys and shapes)."""
-        dev, dtype = placement.device, placement.dtype
+    def load(cls, trellis: Path, dinov2: Path, placement: Placement, memory: str = "resident") -> "GeometryModels":
+        """Load every network from the release folders (strict keys and shapes), onto the device (``resident``)
+        or into CPU memory (``offload``: each stage moves its networks to the device while it runs)."""
+        stages = StageMemory(placement.device, memory)
+        dev, dtype = stages.home, placement.dtype
         nets = {name: load_network(trellis, name, dev, dtype).eval() for name in (
             "sparse_structure_flow_model", "sparse_structure_decoder", "slat_flow_model", "slat_decoder_mesh")}
         return cls(read_pipeline_json(trellis), load_dinov2(dinov2, dev).eval(),
                    nets["sparse_structure_flow_model"], nets["sparse_structure_decoder"],
-                   nets["slat_flow_model"], nets["slat_decoder_mesh"], placement)
+                   nets["slat_flow_model"], nets["slat_decoder_mesh"], placement, stages)
 
 
 @torch.inference_mode()
@@ -77,18 +82,28 @@ def generate_geometry(models: GeometryModels, normal_image: np.ndarray | list[np
         clock = now
 
     views = normal_image if isinstance(normal_image, list) else [normal_image]
+    memory = models.memory or StageMemory(models.placement.device, "resident")
     ctx.step("condition", 0, 1, f"encoding {len(views)} normal map(s)")
-    cond = torch.cat([encode_condition(models, view) for view in views])  # [V, 1374, 1024]
+    with memory.stage("condition", models.dinov2):
+        cond = torch.cat([encode_condition(models, view) for view in views])  # [V, 1374, 1024]
     generator = torch.Generator("cpu").manual_seed(params.seed)
     lap("condition")
-    coords = sample_structure(models, cond, generator, params, ctx)
+    with memory.stage("structure", models.ss_flow, models.ss_decoder):
+        coords = sample_structure(models, cond, generator, params, ctx)
     lap("structure")
-    slat = sample_latent(models, cond, coords, generator, params, ctx)
+    with memory.stage("latent", models.slat_flow, voxels=len(coords)):
+        slat = sample_latent(models, cond, coords, generator, params, ctx)
     lap("latent")
     ctx.step("decoding", 0, 1, f"decoding {len(coords)} voxels")
-    vertices, faces = decode_surface(models, slat, params.extraction, ctx)
+    with memory.stage("decode", models.mesh_decoder):
+        vertices, faces = decode_surface(models, slat, params.extraction, ctx)
     lap("decode")
     return vertices, faces, timings
+
+
+def networks(models: GeometryModels) -> tuple[nn.Module, ...]:
+    """The five networks, in the order their stages run."""
+    return models.dinov2, models.ss_flow, models.ss_decoder, models.slat_flow, models.mesh_decoder
 
 
 def encode_condition(models: GeometryModels, normal_image: np.ndarray) -> torch.Tensor:
@@ -160,8 +175,12 @@ class SparseFlow:
 def decode_surface(models: GeometryModels, slat: SparseTensor, extraction: str,
                    ctx: JobContext) -> tuple[np.ndarray, np.ndarray]:
     """Mesh decoder (101 channels per 256^3 cube) -> surface in Blender's frame."""
-    out = models.mesh_decoder(slat)  # coords [M, 4] at 256^3, feats [M, 101]
-    coords, feats = out.coords[:, 1:], out.feats.float()
+    # a tensor of its own (no shared cache), so the kernel maps at 128^3 and 256^3 die with ``out`` below; only
+    # the channels the extraction reads (the largest tensor of the decoder: 32 or 53 float32 of 101 a cube)
+    channels = 53 if extraction == "flexicubes" else 32
+    out = models.mesh_decoder(SparseTensor(slat.coords, slat.feats), channels=channels)  # [M, 4] at 256^3
+    coords, feats = out.coords[:, 1:], out.feats.float()  # [M, 3], [M, channels]
+    del out
     ctx.step("surface", 0, 1, f"extracting the surface ({extraction})")
     if extraction == "flexicubes":
         from ..mesh.flexicubes import extract_flexicubes
