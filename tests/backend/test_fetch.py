@@ -343,7 +343,7 @@ def test_generation_downloads_absent_weights_with_the_download_command_code(serv
     server.state.drop_once.add(f"{REPO['dinov2']}/model.safetensors")
     ctx, steps = _recording_ctx()
     engine = Hi3DGenEngine(auto)
-    assert engine._models(SimpleNamespace(placement_name="cpu"), ctx) is not None
+    assert engine._models(SimpleNamespace(placement_name="cpu", params={}), ctx) is not None
     downloading = [s for s in steps if s[0] == "downloading"]
     assert downloading and downloading[0][1] == 0 and "MIT" in downloading[0][3]  # the plan, licences named
     assert {s[3].split("/")[0] for s in downloading[1:]} == {"trellis-normal", "dinov2"}
@@ -354,7 +354,7 @@ def test_generation_downloads_absent_weights_with_the_download_command_code(serv
         _same_files(sources[REPO[name]], Path(auto.weights_dir) / name, ".safetensors")
     assert _no_parts(Path(auto.weights_dir))
     server.state.requests.clear()
-    Hi3DGenEngine(auto)._models(SimpleNamespace(placement_name="cpu"), JobContext())
+    Hi3DGenEngine(auto)._models(SimpleNamespace(placement_name="cpu", params={}), JobContext())
     assert not server.state.requests
 
 
