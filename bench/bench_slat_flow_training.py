@@ -15,7 +15,9 @@ consistency; mean over the held-out assets). Two references: the sampler's start
 
 Run (what the README's figures come from, on the busy 2-core machine):
 ``.venv/bin/python bench/bench_slat_flow_training.py overfit --steps 120 --assets 1 --batch 1 --lr 1e-2`` and
-``... heldout --steps 20 --assets 4 --batch 1 --sample-steps 4`` (about 30 s).
+``... heldout --steps 20 --assets 4 --batch 1 --sample-steps 4`` (about 30 s) and, a budget at which the
+geometry moves, ``... heldout --steps 300 --assets 16 --batch 2 --sample-steps 10 --seed S`` (S = 0, 1, 2; about a
+minute each).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from training.slat_trainer import build_mesh_decoder, train_slat_flow
 
 def _train(args: argparse.Namespace, **extra) -> dict:
     return {"steps": args.steps, "batch_size": args.batch, "lr": args.lr, "lr_schedule": args.schedule,
-            "warmup_steps": args.warmup, **extra}
+            "warmup_steps": args.warmup, "seed": args.seed, **extra}
 
 
 def overfit(root: Path, args: argparse.Namespace) -> None:
@@ -94,6 +96,7 @@ def main() -> None:
     parser.add_argument("--schedule", default="cosine", choices=("constant", "cosine"))
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--assets", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0, help="the training run's seed (draws, order)")
     parser.add_argument("--sample-steps", type=int, default=10)
     parser.add_argument("--surface-points", type=int, default=4096, help="exact surface samples per held-out asset")
     args = parser.parse_args()
