@@ -23,32 +23,17 @@ import time
 from pathlib import Path
 
 import torch
-from training_runs import mean, quiet, setup_threads, spread
+from training_runs import fitted_release, mean, quiet, setup_threads, spread
 
-from backend.models.loading import load_checkpoint, read_pipeline_json
-from backend.models.testing import write_release_folder
+from backend.models.loading import load_checkpoint
 from backend.nn.sparse_tensor import SparseTensor
 from tests.training.conftest import CPU
 from tests.training.test_slat_flow import slat_config
-from training.export import place_in_release, write_release_checkpoint
 from training.slat_data import SLatAssetFolder
 from training.slat_evaluate import decoded_normal_error
 from training.slat_normals import angular_errors_degrees
-from training.slat_synthetic import fit_mesh_decoder, make_slat_dataset
+from training.slat_synthetic import make_slat_dataset
 from training.slat_trainer import build_mesh_decoder, train_slat_flow
-
-
-def fitted_release(root: Path, data: Path, shapes: list) -> Path:
-    """A tiny release whose ``slat_decoder_mesh`` is a one-block tiny decoder with its read-out fitted to ``data``."""
-    release = write_release_folder(root / "release")
-    pipeline = read_pipeline_json(release)
-    mean_, std = torch.tensor(pipeline.slat_mean), torch.tensor(pipeline.slat_std)
-    decoder, _ = build_mesh_decoder(slat_config(), CPU.device)  # random, one swin block
-    residual = fit_mesh_decoder(decoder, mean_, std, data, shapes)
-    base = write_release_checkpoint(root / "fitted_mesh_decoder", decoder.config, decoder.state_dict())
-    place_in_release(release, "slat_decoder_mesh", base)
-    print(f"mesh decoder read-out fitted to {len(shapes)} toy assets (relative residual {residual:.3f})")
-    return release
 
 
 @torch.no_grad()

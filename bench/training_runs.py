@@ -1,4 +1,5 @@
-"""What the training benches share: thread setup, progress printing, loss summaries and spreads over seeds.
+"""What the training benches share: thread setup, progress printing, loss summaries, spreads over seeds and a
+tiny release with its mesh decoder fitted to toy data (``fitted_release``).
 
 Imported by ``bench_ss_flow_training.py``, ``bench_slat_flow_training.py`` and ``bench_normal_regulariser.py``
 (run from the repository root; the script's folder is on ``sys.path``, so ``import training_runs`` works).
@@ -61,3 +62,26 @@ def report_losses(label: str, losses: list[float], seconds: float, window: int =
     for i in range(0, len(losses), max(1, len(losses) // 10)):
         print(f"  steps {i + 1:4d}-{i + window:4d}: {mean(losses[i:i + window]):.4f}")
     return first / last
+
+
+def fitted_release(root: Path, data: Path, shapes: list) -> Path:
+    """A tiny release (``root / "release"``) whose ``slat_decoder_mesh`` is a one-block tiny decoder with its SDF
+    read-out fitted to the toy assets of ``data`` (``slat_synthetic.fit_mesh_decoder``); its other networks are
+    ``write_release_folder``'s (random, tiny)."""
+    from backend.models.loading import read_pipeline_json
+    from backend.models.testing import write_release_folder
+    from tests.training.conftest import CPU
+    from tests.training.test_slat_flow import slat_config
+    from training.export import place_in_release, write_release_checkpoint
+    from training.slat_synthetic import fit_mesh_decoder
+    from training.slat_trainer import build_mesh_decoder
+
+    release = write_release_folder(root / "release")
+    pipeline = read_pipeline_json(release)
+    mean_, std = torch.tensor(pipeline.slat_mean), torch.tensor(pipeline.slat_std)
+    decoder, _ = build_mesh_decoder(slat_config(), CPU.device)  # random, one swin block
+    residual = fit_mesh_decoder(decoder, mean_, std, data, shapes)
+    base = write_release_checkpoint(root / "fitted_mesh_decoder", decoder.config, decoder.state_dict())
+    place_in_release(release, "slat_decoder_mesh", base)
+    print(f"mesh decoder read-out fitted to {len(shapes)} toy assets (relative residual {residual:.3f})")
+    return release
