@@ -266,7 +266,7 @@ def test_a_failed_build_leaves_no_camera_and_no_loaded_image(picture, monkeypatc
 
 def _job(engine_params: list[dict] | None, **kwargs) -> dict:
     engines = [] if engine_params is None else [{"name": "hi3dgen", "params": engine_params}]
-    backend = SimpleNamespace(hello=SimpleNamespace(engines=engines))
+    backend = SimpleNamespace(hello=SimpleNamespace(engines=engines), config=SimpleNamespace(prefix=[]))
     request = settings.GenerateSettings(image_name="x", image_bytes=b"png", engine="hi3dgen", **kwargs)
     return job.Job(backend, request)._request_message().params
 
