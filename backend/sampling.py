@@ -137,6 +137,14 @@ def multiview_velocity(model: ModelFn, x: torch.Tensor, t: torch.Tensor, conds: 
     return (1.0 + cfg_strength) * v_mean - cfg_strength * v[views]
 
 
+def single_view(mode: str, conds: torch.Tensor) -> bool:
+    """Whether ``conds [V, ...]`` holds one view (the single-view sampler then runs); ``ValueError`` for an
+    unknown multi-view ``mode``."""
+    if mode not in MULTIVIEW_MODES:
+        raise ValueError(f"multi-view mode {mode!r} is not one of {', '.join(MULTIVIEW_MODES)}")
+    return conds.shape[0] == 1
+
+
 def sample_flow_euler_views(model: ModelFn, noise: torch.Tensor, conds: torch.Tensor, neg_cond: torch.Tensor,
                             *, mode: str = DEFAULT_MULTIVIEW_MODE, steps: int, cfg_strength: float,
                             cfg_interval: tuple[float, float] = (0.5, 1.0), rescale_t: float = 3.0,
@@ -146,9 +154,7 @@ def sample_flow_euler_views(model: ModelFn, noise: torch.Tensor, conds: torch.Te
     ``stochastic``: step i runs the single-view guided step with view ``view_order(steps, V)[i]``.
     ``multidiffusion``: every step uses ``multiview_velocity``. One view is exactly ``sample_flow_euler``.
     """
-    if mode not in MULTIVIEW_MODES:
-        raise ValueError(f"multi-view mode {mode!r} is not one of {', '.join(MULTIVIEW_MODES)}")
-    if conds.shape[0] == 1:
+    if single_view(mode, conds):
         return sample_flow_euler(model, noise, conds, neg_cond, steps=steps, cfg_strength=cfg_strength,
                                  cfg_interval=cfg_interval, rescale_t=rescale_t, batch_cfg=batch_cfg,
                                  callback=callback)

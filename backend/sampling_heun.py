@@ -20,7 +20,6 @@ import torch
 
 from .sampling import (
     DEFAULT_MULTIVIEW_MODE,
-    MULTIVIEW_MODES,
     ModelFn,
     SamplerParams,
     StepCallback,
@@ -29,6 +28,7 @@ from .sampling import (
     guided_velocity,
     multiview_velocity,
     sample_flow_euler_views,
+    single_view,
     uses_guidance,
     view_order,
 )
@@ -95,9 +95,7 @@ def sample_flow_heun_views(model: ModelFn, noise: torch.Tensor, conds: torch.Ten
                            cfg_interval: tuple[float, float] = (0.5, 1.0), rescale_t: float = 3.0,
                            batch_cfg: bool = True, callback: StepCallback | None = None) -> torch.Tensor:
     """``sampling.sample_flow_euler_views``'s contract (``conds [V, ...]``), integrated with Heun steps."""
-    if mode not in MULTIVIEW_MODES:
-        raise ValueError(f"multi-view mode {mode!r} is not one of {', '.join(MULTIVIEW_MODES)}")
-    if conds.shape[0] == 1:
+    if single_view(mode, conds):
         return sample_flow_heun(model, noise, conds, neg_cond, steps=steps, cfg_strength=cfg_strength,
                                 cfg_interval=cfg_interval, rescale_t=rescale_t, batch_cfg=batch_cfg,
                                 callback=callback)

@@ -53,13 +53,18 @@ def test_the_gradient_passes_gradcheck_in_float64():
     assert torch.autograd.gradcheck(lambda g: normal_loss(g, points, normals, weights), (grid,))
 
 
+def _small_decoder(seed: int):  # noqa: ANN202
+    """A random two-level structure decoder in float64, frozen (a latent [1, 8, 2, 2, 2] decodes to 4^3)."""
+    config = dataclasses.replace(VARIANTS["tiny_ss_dec"], channels=(4, 2), num_res_blocks=1,
+                                 num_res_blocks_middle=0)
+    decoder, _ = random_network(config, seed=seed)
+    return decoder.double().requires_grad_(False)
+
+
 @pytest.mark.usefixtures("one_torch_thread")
 def test_the_regulariser_through_the_decoder_passes_gradcheck():
     """latent -> structure decoder (float64) -> logits -> normal loss, differentiated w.r.t. the latent."""
-    config = dataclasses.replace(VARIANTS["tiny_ss_dec"], channels=(4, 2), num_res_blocks=1,
-                                 num_res_blocks_middle=0)
-    decoder, _ = random_network(config, seed=3)
-    decoder = decoder.double().requires_grad_(False)
+    decoder = _small_decoder(seed=3)
     latent = torch.randn(1, 8, 2, 2, 2, dtype=torch.float64, requires_grad=True)  # decodes to 4^3
     points = (torch.rand(1, 6, 3, dtype=torch.float64) - 0.5) * 0.6
     normals = torch.nn.functional.normalize(torch.randn(1, 6, 3, dtype=torch.float64), dim=-1)
@@ -73,10 +78,7 @@ def test_the_regulariser_through_the_decoder_passes_gradcheck():
 @pytest.mark.usefixtures("one_torch_thread")
 def test_the_regulariser_passes_gradcheck_wrt_the_predicted_velocity():
     """What the trainer differentiates: velocity -> clean-latent estimate -> decoder -> logits -> normal loss."""
-    config = dataclasses.replace(VARIANTS["tiny_ss_dec"], channels=(4, 2), num_res_blocks=1,
-                                 num_res_blocks_middle=0)
-    decoder, _ = random_network(config, seed=4)
-    decoder = decoder.double().requires_grad_(False)
+    decoder = _small_decoder(seed=4)
     g = torch.Generator().manual_seed(5)
     x0, noise = (torch.randn(2, 8, 2, 2, 2, generator=g, dtype=torch.float64) for _ in range(2))
     t = torch.tensor([0.3, 0.8], dtype=torch.float64)
