@@ -154,8 +154,9 @@ def test_denoiser_prior_learns_epsilon_and_seeds_the_control_branch(tmp_path: Pa
     latents = image_latents(start, tmp_path / "data")
     assert latents.shape == (4, 4, 8, 8)
     before = denoiser_error(start.streams.unet, latents, (100, 600))
-    folder, losses = write_pretrained_init(init, tmp_path / "data", tmp_path / "prior", steps=40, seed=3)
-    assert len(losses) == 40 and np.mean(losses[-10:]) < np.mean(losses[:10])
+    folder, losses = write_pretrained_init(init, tmp_path / "data", tmp_path / "prior", steps=24, seed=3,
+                                           batch=4)
+    assert len(losses) == 24 and np.mean(losses[-10:]) < np.mean(losses[:10])
     prior = load_networks(folder)
     after = denoiser_error(prior.streams.unet, latents, (100, 600))
     assert all(after[t] < before[t] for t in before)
