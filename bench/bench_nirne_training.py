@@ -12,9 +12,15 @@ the seeds of each arm and of the paired difference (with - without). The VAE rou
 true normal map) is printed as the floor a frozen tiny VAE allows. ``--figure`` writes ground truth / with /
 without.
 
+``--pretrain-steps N`` tests the diffusion-prior explanation: each seed's UNet is first pre-trained ONCE as an
+epsilon-prediction denoiser (``training/nirne/prior.py``: DDPM objective over all t of the injection's schedule,
+on the training images' latents), the control branch re-copied from its encoder, and both arms of that seed
+start from that same prior. Its held-out epsilon MSE at a few t is printed before and after.
+
 Run (defaults: 3 seeds, 8 + 8 samples of 64 px, 200 + 200 steps, batch 4, lr 1e-3, pixel_weight 1, t <= 400)::
 
     nice -n 10 .venv/bin/python bench/bench_nirne_training.py --jobs 6   # the 6 trainings side by side
+    nice -n 10 .venv/bin/python bench/bench_nirne_training.py --pretrain-steps 1000 --jobs 2   # from a prior
 """
 
 from __future__ import annotations
