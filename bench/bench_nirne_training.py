@@ -12,9 +12,15 @@ the seeds of each arm and of the paired difference (with - without). The VAE rou
 true normal map) is printed as the floor a frozen tiny VAE allows. ``--figure`` writes ground truth / with /
 without.
 
+``--pretrain-steps N`` tests the diffusion-prior explanation: each seed's UNet is first pre-trained ONCE as an
+epsilon-prediction denoiser (``training/nirne/prior.py``: DDPM objective over all t of the injection's schedule,
+on the training images' latents), the control branch re-copied from its encoder, and both arms of that seed
+start from that same prior. Its held-out epsilon MSE at a few t is printed before and after.
+
 Run (defaults: 3 seeds, 8 + 8 samples of 64 px, 200 + 200 steps, batch 4, lr 1e-3, pixel_weight 1, t <= 400)::
 
     nice -n 10 .venv/bin/python bench/bench_nirne_training.py --jobs 6   # the 6 trainings side by side
+    nice -n 10 .venv/bin/python bench/bench_nirne_training.py --pretrain-steps 1000 --jobs 2   # from a prior
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ import multiprocessing
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -39,10 +47,15 @@ from training.nirne.data import SampleFolder  # noqa: E402
 from training.nirne.evaluate import evaluate_release  # noqa: E402
 from training.nirne.init import write_tiny_init  # noqa: E402
 from training.nirne.networks import load_networks  # noqa: E402
+from training.nirne.prior import denoiser_error, image_latents, write_pretrained_init  # noqa: E402
 from training.nirne.shapes import write_split  # noqa: E402
 from training.nirne.trainer import train_nirne  # noqa: E402
 
 CPU = World(rank=0, size=1, local_rank=0, device=torch.device("cpu"))
+T = TypeVar("T")
+R = TypeVar("R")
+PROBE_T = (50, 200, 400, 800)
+"Timesteps at which the pre-trained denoiser's held-out epsilon MSE is printed."
 
 
 def _vae_floor(init: Path, split: Path) -> dict[str, float]:
@@ -95,12 +108,31 @@ def _train(args: argparse.Namespace, init: Path, data: Path, out: Path, t_max: i
     return result.export
 
 
+def _init_of(root: Path, seed: int, args: argparse.Namespace) -> Path:
+    """The starting release of seed ``seed``'s two arms: the tiny init, or its denoiser-pre-trained copy."""
+    return root / f"prior_{seed}" if args.pretrain_steps > 0 else root / "init"
+
+
+def _pretrain(task: tuple[argparse.Namespace, Path, int]) -> tuple[dict[int, float], dict[int, float], float]:
+    """Pre-train seed ``seed``'s UNet as a denoiser (once, shared by both arms); its held-out epsilon MSE
+    by timestep before and after."""
+    args, root, seed = task
+    torch.set_num_threads(max(1, args.threads))
+    t0 = time.perf_counter()
+    held = image_latents(load_networks(root / "init"), root / "held")
+    before = denoiser_error(load_networks(root / "init").streams.unet, held, PROBE_T)
+    folder, _ = write_pretrained_init(root / "init", root / "train", _init_of(root, seed, args),
+                                      args.pretrain_steps, seed, lr=args.pretrain_lr)
+    after = denoiser_error(load_networks(folder).streams.unet, held, PROBE_T)
+    return before, after, time.perf_counter() - t0
+
+
 def _run_arm(task: tuple[argparse.Namespace, Path, str, int, int]) -> tuple[dict[str, float], Path, float]:
     """Train one arm (``with`` / ``without``) for one seed and score its export on the held-out splits."""
     args, root, name, t_max, seed = task
     torch.set_num_threads(max(1, args.threads))
     t0 = time.perf_counter()
-    export = _train(args, root / "init", root / "train", root / f"{name}_{seed}", t_max, seed)
+    export = _train(args, _init_of(root, seed, args), root / "train", root / f"{name}_{seed}", t_max, seed)
     metrics = {split: evaluate_release(export, root / "held" / split) for split in ("synthetic", "real")}
     row = {"SNE": metrics["synthetic"]["SNE"], "NE": metrics["synthetic"]["NE"], "NE_real": metrics["real"]["NE"],
            "detail": _detail_ratio(export, root / "held" / "synthetic")}
@@ -139,7 +171,8 @@ def _summary(scores: dict[str, list[dict[str, float]]], args: argparse.Namespace
     seeds = len(scores["with"])
     print(f"\n{seeds} seed(s), {args.count} + {args.count} samples of {args.size} px, "
           f"{args.steps_real} + {args.steps_synthetic} steps, batch 4, lr {args.lr:g}, "
-          f"pixel_weight {args.pixel_weight:g}, injection t <= {args.t_max} (NE / SNE: degrees, lower is better; "
+          f"pixel_weight {args.pixel_weight:g}, injection t <= {args.t_max}, {_start(args)} "
+          "(NE / SNE: degrees, lower is better; "
           f"detail: the prediction's pixel-to-pixel variation over the truth's, 1 = as sharp as the truth):")
     for key in ("SNE", "NE", "NE_real", "detail"):
         with_, without = ([row[key] for row in scores[arm]] for arm in ("with", "without"))
@@ -148,6 +181,21 @@ def _summary(scores: dict[str, list[dict[str, float]]], args: argparse.Namespace
         wins = sum(abs(1 - w) < abs(1 - wo) if key == "detail" else w < wo for w, wo in zip(with_, without))
         print(f"  {key:8s} with {_spread(with_)}  without {_spread(without)}  "
               f"with - without {_spread(diff)}  (injection better on {wins}/{seeds} seeds)")
+
+
+def _map(function: Callable[[T], R], tasks: list[T], jobs: int) -> list[R]:
+    """``function`` over ``tasks``; with ``jobs`` > 1 side by side, one thread each (spawned, not forked)."""
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return list(pool.map(function, tasks))
+    return [function(task) for task in tasks]
+
+
+def _start(args: argparse.Namespace) -> str:
+    if args.pretrain_steps <= 0:
+        return "fresh streams"
+    return (f"both arms from one denoiser prior per seed ({args.pretrain_steps} steps, lr {args.pretrain_lr:g}, "
+            "batch 8, all t)")
 
 
 def main() -> int:
@@ -162,6 +210,10 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--pixel-weight", type=float, default=1.0, help="the angular loss; the same in both arms")
     parser.add_argument("--vae-steps", type=int, default=300)
+    parser.add_argument("--pretrain-steps", type=int, default=0,
+                        help="first pre-train each seed's UNet as an epsilon denoiser on the training images' "
+                             "latents (all t, the injection's schedule; 0 = fresh streams), both arms start there")
+    parser.add_argument("--pretrain-lr", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: on a shared, loaded machine 2 threads wait on each other)")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run side by side (processes)")
@@ -180,13 +232,14 @@ def main() -> int:
         start = evaluate_release(root / "init", root / "held" / "synthetic")
         print(f"held-out synthetic: VAE round trip NE {floor['NE']:.2f} SNE {floor['SNE']:.2f} detail "
               f"{floor['detail']:.2f}; untrained NE {start['NE']:.2f} SNE {start['SNE']:.2f}")
+        if args.pretrain_steps > 0:
+            priors = _map(_pretrain, [(args, root, seed) for seed in range(args.seeds)], min(args.jobs, args.seeds))
+            for seed, (before, after, seconds) in enumerate(priors):
+                print(f"seed {seed} prior ({args.pretrain_steps} steps, {seconds:.0f} s): held-out epsilon MSE "
+                      + ", ".join(f"t={t} {before[t]:.3f} -> {after[t]:.3f}" for t in PROBE_T))
         tasks = [(args, root, name, t_max, seed) for seed in range(args.seeds)
                  for name, t_max in (("with", args.t_max), ("without", 0))]
-        if args.jobs > 1:  # independent trainings side by side, one thread each (spawned, not forked)
-            with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                results = list(pool.map(_run_arm, tasks))
-        else:
-            results = [_run_arm(task) for task in tasks]
+        results = _map(_run_arm, tasks, args.jobs)
         scores: dict[str, list[dict[str, float]]] = {"with": [], "without": []}
         exports: dict[str, Path] = {}
         for (_, _, name, _, seed), (row, export, seconds) in zip(tasks, results):

@@ -1,5 +1,5 @@
 """NiRNE trainer parts, fast: config checks, the generated data's normals, the data reader's refusals,
-noise injection, the loss, and which parameters the two streams train."""
+noise injection, the loss, which parameters the two streams train, and the tiny denoiser prior."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from backend.nirne.controlnet import UNUSED_PREFIXES  # noqa: E402
 from training.data import DataError  # noqa: E402
 from training.nirne.config import NirneConfig, load_nirne_config, nirne_config_from_dict  # noqa: E402
 from training.nirne.data import SampleFolder, load_sample  # noqa: E402
-from training.nirne.networks import DualStream, copy_encoder, fresh_networks  # noqa: E402
+from training.nirne.init import write_tiny_init  # noqa: E402
+from training.nirne.networks import DualStream, copy_encoder, fresh_networks, load_networks  # noqa: E402
 from training.nirne.objective import (  # noqa: E402
     alphas_cumprod,
     angular_loss,
@@ -23,6 +24,7 @@ from training.nirne.objective import (  # noqa: E402
     inject_noise,
     regression_loss,
 )
+from training.nirne.prior import denoiser_error, image_latents, write_pretrained_init  # noqa: E402
 from training.nirne.shapes import make_sample, normals_of, write_split  # noqa: E402
 
 
@@ -141,3 +143,27 @@ def test_streams_train_exactly_the_parameters_that_get_gradients() -> None:
     missing = [n for n, p in streams.named_parameters() if p.requires_grad and p.grad is None]
     assert missing == []
     assert not any(p.requires_grad for p in nets.vae.parameters())
+
+
+def test_denoiser_prior_learns_epsilon_and_seeds_the_control_branch(tmp_path: Path) -> None:
+    """The tiny diffusion prior: epsilon MSE falls, the UNet changes, the branch is re-copied from it, VAE kept."""
+    for domain in ("real", "synthetic"):
+        write_split(tmp_path / "data", domain, 2, 32, seed=0)
+    init = write_tiny_init(tmp_path / "init", tmp_path / "data", vae_steps=2)
+    start = load_networks(init)
+    latents = image_latents(start, tmp_path / "data")
+    assert latents.shape == (4, 4, 8, 8)
+    before = denoiser_error(start.streams.unet, latents, (100, 600))
+    folder, losses = write_pretrained_init(init, tmp_path / "data", tmp_path / "prior", steps=24, seed=3,
+                                           batch=4)
+    assert len(losses) == 24 and np.mean(losses[-10:]) < np.mean(losses[:10])
+    prior = load_networks(folder)
+    after = denoiser_error(prior.streams.unet, latents, (100, 600))
+    assert all(after[t] < before[t] for t in before)
+    unet, branch = prior.streams.unet.state_dict(), prior.streams.controlnet.state_dict()
+    assert not torch.equal(unet["conv_in.weight"], start.streams.unet.state_dict()["conv_in.weight"])
+    assert torch.equal(branch["conv_in.weight"], unet["conv_in.weight"])
+    for key, value in start.vae.state_dict().items():
+        assert torch.equal(prior.vae.state_dict()[key], value)
+    with pytest.raises(ValueError, match="steps"):
+        write_pretrained_init(init, tmp_path / "data", tmp_path / "bad", steps=-1, seed=0)
