@@ -107,7 +107,7 @@ def test_the_panels_switch_sends_the_selected_empties_as_views(hi3dgen, tmp_path
     front, side = _empty("P_front", picture, 0.0), _empty("Q_side", picture, 90.0)
     props = bpy.context.window_manager.hi3dgen
     saved = (props.source, props.use_selected_views)
-    params = json.dumps({"resolution": 32})
+    params = json.dumps({"resolution": 32, "normals": "inflate"})  # the tiny NiRNE at 768 px costs minutes
 
     def select() -> None:
         for o in bpy.context.view_layer.objects:
