@@ -151,12 +151,36 @@ def deviations(size: str) -> dict[str, float]:
     return {name: rel(x, out["official"]) for name, x in out.items()}
 
 
-def run_full(presets: list[str]) -> None:
-    """The engine end to end per preset on real-size random weights (a given normal map: NiRNE skipped)."""
+def record_structure(latents: dict[str, torch.Tensor], key: list[str]) -> Any:
+    """Wrap ``sampling_heun.views_sampler`` so each structure-stage latent lands in ``latents[key[0]]``."""
+    import backend.sampling_heun as sampling_heun
+
+    original = sampling_heun.views_sampler
+
+    def views_sampler(sampler: str) -> Any:
+        fn = original(sampler)
+
+        def sample(*args: Any, **kwargs: Any) -> torch.Tensor:
+            out = fn(*args, **kwargs)
+            if out.shape[-3:] == (16, 16, 16):  # the structure stage; the latent stage is sparse
+                latents[key[0]] = out.detach().float().cpu().clone()
+            return out
+        return sample
+
+    sampling_heun.views_sampler = views_sampler
+    return original
+
+
+def run_full(presets: list[str], out_json: str = "") -> None:
+    """The engine end to end per preset on real-size random weights (a given normal map: NiRNE skipped).
+
+    Also the real-size deviation: each preset's structure latent (same seed, same condition) against
+    official's, as relative L2, and the IoU of the decoded 64^3 occupancy."""
     import tempfile
 
     import numpy as np
 
+    import backend.sampling_heun as sampling_heun
     from backend.engines.base import EngineRequest, validate_params
     from backend.engines.hi3dgen import PARAMS, Hi3DGenEngine
     from backend.images import LoadedImage
@@ -168,22 +192,76 @@ def run_full(presets: list[str]) -> None:
             "sparse_structure_decoder": "ss_dec_conv3d_16l8_fp16",
             "slat_flow_model": "slat_flow_normal_dit_L_64l8p2_fp16",
             "slat_decoder_mesh": "slat_dec_mesh_swin8_B_64l8m256c_fp16"}
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
-        write_release_folder(root / "trellis-normal", real, occupancy=0.08)  # ~20k of the 64^3 voxels
-        write_dinov2_folder(root / "dinov2", "dinov2_vitl14_reg")
-        engine = Hi3DGenEngine(BackendSettings(weights_dir=str(root), precision="fp32"))
-        yy, xx = np.mgrid[0:256, 0:256]
-        disc = (np.hypot(yy - 128.0, xx - 128.0) < 90).astype(np.float32)
-        image = LoadedImage(np.dstack([np.full((256, 256, 3), 0.5), disc]).astype(np.float32), True, "RGBA")
-        normals = LoadedImage(np.dstack([np.full((256, 256, 2), 0.5), np.ones((256, 256)), disc]).astype(
-            np.float32), True, "RGBA")
-        for name in presets:
-            request = EngineRequest(image, "disc", 0, validate_params(PARAMS, {"preset": name}), "cpu",
-                                    normal_map=normals)
-            seconds, result = timed(lambda request=request: engine.generate(request, JobContext()))
-            print(f"--full {name}: {seconds:.0f} s end to end (NiRNE skipped: a given normal map), "
-                  f"{len(result.meshes[0].faces)} faces", flush=True)
+    latents: dict[str, torch.Tensor] = {}
+    key = [""]
+    original = record_structure(latents, key)
+    report: dict[str, Any] = {"threads": torch.get_num_threads(), "runs": {}}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            write_release_folder(root / "trellis-normal", real, occupancy=0.08)  # ~20k of the 64^3 voxels
+            write_dinov2_folder(root / "dinov2", "dinov2_vitl14_reg")
+            engine = Hi3DGenEngine(BackendSettings(weights_dir=str(root), precision="fp32"))
+            yy, xx = np.mgrid[0:256, 0:256]
+            disc = (np.hypot(yy - 128.0, xx - 128.0) < 90).astype(np.float32)
+            image = LoadedImage(np.dstack([np.full((256, 256, 3), 0.5), disc]).astype(np.float32), True,
+                                "RGBA")
+            normals = LoadedImage(np.dstack([np.full((256, 256, 2), 0.5), np.ones((256, 256)), disc]).astype(
+                np.float32), True, "RGBA")
+            for name in presets:
+                key[0] = name
+                request = EngineRequest(image, "disc", 0, validate_params(PARAMS, {"preset": name}), "cpu",
+                                        normal_map=normals)
+                load = _load_average()
+                seconds, result = timed(lambda request=request: engine.generate(request, JobContext()))
+                run = {"seconds": seconds, "faces": len(result.meshes[0].faces),
+                       "load_before": load, "load_after": _load_average()}
+                report["runs"][name] = run
+                print(f"--full {name}: {seconds:.0f} s end to end (NiRNE skipped: a given normal map), "
+                      f"{run['faces']} faces, load average {load:.1f} -> {run['load_after']:.1f}", flush=True)
+                _write_report(report, latents, out_json)
+    finally:
+        sampling_heun.views_sampler = original
+    _write_report(report, latents, out_json, final=True)
+
+
+def _latent_path(out_json: str, name: str) -> Path:
+    path = Path(out_json)
+    return path.with_name(f"{path.stem}.{name}.pt")
+
+
+def _load_average() -> float:
+    import os
+
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def _write_report(report: dict[str, Any], latents: dict[str, torch.Tensor], out_json: str,
+                  final: bool = False) -> None:
+    """Deviations of every recorded structure latent from official's; the report as JSON to ``out_json``.
+
+    Each latent is also saved beside ``out_json`` (``<stem>.<preset>.pt``), and latents saved by an earlier
+    run (same random weights, seed and condition) are read back, so presets may run in separate processes."""
+    if out_json:
+        for name, latent in latents.items():
+            torch.save(latent, _latent_path(out_json, name))
+        for name in PRESETS:
+            if name not in latents and _latent_path(out_json, name).exists():
+                latents[name] = torch.load(_latent_path(out_json, name))
+        old = Path(out_json)
+        if old.exists():
+            for name, run in json.loads(old.read_text()).get("runs", {}).items():
+                report["runs"].setdefault(name, run)
+    if "official" in latents:
+        ref = latents["official"]
+        for name, latent in latents.items():
+            run = report["runs"].setdefault(name, {})
+            run["latent_rel_l2"] = rel(latent, ref)
+            if final:
+                print(f"--full {name}: structure latent {run['latent_rel_l2']:.4f} from official's (real size)",
+                      flush=True)
+    if out_json:
+        Path(out_json).write_text(json.dumps(report, indent=1))
 
 
 def main() -> None:
@@ -191,6 +269,9 @@ def main() -> None:
     parser.add_argument("--times", default="", help="JSON file keeping the measured stage seconds")
     parser.add_argument("--deviation-size", choices=("small", "mid", "tiny", "none"), default="small")
     parser.add_argument("--full", action="store_true", help="also run the engine end to end per preset")
+    parser.add_argument("--full-presets", default="draft,official,standard",
+                        help="comma-separated presets for --full, in this order")
+    parser.add_argument("--full-json", default="", help="write the --full report (seconds, deviations) here")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--scale-ss-forward", type=float, default=0.0, metavar="S",
                         help="scale every measured time so the ss-flow fp32 forward takes S seconds (a loaded "
@@ -226,7 +307,11 @@ def main() -> None:
         print(f"{name:9s} {forwards:>9s} {row['flows'] + row['quantize']:8.0f} {row['total']:8.0f} "
               f"{row['total'] / 60:6.1f} {row['total'] / official:10.3f} {deviation:>10s}")
     if args.full:
-        run_full(list(PRESETS))
+        chosen = [name for name in args.full_presets.split(",") if name]
+        unknown = sorted(set(chosen) - set(PRESETS))
+        if unknown:
+            parser.error(f"unknown presets for --full: {', '.join(unknown)}")
+        run_full(chosen, args.full_json)
 
 
 if __name__ == "__main__":
