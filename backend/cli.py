@@ -98,10 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                                             threads=getattr(args, "threads", None),
                                             memory=getattr(args, "memory", None),
                                             memory_budget_gb=getattr(args, "memory_budget", None))
-    except ValueError as exc:  # HI3DGEN_THREADS
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except BadInput as exc:  # a wrong memory setting (flag or environment)
+    except BadInput as exc:  # a wrong thread count or memory setting (flag or environment)
         print(f"error: {exc.message} {exc.hint}", file=sys.stderr)
         return 2
     if settings.threads and not _threads_applied(settings.threads):

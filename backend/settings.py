@@ -49,11 +49,12 @@ class BackendSettings:
         return settings.checked()
 
     def checked(self) -> "BackendSettings":
-        """These settings with the memory values checked (a hinted ``BadInput`` names a wrong one)."""
+        """These settings with the thread count and memory values checked (a hinted ``BadInput`` names a wrong one)."""
         from .errors import BadInput
         from .memory import check_mode
 
         check_mode(self.memory)
+        check_threads(self.threads)
         try:
             budget = float(self.memory_budget_gb)
         except (TypeError, ValueError):
@@ -69,9 +70,27 @@ MAX_THREADS = 1024
 
 
 def _threads(text: str) -> int:
-    """``HI3DGEN_THREADS`` as a thread count (blank: 0, torch's default); ``ValueError`` naming it otherwise."""
+    """``HI3DGEN_THREADS`` as a thread count (blank: 0, torch's default); a hinted ``BadInput`` naming it
+    otherwise."""
+    from .errors import BadInput
+
     if not text.strip():
         return 0
-    if not text.strip().isdigit() or not 0 <= int(text) <= MAX_THREADS:
-        raise ValueError(f"HI3DGEN_THREADS={text!r} is not a whole number from 0 to {MAX_THREADS}")
+    if not text.strip().isdigit():
+        raise BadInput(f"HI3DGEN_THREADS={text[:40]!r} is not a whole number.", hint=THREADS_HINT)
     return int(text)
+
+
+THREADS_HINT = (f"Give --threads (or HI3DGEN_THREADS) as a whole number from 1 to {MAX_THREADS}; 0 or blank is "
+                "torch's default.")
+
+
+def check_threads(threads: object, allow_default: bool = True) -> int:
+    """``threads`` as a count in 1..MAX_THREADS (also 0, torch's default, when ``allow_default``); the one check
+    of every thread count (the flag, the environment, ``threads.apply_threads``). Hinted ``BadInput`` otherwise."""
+    from .errors import BadInput
+
+    low = 0 if allow_default else 1
+    if isinstance(threads, bool) or not isinstance(threads, int) or not low <= threads <= MAX_THREADS:
+        raise BadInput(f"The thread count cannot be {str(threads)[:40]!r}.", hint=THREADS_HINT)
+    return threads

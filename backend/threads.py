@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import contextlib
 
-from .errors import BadInput
-from .settings import MAX_THREADS
+from .settings import check_threads
 
 
 def apply_threads(threads: int) -> None:
     """Use ``threads`` intra-op threads (matmuls, convolutions) and as many inter-op threads; before any
     model runs. ``BadInput`` outside 1..MAX_THREADS."""
-    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
-        raise BadInput(f"The thread count cannot be {threads!r}.", hint=f"Use a whole number from 1 to {MAX_THREADS}.")
+    check_threads(threads, allow_default=False)
     import torch
 
     torch.set_num_threads(threads)
