@@ -15,11 +15,12 @@ Per preset, over the held-out samples: relative L2 of the latent to official's, 
 (logits > 0, 16^3) with official's, and the decoded surface against the exact one as the held-out bench scores
 it (``training.evaluate.geometry_scores``: Chamfer, F-score at one decoder cell, normal consistency). Two
 diagnostic rows, ``standard/fp32`` and ``draft/fp32``, run the preset's sampler without int8 (the sampler's share
-of the deviation; the rest is int8's). The same on two random flows for comparison: the trained flow's seeded
-initial weights (``initial``; same conditions, so the geometry is scored too) and ``bench_flow_solvers``'
-small random ss-flow (``random-small``, the one behind ``bench_presets.deviations``: its condition is random
-DINOv2-sized tokens, not a shape, so only the latent and occupancy deviations are scored; its sample 0 is
-exactly ``bench_presets``' figure).
+of the deviation; the rest is int8's). A yardstick row, ``official/seed'``: official against itself with the
+next noise seed, same condition (what reseeding changes; deviations well under it are below the seed's).
+The same on two random flows for comparison: the trained flow's seeded initial weights (``initial``; same
+conditions, so the geometry is scored too) and ``bench_flow_solvers``' small random ss-flow (``random-small``,
+the one behind ``bench_presets.deviations``: its condition is random DINOv2-sized tokens, not a shape, so only
+the latent and occupancy deviations are scored; its draw 0 is exactly ``bench_presets``' figure).
 
 Run (about 10 minutes on the shared 2-core machine):
 ``nice -n 10 .venv/bin/python bench/bench_preset_quality.py`` (``--work DIR`` keeps the data and the trained
@@ -29,6 +30,7 @@ flow, so a second run only samples; ``--steps``, ``--assets``, ``--held``, ``--s
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,6 +43,7 @@ from bench_ss_flow_training import bench_config, toy_decoder, toy_set
 from torch import nn
 from training_runs import every, mean, report_losses, setup_threads
 
+from backend.atomic import write_atomic
 from backend.models.loading import load_checkpoint
 from backend.presets import PRESETS
 from backend.quant import quantize_int8
@@ -54,6 +57,8 @@ from training.trainer import build_flow, train_ss_flow
 
 CFG_INTERVAL, RESCALE_T = (0.5, 1.0), 3.0
 "The release's structure-stage interval and time warp (the engine's, for every preset)."
+OTHER_SEED = "official/seed'"
+"The yardstick row: official against official with the next noise seed (same condition)."
 
 
 def settings() -> dict[str, dict]:
@@ -120,6 +125,12 @@ def run_flow(label: str, flow: nn.Module, decoder: nn.Module, draw: Draw, count:
             scores = [s for k in range(seeds) for s in geometry_scores(logits[name][k * count:(k + 1) * count], held)]
             result.update(mean_scores(scores))
         out[name] = result
+    if seeds > 1:  # the yardstick: what another noise seed changes, same condition, official settings
+        pairs = [(k * count + i, (k + 1) % seeds * count + i) for k in range(seeds) for i in range(count)]
+        devs = [rel(ref_latents[a], ref_latents[b]) for a, b in pairs]
+        ious = [iou(ref_logits[a], ref_logits[b]) for a, b in pairs]
+        out[OTHER_SEED] = {"latent_rel_l2": mean(devs), "latent_rel_l2_max": max(devs), "iou": mean(ious),
+                           "iou_min": min(ious)}
     return out
 
 
@@ -128,7 +139,7 @@ def print_table(label: str, results: dict[str, dict[str, float]]) -> None:
     print(f"{'preset':14s} {'fwd':>4s} {'latent rel L2':>15s} {'IoU vs official':>17s} {'Chamfer':>8s} "
           f"{'F-score':>8s} {'normal c.':>9s}")
     for name, r in results.items():
-        row = settings()[name]
+        row = settings().get(name, settings()["official"])
         forwards = sampler_forward_passes(row["sampler"], SamplerParams(row["steps"], row["guidance"],
                                                                          CFG_INTERVAL, RESCALE_T))
         geometry = (f"{r['chamfer']:8.4f} {r['f_score']:8.3f} {r['normal_consistency']:9.3f}" if "chamfer" in r
@@ -164,8 +175,9 @@ def main() -> None:
     parser.add_argument("--assets", type=int, default=8, help="training assets")
     parser.add_argument("--held", type=int, default=4, help="held-out assets (the conditions)")
     parser.add_argument("--seeds", type=int, default=2, help="noise seeds per held-out condition")
-    parser.add_argument("--random-samples", type=int, default=4, help="noise/condition draws on random-small")
+    parser.add_argument("--random-samples", type=int, default=2, help="noise/condition draws on random-small")
     parser.add_argument("--skip-random", action="store_true", help="no random-small rows")
+    parser.add_argument("--json", default="", help="also write every row's numbers here")
     args = parser.parse_args()
     setup_threads()
     with tempfile.TemporaryDirectory() as tmp:
@@ -211,6 +223,9 @@ def main() -> None:
                               "condition not a shape: no geometry)"}
     for key, result in results.items():
         print_table(labels[key], result)
+    if args.json:
+        report = {"args": vars(args), "ceiling": ceiling, "results": results}
+        write_atomic(Path(args.json), lambda tmp: tmp.write_text(json.dumps(report, indent=1)))
 
 
 if __name__ == "__main__":
