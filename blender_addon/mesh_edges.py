@@ -63,23 +63,27 @@ def _check_corners(pairs: np.ndarray, corners: np.ndarray, faces: np.ndarray) ->
         if len(pairs):
             raise ValueError("edges without faces")
         return
-    if corners.min() < 0 or corners.max() >= len(pairs):
+    index = corners.reshape(-1)  # [3F] int32
+    if int(index.view(np.uint32).max()) >= len(pairs):  # one pass: negative rows read as huge
         raise ValueError("corner_edge indexes past the edges")
-    want = _packed(faces)  # [F, 3] int64: each corner's (lo, hi)
-    have = pairs.view(np.int64).reshape(-1)[corners]  # [F, 3]: the same packing, read as one int64
-    if not np.array_equal(have, want):
+    index = index.astype(np.intp)  # once, instead of numpy converting it for the gather and the scatter
+    have = pairs.view(np.int64).reshape(-1)[index]  # [3F]: each corner's edge row, read as one int64
+    if not np.array_equal(have, _packed(faces)):
         raise ValueError("a corner's edge does not join its vertex and the next corner's")
     used = np.zeros(len(pairs), bool)
-    used[corners.reshape(-1)] = True
+    used[index] = True
     if not used.all():
         raise ValueError("edges no face uses")
 
 
 def _packed(faces: np.ndarray) -> np.ndarray:
-    """[F, 3] int64 whose bytes are each corner's int32 pair (lo, hi) with the next corner's vertex, in
+    """[3F] int64 whose bytes are each corner's int32 pair (lo, hi) with the next corner's vertex, in
     memory order (what ``view(np.int64)`` of an edge row reads)."""
-    nxt = faces[:, [1, 2, 0]]  # [F, 3]
-    pair = np.empty(faces.shape + (2,), np.int32)  # [F, 3, 2]
-    np.minimum(faces, nxt, out=pair[..., 0])
-    np.maximum(faces, nxt, out=pair[..., 1])
-    return pair.view(np.int64)[..., 0]
+    flat = np.ascontiguousarray(faces, dtype=np.int32).reshape(-1)  # [3F]
+    nxt = np.empty_like(flat)  # the next corner's vertex; C-ordered (faces[:, [1, 2, 0]] is not: 7x slower)
+    nxt[:-1] = flat[1:]
+    nxt[2::3] = flat[0::3]
+    pair = np.empty((flat.size, 2), np.int32)  # [3F, 2]
+    np.minimum(flat, nxt, out=pair[:, 0])
+    np.maximum(flat, nxt, out=pair[:, 1])
+    return pair.view(np.int64).reshape(-1)
