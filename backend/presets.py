@@ -45,11 +45,13 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            {"ss_steps": 50, "ss_guidance": 3.0, "slat_steps": 6, "slat_guidance": 3.0, "sampler": "euler",
             "quantize": "none"}),
     Preset("standard", "Heun sampler, structure 8 steps, latent 3, guidance 3, int8 Linear layers on a CPU "
-           "(29 + 11 forwards; about 20 minutes on a 2-core CPU; structure latent 0.5 % from official's).",
+           "(29 + 11 forwards; about 20 minutes on a 2-core CPU; structure close to official's on a trained "
+           "test flow).",
            {"ss_steps": 8, "ss_guidance": 3.0, "slat_steps": 3, "slat_guidance": 3.0, "sampler": "heun",
             "quantize": "int8_on_cpu"}),
     Preset("draft", "Heun sampler, structure 2 steps, latent 2, guidance 3, int8 Linear layers on a CPU "
-           "(7 + 7 forwards; about 9 minutes on a 2-core CPU; structure latent 1.1 % from official's).",
+           "(7 + 7 forwards; about 9 minutes estimated on a 2-core CPU; a preview: its structure differs from "
+           "official's).",
            {"ss_steps": 2, "ss_guidance": 3.0, "slat_steps": 2, "slat_guidance": 3.0, "sampler": "heun",
             "quantize": "int8_on_cpu"}),
 )}

@@ -17,10 +17,10 @@ PRESETS = (
      "forwards; about 68 minutes on a 2-core CPU, minutes on a GPU)."),
     ("standard", "Standard",
      "Heun sampler, structure 8 steps, latent 3, guidance 3, int8 Linear layers on a CPU (29 + 11 "
-     "forwards; about 20 minutes on a 2-core CPU; structure latent 0.5 % from official's)."),
+     "forwards; about 20 minutes on a 2-core CPU; structure close to official's on a trained test flow)."),
     ("draft", "Draft",
      "Heun sampler, structure 2 steps, latent 2, guidance 3, int8 Linear layers on a CPU (7 + 7 forwards; "
-     "about 9 minutes on a 2-core CPU; structure latent 1.1 % from official's)."),
+     "about 9 minutes estimated on a 2-core CPU; a preview: its structure differs from official's)."),
 )
 "(name, label, description) for the panel's enum; the descriptions are the backend's summaries."
 GOVERNED = ("ss_steps", "ss_guidance", "slat_steps", "slat_guidance")
