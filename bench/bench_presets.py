@@ -214,11 +214,13 @@ def run_full(presets: list[str], out_json: str = "") -> None:
                                         normal_map=normals)
                 load = _load_average()
                 seconds, result = timed(lambda request=request: engine.generate(request, JobContext()))
-                run = {"seconds": seconds, "faces": len(result.meshes[0].faces),
+                stages = {k[:-8]: round(float(v), 1) for k, v in result.stats.items() if k.endswith("_seconds")}
+                run = {"seconds": seconds, "faces": len(result.meshes[0].faces), "stages": stages,
                        "load_before": load, "load_after": _load_average()}
                 report["runs"][name] = run
                 print(f"--full {name}: {seconds:.0f} s end to end (NiRNE skipped: a given normal map), "
-                      f"{run['faces']} faces, load average {load:.1f} -> {run['load_after']:.1f}", flush=True)
+                      f"{run['faces']} faces, load average {load:.1f} -> {run['load_after']:.1f}; stages (s): "
+                      f"{json.dumps(stages)}", flush=True)
                 _write_report(report, latents, out_json)
     finally:
         sampling_heun.views_sampler = original

@@ -7,6 +7,13 @@ for every platform the backend runs on, needs no GPU and produces non-overlappin
 
 xatlas splits vertices along chart seams: the result has more vertices than the input, each a copy of one
 input vertex (``source``), with the input's normals copied, so shading is unchanged across a seam.
+
+Large meshes go to xatlas in pieces. Its chart computation grows much faster than the face count on one
+mesh: on a ragged 182k-face surface (random decoder weights) it took 185 s whole and 7.5 s as pieces of
+25k faces; a 722k-face one had not finished after 9 minutes whole and took 25 s in pieces; a smooth 332k-face
+sphere 13.7 s whole and 4.4 s in pieces of 50k (``bench/bench_post_stages.py``). A piece is a run of
+faces in Morton order of their centroids, so it is spatially compact; its border becomes a chart seam
+(charts never cross it), which costs a few more charts and nothing else: the pieces share one atlas.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ class UnwrapOptions:
     max_cost: float = 4.0  # xatlas default 2: larger charts where the area cap allows
     chart_faces: int = 400
     block_align: bool = True
+    piece_faces: int = 25_000  # meshes above this go to xatlas as spatially compact pieces of this size
 
 
 @dataclass
@@ -75,19 +83,68 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None =
     pack.resolution, pack.padding = options.resolution, options.padding
     pack.bilinear, pack.blockAlign = True, options.block_align
     pack.rotate_charts = False  # its 90-degree turns can transpose a chart: mirrored, it would take no texture
+    pieces = _pieces(v, f, options.piece_faces)
     atlas = xatlas.Atlas()
-    atlas.add_mesh(v, np.ascontiguousarray(f, np.uint32))
+    for face_ids, used, local in pieces:
+        atlas.add_mesh(v[used], local)
     atlas.generate(chart, pack)
     if atlas.atlas_count != 1:  # more than one page would overlap in [0, 1]: pack again, coarser
         pack.texels_per_unit = 0.5 * float(atlas.texels_per_unit)
         pack.resolution = 0
         atlas.generate(chart, pack)
-    source, new_faces, uvs = atlas[0]
-    source = np.asarray(source, np.int64)
-    uvs = np.asarray(uvs, np.float32)  # read as v up, the charts keep the faces' counter-clockwise winding
+    source, new_faces, uvs = _gather(atlas, pieces, len(f))
     n = None if normals is None else np.asarray(normals, np.float32)[source]
-    return Unwrapped(v[source], np.asarray(new_faces, np.int32), n, np.clip(uvs, 0.0, 1.0), source,
+    return Unwrapped(v[source], new_faces, n, np.clip(uvs, 0.0, 1.0), source,
                      int(atlas.chart_count), float(atlas.utilization), time.perf_counter() - t0)
+
+
+Piece = tuple[np.ndarray, np.ndarray, np.ndarray]
+"(face ids [P] into the mesh, vertex ids [U] it uses, its faces [P, 3] uint32 re-indexed into those vertices)"
+
+
+def _pieces(vertices: np.ndarray, faces: np.ndarray, piece_faces: int) -> list[Piece]:
+    """The mesh as one piece, or, above ``piece_faces`` faces, as runs of that many faces in Morton order of
+    their centroids (spatially compact pieces)."""
+    f = np.asarray(faces, np.int64)
+    if len(f) <= piece_faces:
+        return [(np.arange(len(f)), np.arange(len(vertices)), np.ascontiguousarray(f, np.uint32))]
+    order = np.argsort(_morton(vertices[f].mean(axis=1)), kind="stable")
+    pieces = []
+    for start in range(0, len(f), piece_faces):
+        ids = np.sort(order[start:start + piece_faces])
+        used, local = np.unique(f[ids].reshape(-1), return_inverse=True)
+        pieces.append((ids, used, np.ascontiguousarray(local.reshape(-1, 3), np.uint32)))
+    return pieces
+
+
+def _morton(points: np.ndarray) -> np.ndarray:
+    """Morton codes [N] uint64 of points [N, 3] on a 1024^3 grid over their bounding box."""
+    lo, span = points.min(axis=0), float(np.ptp(points, axis=0).max()) or 1.0
+    q = np.clip((points - lo) / span * 1023.0, 0, 1023).astype(np.uint64)  # [N, 3]
+    code = np.zeros(len(points), np.uint64)
+    for axis in range(3):
+        x = q[:, axis]
+        x = (x | (x << np.uint64(16))) & np.uint64(0x30000FF)
+        x = (x | (x << np.uint64(8))) & np.uint64(0x300F00F)
+        x = (x | (x << np.uint64(4))) & np.uint64(0x30C30C3)
+        x = (x | (x << np.uint64(2))) & np.uint64(0x9249249)
+        code |= x << np.uint64(axis)
+    return code
+
+
+def _gather(atlas: object, pieces: list[Piece], face_count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(source [V'] int64 input vertex per output vertex, faces [F, 3] int32 in the input's order, uvs [V', 2])
+    from the atlas's meshes, one per piece."""
+    sources, uvs = [], []
+    faces = np.empty((face_count, 3), np.int32)
+    offset = 0
+    for k, (face_ids, used, _) in enumerate(pieces):
+        mapping, piece_faces, piece_uvs = atlas[k]  # type: ignore[index]
+        sources.append(used[np.asarray(mapping, np.int64)])
+        faces[face_ids] = np.asarray(piece_faces, np.int64) + offset
+        uvs.append(np.asarray(piece_uvs, np.float32))  # read as v up, the charts keep the faces' winding
+        offset += len(sources[-1])
+    return np.concatenate(sources), faces, np.concatenate(uvs)
 
 
 def _surface_area(vertices: np.ndarray, faces: np.ndarray) -> float:

@@ -127,7 +127,9 @@ class Hi3DGenEngine:
         memory_plan, memory_guard = plan_request(self, request, ctx)  # refused here when it cannot fit
         request = self._for_mask(request)
         rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
+        lap = _Laps()
         normals, source, colors = self._normal_map(request, rgba, mask, frame, ctx)
+        lap("normal_map")
         params = GeometryParams(seed=request.seed, ss_steps=p["ss_steps"], ss_guidance=p["ss_guidance"],
                                 slat_steps=p["slat_steps"], slat_guidance=p["slat_guidance"],
                                 extraction=p["extraction"], multiview_mode=p["multiview_mode"],
@@ -145,12 +147,15 @@ class Hi3DGenEngine:
             models.memory.guard = memory_guard  # checks again with the structure's real voxel count
         if quantize == "int8":
             models = self._int8_models(models, ctx)  # shares models.memory (a CPU placement: nothing moves)
+        lap("load")
         vertices, faces, timings = generate_geometry(models, condition, params, ctx)
+        lap.skip()
         ctx.step("cleanup", 0, 1, "cleaning the mesh")
         options = CleanupOptions(remove_floaters=p["remove_floaters"], fill_holes=p["fill_holes"],
                                  target_faces=p["decimate_faces"])
         vertices, faces, vertex_normals = clean_mesh(vertices, faces, options)
         mesh = MeshData(request.name, vertices, faces, normals=vertex_normals)
+        lap("cleanup")
         stats = {"normals": source, "mask": _mask_stats(frame), **timings, "faces": int(len(faces)),
                  "memory": memory_plan.as_stats() if memory_plan is not None else {}}
         if request.views:
@@ -164,12 +169,16 @@ class Hi3DGenEngine:
         if p["align"]:
             device = self._raster_device(request)
             stats["camera"] = self._align(vertices, faces, view, device, ctx)
+            lap("align")
             if p["refine"]:
                 mesh, stats["refine"] = self._refine(mesh, stats["camera"], view, device, ctx)
+                lap("refine")
         if p["texture"]:  # after refine: the bake uses the final vertices
             from ..bake.result import texture_mesh
 
             mesh, stats["texture"] = texture_mesh(mesh, request.image.rgba, *view, stats.get("camera"), ctx)
+            lap("texture")
+        stats.update(lap.timings)
         stats["seconds"] = time.perf_counter() - t0
         return EngineResult(meshes=[mesh], normal_map=NormalMapData(normals, mask), stats=stats)
 
@@ -307,6 +316,23 @@ class Hi3DGenEngine:
         estimator = replace(self._estimator(request.placement_name, ctx, request),
                             processing_resolution=request.params["normal_resolution"])
         return estimator(rgba, mask, ctx), "nirne", None
+
+
+class _Laps:
+    """Seconds per engine stage outside ``generate_geometry`` (which keeps its own): ``lap(name)`` records the
+    time since the previous lap as ``<name>_seconds``; ``skip()`` restarts the clock without recording."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._clock = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[f"{name}_seconds"] = now - self._clock
+        self._clock = now
+
+    def skip(self) -> None:
+        self._clock = time.perf_counter()
 
 
 def _mask_stats(frame: Any) -> dict[str, object]:

@@ -114,8 +114,10 @@ def _cover(px: np.ndarray, lo: np.ndarray, group: np.ndarray, size: int, shape: 
     cand = lo[group, None, :] + offset[None]  # [G, S*S, 2] (col, row)
     a, b, c = (px[group, i, None, :] for i in range(3))  # [G, 1, 2]
     area = _edge(a, b, c)  # [G, 1]
+    real = np.abs(area) > 1e-12  # [G, 1]: a degenerate UV triangle covers no texel
+    area = np.where(real, area, 1.0)
     w0, w1, w2 = _edge(b, c, cand) / area, _edge(c, a, cand) / area, _edge(a, b, cand) / area
-    inside = (w0 >= -1e-9) & (w1 >= -1e-9) & (w2 >= -1e-9) & (np.abs(area) > 1e-12)
+    inside = (w0 >= -1e-9) & (w1 >= -1e-9) & (w2 >= -1e-9) & real
     inside &= (cand[..., 0] >= 0) & (cand[..., 0] < w) & (cand[..., 1] >= 0) & (cand[..., 1] < h)
     g, k = np.nonzero(inside)
     bary = np.stack([w0[g, k], w1[g, k], w2[g, k]], axis=1)

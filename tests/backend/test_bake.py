@@ -49,6 +49,23 @@ def test_unwrap_gives_one_atlas_whose_charts_keep_the_winding():
     assert out.charts > 1 and 0.3 < out.utilization <= 1.0
 
 
+def test_a_mesh_unwrapped_in_pieces_keeps_every_face_and_one_atlas():
+    from backend.bake.unwrap import UnwrapOptions, unwrap
+    from backend.mesh.shading import textured_faces
+
+    vertices, faces = suzanne()
+    whole = unwrap(vertices, faces, options=UnwrapOptions(resolution=256))
+    split = unwrap(vertices, faces, options=UnwrapOptions(resolution=256, piece_faces=len(faces) // 5))
+    np.testing.assert_array_equal(split.vertices, vertices[split.source])
+    np.testing.assert_array_equal(split.source[split.faces], faces)  # same faces, same order, same winding
+    assert split.uvs.min() >= 0.0 and split.uvs.max() <= 1.0
+    assert textured_faces(split.faces, split.uvs).mean() > 0.99
+    assert split.charts >= whole.charts, "a piece's border is a seam: never fewer charts"
+    uv_tri = split.uvs[split.faces]  # [F, 3, 2]
+    area = 0.5 * np.abs(np.cross(uv_tri[:, 1] - uv_tri[:, 0], uv_tri[:, 2] - uv_tri[:, 0]))
+    assert (area > 0).mean() > 0.99 and area.sum() <= 1.0, "the pieces' charts share one atlas, none on top"
+
+
 def test_the_baked_mesh_reproduces_the_picture_from_the_input_view(baked_bust):
     from backend.bake.preview import psnr, render_textured
 

@@ -324,3 +324,17 @@ def test_an_obj_with_directx_names_the_directx_png(tmp_path):
     dx = decode_png16((tmp_path / "directx" / "blob_normal.png").read_bytes()).astype(np.int64)
     assert np.abs(dx[..., 1] - (65535 - gl[..., 1])).max() <= 1 and names_in(tmp_path / "directx") == [
         "blob.mtl", "blob.obj", "blob_color.png", "blob_normal.png"]
+
+
+def test_a_degenerate_uv_triangle_covers_no_texel_and_warns_nothing():
+    import warnings
+
+    from backend.mesh.normal_texture import covered_texels
+
+    uvs = np.array([[0.1, 0.1], [0.9, 0.1], [0.1, 0.9], [0.5, 0.5], [0.5, 0.5]], np.float32)
+    faces = np.array([[0, 1, 2], [3, 4, 3], [0, 1, 0]], np.int32)  # one real triangle, two with no area
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        face, row, col, bary = covered_texels(uvs, faces, (32, 32))
+    assert len(face) > 100 and set(face.tolist()) == {0}
+    assert np.isfinite(bary).all() and np.allclose(bary.sum(axis=1), 1.0)
