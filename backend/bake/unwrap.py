@@ -85,7 +85,7 @@ def unwrap(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None =
     pack.rotate_charts = False  # its 90-degree turns can transpose a chart: mirrored, it would take no texture
     pieces = _pieces(v, f, options.piece_faces)
     atlas = xatlas.Atlas()
-    for face_ids, used, local in pieces:
+    for _, used, local in pieces:
         atlas.add_mesh(v[used], local)
     atlas.generate(chart, pack)
     if atlas.atlas_count != 1:  # more than one page would overlap in [0, 1]: pack again, coarser
