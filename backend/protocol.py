@@ -330,7 +330,7 @@ def encode(msg: Message, request_id: int = 0) -> list[bytes | memoryview]:
         elif value is not None:
             arr = _wire_array(value)
             specs.append({"name": f.name, "dtype": wire_dtype(arr.dtype), "shape": list(arr.shape)})
-            buffers.append(memoryview(arr).cast("B"))
+            buffers.append(_byte_view(arr))
     head["arrays"] = specs
     text = json.dumps(head, separators=(",", ":")).encode("utf-8")
     payload_len = sum(b.nbytes for b in buffers)
@@ -338,6 +338,12 @@ def encode(msg: Message, request_id: int = 0) -> list[bytes | memoryview]:
         raise ProtocolError(f"{type(msg).__name__} frame too large ({len(text)} + {payload_len} bytes)")
     header = HEADER.pack(MAGIC, PROTOCOL_VERSION, msg.KIND, request_id & 0xFFFFFFFF, len(text), payload_len)
     return [header, text, *buffers]
+
+
+def _byte_view(arr: np.ndarray) -> memoryview:
+    """The bytes of a C-contiguous array without a copy, zero rows included (``memoryview.cast`` refuses a
+    shape with a zero in it)."""
+    return memoryview(arr.reshape(-1).view(np.uint8))
 
 
 def encode_bytes(msg: Message, request_id: int = 0) -> bytes:
@@ -575,7 +581,7 @@ def mesh_frames(index: int, name: str, arrays: dict[str, np.ndarray],
     """The MeshStart and MeshChunk messages that carry one mesh (vertices and faces required)."""
     wire = {k: _mesh_array(k, v) for k, v in arrays.items() if v is not None}
     yield MeshStart(mesh_index=index, name=name, n_vertices=len(wire["vertices"]), n_faces=len(wire["faces"]),
-                    checksums={k: zlib.crc32(memoryview(v).cast("B")) for k, v in wire.items()},
+                    checksums={k: zlib.crc32(_byte_view(v)) for k, v in wire.items()},
                     n_edges=len(wire["edges"]) if "edges" in wire else 0)
     for key, arr in wire.items():
         rows = max(1, chunk_bytes // max(1, arr[0:1].nbytes or 1))
@@ -644,7 +650,7 @@ class MeshAssembly:
                 arr = self.arrays[key] = np.empty((0, MESH_ARRAYS[key][1]), np.dtype(MESH_ARRAYS[key][0]))
             if arr is None or self.filled.get(key, 0) != rows:
                 raise ProtocolError(f"mesh array {key!r} incomplete")
-            if zlib.crc32(memoryview(arr).cast("B")) != crc:
+            if zlib.crc32(_byte_view(arr)) != crc:
                 raise ProtocolError(f"mesh array {key!r} failed its checksum")
         faces = self.arrays["faces"]
         if faces.size and (faces.min() < 0 or faces.max() >= self.start.n_vertices):

@@ -64,6 +64,25 @@ def test_mesh_streams_in_bounded_chunks_and_reassembles():
     assert np.array_equal(out["vertices"], v) and np.array_equal(out["faces"], f)
 
 
+def test_a_mesh_with_no_faces_and_an_empty_array_travel_and_reassemble():
+    v = np.zeros((4, 3), np.float32)
+    arrays = {"vertices": v, "faces": np.zeros((0, 3), np.int32), "uvs": np.zeros((4, 2), np.float32)}
+    frames = list(P.mesh_frames(0, "empty", arrays))
+    stream = io.BytesIO(b"".join(P.encode_bytes(x) for x in frames))
+    reader = P.FrameReader(stream)
+    asm = P.MeshAssembly(reader.read()[0])
+    while (item := reader.read()) is not None:
+        asm.add(item[0])
+    out = asm.finish()
+    assert out["faces"].shape == (0, 3) and np.array_equal(out["vertices"], v)
+    none = list(P.mesh_frames(1, "nothing", {"vertices": np.zeros((0, 3), np.float32),
+                                             "faces": np.zeros((0, 3), np.int32)}))
+    start = _roundtrip(none[0])
+    assert P.MeshAssembly(start).finish()["vertices"].shape == (0, 3)
+    chunk = P.MeshChunk(mesh_index=0, array="faces", offset=0, data=np.zeros((0, 3), np.int32))
+    assert _roundtrip(chunk).data.shape == (0, 3)
+
+
 def test_corrupted_mesh_fails_its_checksum():
     v = np.zeros((4, 3), np.float32)
     f = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
