@@ -61,8 +61,9 @@ OTHER_SEED = "official/seed'"
 "The yardstick row: official against official with the next noise seed (same condition)."
 
 
-def settings() -> dict[str, dict]:
-    """Row name -> (sampler, steps, guidance, int8) for each preset, plus the non-official presets in float32."""
+def settings(extra: tuple[str, ...] = ()) -> dict[str, dict]:
+    """Row name -> (sampler, steps, guidance, int8) for each preset, plus the non-official presets in float32,
+    plus candidate rows ``extra`` ("sampler:steps", float32, guidance 3: a preset not yet made)."""
     rows = {}
     for preset in PRESETS.values():
         v = preset.values
@@ -71,6 +72,9 @@ def settings() -> dict[str, dict]:
     for name in list(rows):
         if rows[name]["int8"]:
             rows[f"{name}/fp32"] = {**rows[name], "int8": False}
+    for spec in extra:
+        sampler, steps = spec.split(":")
+        rows[f"{sampler}{steps}/fp32"] = {"sampler": sampler, "steps": int(steps), "guidance": 3.0, "int8": False}
     return rows
 
 
@@ -95,7 +99,7 @@ Draw = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
 
 
 def run_flow(label: str, flow: nn.Module, decoder: nn.Module, draw: Draw, count: int, seeds: int,
-             held: Path | None, cache: int = 0) -> dict[str, dict[str, float]]:
+             held: Path | None, cache: int = 0, extra: tuple[str, ...] = ()) -> dict[str, dict[str, float]]:
     """Every row's latents for ``count`` conditions x ``seeds`` noises; per row the mean deviations (and, with
     ``held``, the geometry against the held-out assets' surfaces, condition i being asset i). ``cache``: the
     cross-attention K/V cache size of both copies (exact; 0 as in the engine)."""
@@ -103,7 +107,7 @@ def run_flow(label: str, flow: nn.Module, decoder: nn.Module, draw: Draw, count:
     quantized = quantize_int8(flow)
     flow.set_context_cache(cache)
     quantized.set_context_cache(cache)
-    rows = settings()
+    rows = settings(extra)
     latents: dict[str, list[torch.Tensor]] = {name: [] for name in rows}
     start = time.perf_counter()
     for seed in range(seeds):
@@ -134,12 +138,12 @@ def run_flow(label: str, flow: nn.Module, decoder: nn.Module, draw: Draw, count:
     return out
 
 
-def print_table(label: str, results: dict[str, dict[str, float]]) -> None:
+def print_table(label: str, results: dict[str, dict[str, float]], extra: tuple[str, ...] = ()) -> None:
     print(f"\n{label}")
     print(f"{'preset':14s} {'fwd':>4s} {'latent rel L2':>15s} {'IoU vs official':>17s} {'Chamfer':>8s} "
           f"{'F-score':>8s} {'normal c.':>9s}")
     for name, r in results.items():
-        row = settings().get(name, settings()["official"])
+        row = settings(extra).get(name, settings()["official"])
         forwards = sampler_forward_passes(row["sampler"], SamplerParams(row["steps"], row["guidance"],
                                                                          CFG_INTERVAL, RESCALE_T))
         geometry = (f"{r['chamfer']:8.4f} {r['f_score']:8.3f} {r['normal_consistency']:9.3f}" if "chamfer" in r
@@ -178,7 +182,9 @@ def main() -> None:
     parser.add_argument("--random-samples", type=int, default=2, help="noise/condition draws on random-small")
     parser.add_argument("--skip-random", action="store_true", help="no random-small rows")
     parser.add_argument("--json", default="", help="also write every row's numbers here")
+    parser.add_argument("--extra", default="", help="candidate rows, e.g. euler:8,heun:4 (float32, guidance 3)")
     args = parser.parse_args()
+    extra = tuple(x for x in args.extra.split(",") if x)
     setup_threads()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work) if args.work else Path(tmp)
@@ -196,8 +202,10 @@ def main() -> None:
             noise = torch.randn(1, 8, 16, 16, 16, generator=torch.Generator().manual_seed(1000 * seed + i))
             return noise, assets[i].cond[None]
 
-        results = {"trained": run_flow("trained", trained, decoder, draw_held, len(assets), args.seeds, held),
-                   "initial": run_flow("initial", initial, decoder, draw_held, len(assets), args.seeds, held)}
+        results = {"trained": run_flow("trained", trained, decoder, draw_held, len(assets), args.seeds, held,
+                                       extra=extra),
+                   "initial": run_flow("initial", initial, decoder, draw_held, len(assets), args.seeds, held,
+                                       extra=extra)}
         with torch.no_grad():
             own = [decoder(assets[i].latent[None])[0, 0] for i in range(len(assets))]
         ceiling = mean_scores(geometry_scores(own, held))
@@ -222,7 +230,7 @@ def main() -> None:
               "random-small": f"bench_flow_solvers' small random ss-flow ({args.random_samples} draws; "
                               "condition not a shape: no geometry)"}
     for key, result in results.items():
-        print_table(labels[key], result)
+        print_table(labels[key], result, extra)
     if args.json:
         report = {"args": vars(args), "ceiling": ceiling, "results": results}
         write_atomic(Path(args.json), lambda tmp: tmp.write_text(json.dumps(report, indent=1)))
