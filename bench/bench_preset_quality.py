@@ -181,6 +181,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="noise seeds per held-out condition")
     parser.add_argument("--random-samples", type=int, default=2, help="noise/condition draws on random-small")
     parser.add_argument("--skip-random", action="store_true", help="no random-small rows")
+    parser.add_argument("--skip-initial", action="store_true", help="no rows for the untrained (initial) flow")
     parser.add_argument("--json", default="", help="also write every row's numbers here")
     parser.add_argument("--extra", default="", help="candidate rows, e.g. euler:8,heun:4 (float32, guidance 3)")
     args = parser.parse_args()
@@ -203,9 +204,10 @@ def main() -> None:
             return noise, assets[i].cond[None]
 
         results = {"trained": run_flow("trained", trained, decoder, draw_held, len(assets), args.seeds, held,
-                                       extra=extra),
-                   "initial": run_flow("initial", initial, decoder, draw_held, len(assets), args.seeds, held,
                                        extra=extra)}
+        if not args.skip_initial:
+            results["initial"] = run_flow("initial", initial, decoder, draw_held, len(assets), args.seeds, held,
+                                          extra=extra)
         with torch.no_grad():
             own = [decoder(assets[i].latent[None])[0, 0] for i in range(len(assets))]
         ceiling = mean_scores(geometry_scores(own, held))

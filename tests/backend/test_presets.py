@@ -191,7 +191,7 @@ def test_official_is_bit_for_bit_the_path_without_a_preset(engine, one_torch_thr
     assert engine._int8 is None  # official never quantises
 
 
-def test_draft_runs_heun_and_int8_on_the_cpu(engine, one_torch_thread):
+def test_draft_runs_its_steps_and_int8_on_the_cpu(engine, one_torch_thread):
     from backend.jobs import JobContext
 
     steps: list[tuple[str, int, int]] = []
