@@ -55,25 +55,23 @@ def test_mesh_streams_in_bounded_chunks_and_reassembles():
     f = rng.integers(0, 50_000, (90_000, 3), dtype=np.int32)
     frames = list(P.mesh_frames(0, "m", {"vertices": v, "faces": f}, chunk_bytes=64 << 10))
     assert len(frames) > 20
-    stream = io.BytesIO(b"".join(P.encode_bytes(x) for x in frames))
-    reader = P.FrameReader(stream)
+    out = _reassemble(frames)
+    assert np.array_equal(out["vertices"], v) and np.array_equal(out["faces"], f)
+
+
+def _reassemble(frames: list[P.Message]) -> dict[str, np.ndarray]:
+    """The arrays of one mesh sent as ``frames`` through bytes, a frame reader and a ``MeshAssembly``."""
+    reader = P.FrameReader(io.BytesIO(b"".join(P.encode_bytes(x) for x in frames)))
     asm = P.MeshAssembly(reader.read()[0])
     while (item := reader.read()) is not None:
         asm.add(item[0])
-    out = asm.finish()
-    assert np.array_equal(out["vertices"], v) and np.array_equal(out["faces"], f)
+    return asm.finish()
 
 
 def test_a_mesh_with_no_faces_and_an_empty_array_travel_and_reassemble():
     v = np.zeros((4, 3), np.float32)
     arrays = {"vertices": v, "faces": np.zeros((0, 3), np.int32), "uvs": np.zeros((4, 2), np.float32)}
-    frames = list(P.mesh_frames(0, "empty", arrays))
-    stream = io.BytesIO(b"".join(P.encode_bytes(x) for x in frames))
-    reader = P.FrameReader(stream)
-    asm = P.MeshAssembly(reader.read()[0])
-    while (item := reader.read()) is not None:
-        asm.add(item[0])
-    out = asm.finish()
+    out = _reassemble(list(P.mesh_frames(0, "empty", arrays)))
     assert out["faces"].shape == (0, 3) and np.array_equal(out["vertices"], v)
     none = list(P.mesh_frames(1, "nothing", {"vertices": np.zeros((0, 3), np.float32),
                                              "faces": np.zeros((0, 3), np.int32)}))
