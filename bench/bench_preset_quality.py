@@ -142,8 +142,9 @@ def print_table(label: str, results: dict[str, dict[str, float]], extra: tuple[s
     print(f"\n{label}")
     print(f"{'preset':14s} {'fwd':>4s} {'latent rel L2':>15s} {'IoU vs official':>17s} {'Chamfer':>8s} "
           f"{'F-score':>8s} {'normal c.':>9s}")
+    rows = settings(extra)
     for name, r in results.items():
-        row = settings(extra).get(name, settings()["official"])
+        row = rows.get(name, rows["official"])
         forwards = sampler_forward_passes(row["sampler"], SamplerParams(row["steps"], row["guidance"],
                                                                          CFG_INTERVAL, RESCALE_T))
         geometry = (f"{r['chamfer']:8.4f} {r['f_score']:8.3f} {r['normal_consistency']:9.3f}" if "chamfer" in r

@@ -17,6 +17,7 @@ from ..memory import MEMORY_MODES
 from ..presets import PRESET_NAMES, preset_summary
 from ..settings import BackendSettings
 from ..speed_options import QUANTIZE_OPTIONS, SAMPLERS
+from ..stage_timer import StageTimer
 from ..weights import missing_error, resolve, resolve_all, status
 from .base import EngineRequest, EngineResult, MeshData, NormalMapData, ParamSpec
 from .hi3dgen_memory import plan_request
@@ -127,7 +128,7 @@ class Hi3DGenEngine:
         memory_plan, memory_guard = plan_request(self, request, ctx)  # refused here when it cannot fit
         request = self._for_mask(request)
         rgba, mask, frame = square_crop_with_frame(request.image, matting=self._segmenter(request))
-        lap = _Laps()
+        lap = StageTimer()
         normals, source, colors = self._normal_map(request, rgba, mask, frame, ctx)
         lap("normal_map")
         params = GeometryParams(seed=request.seed, ss_steps=p["ss_steps"], ss_guidance=p["ss_guidance"],
@@ -149,7 +150,7 @@ class Hi3DGenEngine:
             models = self._int8_models(models, ctx)  # shares models.memory (a CPU placement: nothing moves)
         lap("load")
         vertices, faces, timings = generate_geometry(models, condition, params, ctx)
-        lap.skip()
+        lap.restart()  # generate_geometry keeps its own stage seconds
         ctx.step("cleanup", 0, 1, "cleaning the mesh")
         options = CleanupOptions(remove_floaters=p["remove_floaters"], fill_holes=p["fill_holes"],
                                  target_faces=p["decimate_faces"])
@@ -316,23 +317,6 @@ class Hi3DGenEngine:
         estimator = replace(self._estimator(request.placement_name, ctx, request),
                             processing_resolution=request.params["normal_resolution"])
         return estimator(rgba, mask, ctx), "nirne", None
-
-
-class _Laps:
-    """Seconds per engine stage outside ``generate_geometry`` (which keeps its own): ``lap(name)`` records the
-    time since the previous lap as ``<name>_seconds``; ``skip()`` restarts the clock without recording."""
-
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-        self._clock = time.perf_counter()
-
-    def __call__(self, name: str) -> None:
-        now = time.perf_counter()
-        self.timings[f"{name}_seconds"] = now - self._clock
-        self._clock = now
-
-    def skip(self) -> None:
-        self._clock = time.perf_counter()
 
 
 def _mask_stats(frame: Any) -> dict[str, object]:

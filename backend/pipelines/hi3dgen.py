@@ -7,7 +7,6 @@ result up to floating-point differences.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from ..memory import StageMemory
 from ..models.dinov2 import preprocess_normal_map
 from ..models.loading import PipelineConfig, load_dinov2, load_network, read_pipeline_json
 from ..nn.sparse_tensor import SparseTensor
+from ..stage_timer import StageTimer
 
 MESH_RESOLUTION = 256
 
@@ -72,15 +72,7 @@ def generate_geometry(models: GeometryModels, normal_image: np.ndarray | list[np
                       ctx: JobContext) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """Normal-map image [H, W, 3] uint8 (or a list of views, each [H, W, 3]) -> (vertices [V, 3] float32,
     faces [F, 3] int32, stage seconds). Several views condition both flows as ``params.multiview_mode``."""
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[f"{name}_seconds"] = now - clock
-        clock = now
-
+    lap = StageTimer()
     views = normal_image if isinstance(normal_image, list) else [normal_image]
     memory = models.memory or StageMemory(models.placement.device, "resident")
     ctx.step("condition", 0, 1, f"encoding {len(views)} normal map(s)")
@@ -98,7 +90,7 @@ def generate_geometry(models: GeometryModels, normal_image: np.ndarray | list[np
     with memory.stage("decode", models.mesh_decoder):
         vertices, faces = decode_surface(models, slat, params.extraction, ctx)
     lap("decode")
-    return vertices, faces, timings
+    return vertices, faces, lap.timings
 
 
 def networks(models: GeometryModels) -> tuple[nn.Module, ...]:
