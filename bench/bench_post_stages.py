@@ -4,7 +4,7 @@ The flows and the decoder are timed by ``bench_presets.py``; this times what fol
 marching cubes at ``--res`` (256 as the release): cleanup, the camera alignment, the refinement and the
 texture bake, each as the engine calls it, with the engine's default options. The mesh is a bumpy sphere
 whose surface carries ``--noise`` (0: a smooth object of a few hundred thousand faces; 1: the ragged
-surface random weights decode to, about 1.5 M faces). The view is rendered from the mesh itself at
+surface random weights decode to, about 0.76 M faces at 256). The view is rendered from the mesh itself at
 ``--image`` pixels, so the alignment and refinement have a real answer to find.
 
     .venv/bin/python bench/bench_post_stages.py [--noise 1.0] [--res 256] [--image 1024] [--threads 2]
