@@ -6,6 +6,10 @@ preset's value; without a ``preset`` (or with ``official``) the parameters' own 
 official app's, so ``official`` is exactly the path without presets (same sampler, steps, guidance, dtype).
 Everything a preset does not govern (seed, extraction, cleanup, align, refine, texture) is untouched.
 
+Deviations are measured on trained tiny flows (``bench/bench_preset_quality.py``: the structure stage;
+``bench/bench_preset_latent_quality.py``: the latent stage), wall times on real-size random weights
+(``bench/bench_presets.py --full``).
+
 Costs are model forwards of the two flows (``forwards``); ``bench/bench_presets.py`` turns them into wall
 time on a CPU and measures each preset's deviation from official.
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-GOVERNED = ("ss_steps", "ss_guidance", "slat_steps", "slat_guidance", "sampler", "quantize")
+GOVERNED = ("ss_steps", "ss_guidance", "slat_steps", "slat_guidance", "sampler", "quantize", "normal_resolution")
 "The parameters a preset sets (when the request does not)."
 DEFAULT_PRESET = "official"
 
@@ -43,17 +47,18 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("official", "The official app's path: structure 50 Euler steps, latent 6, guidance 3, float32 "
            "(88 + 11 flow forwards; about 68 minutes on a 2-core CPU, minutes on a GPU).",
            {"ss_steps": 50, "ss_guidance": 3.0, "slat_steps": 6, "slat_guidance": 3.0, "sampler": "euler",
-            "quantize": "none"}),
+            "quantize": "none", "normal_resolution": 768}),
     Preset("standard", "Euler sampler, structure 10 steps, latent 6 (official's), guidance 3, int8 Linear layers "
            "on a CPU (18 + 11 forwards; about 20 minutes estimated on a 2-core CPU; on a trained test "
            "flow its structure is close to official's: occupancy IoU 0.95).",
            {"ss_steps": 10, "ss_guidance": 3.0, "slat_steps": 6, "slat_guidance": 3.0, "sampler": "euler",
-            "quantize": "int8_on_cpu"}),
-    Preset("draft", "Euler sampler, structure 5 steps, latent 3, guidance 3, int8 Linear layers on a CPU (9 + 6 "
-           "forwards; 9.6 minutes measured end to end on a 2-core CPU from a given normal map, about 11 with "
-           "NiRNE; on a trained test flow its structure stays close to official's: occupancy IoU 0.90).",
-           {"ss_steps": 5, "ss_guidance": 3.0, "slat_steps": 3, "slat_guidance": 3.0, "sampler": "euler",
-            "quantize": "int8_on_cpu"}),
+            "quantize": "int8_on_cpu", "normal_resolution": 768}),
+    Preset("draft", "Euler sampler, structure 5 steps (guidance 3), latent 2 steps at guidance 1, int8 Linear "
+           "layers on a CPU, NiRNE at 512 px (9 + 4 forwards; about 9 minutes from a photo on a 2-core CPU; on "
+           "trained test flows its structure stays close to official's, occupancy IoU 0.90, and its surface "
+           "scores as official's).",
+           {"ss_steps": 5, "ss_guidance": 3.0, "slat_steps": 2, "slat_guidance": 1.0, "sampler": "euler",
+            "quantize": "int8_on_cpu", "normal_resolution": 512}),
 )}
 PRESET_NAMES = tuple(PRESETS)
 

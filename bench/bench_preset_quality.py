@@ -63,7 +63,8 @@ OTHER_SEED = "official/seed'"
 
 def settings(extra: tuple[str, ...] = ()) -> dict[str, dict]:
     """Row name -> (sampler, steps, guidance, int8) for each preset, plus the non-official presets in float32,
-    plus candidate rows ``extra`` ("sampler:steps", float32, guidance 3: a preset not yet made)."""
+    plus candidate rows ``extra`` ("sampler:steps[:gG][:int8]": guidance 3 unless ``gG``, float32 unless
+    ``int8``; a preset not yet made)."""
     rows = {}
     for preset in PRESETS.values():
         v = preset.values
@@ -73,8 +74,10 @@ def settings(extra: tuple[str, ...] = ()) -> dict[str, dict]:
         if rows[name]["int8"]:
             rows[f"{name}/fp32"] = {**rows[name], "int8": False}
     for spec in extra:
-        sampler, steps = spec.split(":")
-        rows[f"{sampler}{steps}/fp32"] = {"sampler": sampler, "steps": int(steps), "guidance": 3.0, "int8": False}
+        sampler, steps, *flags = spec.split(":")
+        guidance = next((float(f[1:]) for f in flags if f.startswith("g")), 3.0)
+        rows[spec if flags else f"{sampler}{steps}/fp32"] = {"sampler": sampler, "steps": int(steps),
+                                                             "guidance": guidance, "int8": "int8" in flags}
     return rows
 
 
@@ -184,7 +187,8 @@ def main() -> None:
     parser.add_argument("--skip-random", action="store_true", help="no random-small rows")
     parser.add_argument("--skip-initial", action="store_true", help="no rows for the untrained (initial) flow")
     parser.add_argument("--json", default="", help="also write every row's numbers here")
-    parser.add_argument("--extra", default="", help="candidate rows, e.g. euler:8,heun:4 (float32, guidance 3)")
+    parser.add_argument("--extra", default="", help="candidate rows, e.g. euler:8,heun:4 (float32, guidance 3), "
+                        "euler:5:g1:int8")
     args = parser.parse_args()
     extra = tuple(x for x in args.extra.split(",") if x)
     setup_threads()

@@ -4,9 +4,11 @@ Time: every network at its real size with random weights, float32 (and int8 wher
 forward each: DINOv2 on 518 px, the ss-flow at 4,096 tokens, the structure decoder, the slat-flow and the mesh
 decoder on a 20k-voxel shell (the TRELLIS paper's average structure). A preset's time is the flows' per-forward
 seconds times its forward counts (``Preset.forwards``) plus the other stages once; NiRNE, align, refine and
-the bake are taken from their own benches (``OTHER_STAGES``, not re-measured here). ``--times FILE`` keeps the
-measured seconds (a second run with the same file only prints). ``--full`` really runs the engine end to end
-per preset, on real-size random weights written to a temporary folder (hours on a 2-core CPU).
+the bake are taken from their own benches (``OTHER_STAGES``, ``NIRNE_SECONDS``; not re-measured here).
+``--times FILE`` keeps the measured seconds (a second run with the same file only prints). ``--full`` really
+runs the engine end to end per preset, on real-size random weights written to a temporary folder (hours on a
+2-core CPU): from a given normal map, or with ``--photo`` from the bundled example image with NiRNE (real-size
+random weights too) at the preset's resolution; ``--full-only`` skips the estimates.
 
 Deviation: relative L2 distance of the structure stage's final latent (the ss-flow's output) to official's,
 same noise and condition, on the small random ss-flow of ``bench_flow_solvers.py`` (``SIZES``;
@@ -39,9 +41,11 @@ from backend.models.configs import VARIANTS  # noqa: E402
 from backend.models.loading import build_network  # noqa: E402
 from backend.presets import PRESETS  # noqa: E402
 
-OTHER_STAGES = {"nirne": 88.0, "align": 8.0, "refine": 32.0, "texture": 19.3}
-"""Seconds from the README's benchmarks on this machine: bench_nirne (768 px), bench_align (up to 8.0 s),
-bench_refine (28 to 36 s), bench_bake (81,920 faces); the same for every preset."""
+OTHER_STAGES = {"align": 8.0, "refine": 32.0, "texture": 19.3}
+"""Seconds from the README's benchmarks on this machine: bench_align (up to 8.0 s), bench_refine (28 to 36 s),
+bench_bake (81,920 faces); the same for every preset."""
+NIRNE_SECONDS = {768: 88.0, 512: 44.2}
+"NiRNE's seconds per ``normal_resolution`` a preset uses (bench_nirne.py --resolution R on this machine)."
 
 
 SECONDS = ("dinov2", "_fp32", "_int8", "_quantize", "decoder")
@@ -119,8 +123,9 @@ def preset_seconds(times: dict[str, float]) -> dict[str, dict[str, float]]:
         kind = "int8" if preset.values["quantize"] in ("int8", "int8_on_cpu") else "fp32"
         flows = ss * times[f"ss_flow_{kind}"] + slat * times[f"slat_flow_{kind}"]
         quantize = times["ss_flow_quantize"] + times["slat_flow_quantize"] if kind == "int8" else 0.0
+        other = fixed + NIRNE_SECONDS[preset.values["normal_resolution"]]
         rows[preset.name] = {"ss_forwards": ss, "slat_forwards": slat, "flows": flows, "quantize": quantize,
-                             "other": fixed, "total": flows + quantize + fixed}
+                             "other": other, "total": flows + quantize + other}
     return rows
 
 
@@ -203,8 +208,33 @@ def _stage_printer() -> Any:
     return report
 
 
-def run_full(presets: list[str], out_json: str = "") -> None:
-    """The engine end to end per preset on real-size random weights (a given normal map: NiRNE skipped).
+def write_nirne_folder(folder: Path) -> Path:
+    """A yoso-normal folder at the release's size (its configs from tests/fixtures/yoso_configs), random
+    N(0, 0.02) weights saved as the release's fp16 files (about 2.6 GB)."""
+    from safetensors.torch import save_file
+
+    from backend.nirne.loading import COMPONENTS, build_component
+
+    configs = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "yoso_configs"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model_index.json").write_text((configs / "model_index.json").read_text())
+    generator = torch.Generator().manual_seed(0)
+    for name in COMPONENTS:
+        config = json.loads((configs / name / "config.json").read_text())
+        (folder / name).mkdir(exist_ok=True)
+        (folder / name / "config.json").write_text(json.dumps(config))
+        model = build_component(name, config, device="meta")
+        state = {key: (torch.randn(t.shape, generator=generator) * 0.02).to(torch.float16)
+                 for key, t in model.state_dict().items()}
+        save_file(state, str(folder / name / "diffusion_pytorch_model.fp16.safetensors"))
+        del state
+    return folder
+
+
+def run_full(presets: list[str], out_json: str = "", photo: bool = False) -> None:
+    """The engine end to end per preset on real-size random weights: from a given normal map (NiRNE skipped),
+    or with ``photo`` from the bundled example image (examples/suzanne.png, its alpha the mask), NiRNE at the
+    preset's ``normal_resolution`` included.
 
     Also the real-size deviation: each preset's structure latent (same seed, same condition) against
     official's, as relative L2, and the IoU of the decoded 64^3 occupancy."""
@@ -237,6 +267,8 @@ def run_full(presets: list[str], out_json: str = "") -> None:
             root = Path(tmp)
             write_release_folder(root / "trellis-normal", real, occupancy=0.08)  # ~20k of the 64^3 voxels
             write_dinov2_folder(root / "dinov2", "dinov2_vitl14_reg")
+            if photo:
+                write_nirne_folder(root / "yoso-normal")
             engine = Hi3DGenEngine(BackendSettings(weights_dir=str(root), precision="fp32"))
             yy, xx = np.mgrid[0:256, 0:256]
             disc = (np.hypot(yy - 128.0, xx - 128.0) < 90).astype(np.float32)
@@ -244,10 +276,15 @@ def run_full(presets: list[str], out_json: str = "") -> None:
                                 "RGBA")
             normals = LoadedImage(np.dstack([np.full((256, 256, 2), 0.5), np.ones((256, 256)), disc]).astype(
                 np.float32), True, "RGBA")
+            if photo:
+                from backend.images import load_image
+
+                image = load_image(str(Path(__file__).resolve().parents[1] / "examples" / "suzanne.png"))
+            source = "from a photo (NiRNE included)" if photo else "NiRNE skipped: a given normal map"
             for name in presets:
                 key[0] = name
                 request = EngineRequest(image, "disc", 0, validate_params(PARAMS, {"preset": name}), "cpu",
-                                        normal_map=normals)
+                                        normal_map=None if photo else normals)
                 load = _load_average()
                 ctx = JobContext(report=_stage_printer())
                 seconds, result = timed(lambda request=request, ctx=ctx: engine.generate(request, ctx))
@@ -255,7 +292,8 @@ def run_full(presets: list[str], out_json: str = "") -> None:
                 run = {"seconds": seconds, "faces": len(result.meshes[0].faces), "stages": stages,
                        "load_before": load, "load_after": _load_average()}
                 report["runs"][name] = run
-                print(f"--full {name}: {seconds:.0f} s end to end (NiRNE skipped: a given normal map), "
+                run["source"] = source
+                print(f"--full {name}: {seconds:.0f} s end to end ({source}), "
                       f"{run['faces']} faces, load average {load:.1f} -> {run['load_after']:.1f}; stages (s): "
                       f"{json.dumps(stages)}", flush=True)
                 _write_report(report, latents, out_json)
@@ -311,6 +349,9 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also run the engine end to end per preset")
     parser.add_argument("--full-presets", default="draft,official,standard",
                         help="comma-separated presets for --full, in this order")
+    parser.add_argument("--photo", action="store_true",
+                        help="--full from the bundled example image, NiRNE included (real-size random weights)")
+    parser.add_argument("--full-only", action="store_true", help="only --full: no estimates, no deviations")
     parser.add_argument("--full-json", default="", help="write the --full report (seconds, deviations) here")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--scale-ss-forward", type=float, default=0.0, metavar="S",
@@ -320,6 +361,20 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU", flush=True)
+    if args.full_only:
+        args.full = True
+    else:
+        estimates(args)
+    if args.full:
+        chosen = [name for name in args.full_presets.split(",") if name]
+        unknown = sorted(set(chosen) - set(PRESETS))
+        if unknown:
+            parser.error(f"unknown presets for --full: {', '.join(unknown)}")
+        run_full(chosen, args.full_json, args.photo)
+
+
+def estimates(args: argparse.Namespace) -> None:
+    """The per-forward estimates of every preset and the deviations on the small random flow (printed)."""
     path = Path(args.times) if args.times else None
     if path is not None and path.exists():
         times = json.loads(path.read_text())
@@ -337,7 +392,8 @@ def main() -> None:
     dev = deviations(args.deviation_size) if args.deviation_size != "none" else {}
     print(f"other stages: DINOv2 {times['dinov2']:.1f} s, structure decoder {times['ss_decoder']:.1f} s, mesh "
           f"decoder {times['mesh_decoder']:.1f} s ({times['voxels']:.0f} voxels), from other benches "
-          + ", ".join(f"{k} {v:.0f} s" for k, v in OTHER_STAGES.items()))
+          + ", ".join(f"{k} {v:.0f} s" for k, v in OTHER_STAGES.items())
+          + ", NiRNE " + " / ".join(f"{v:.0f} s at {k} px" for k, v in NIRNE_SECONDS.items()))
     official = rows["official"]["total"]
     print(f"{'preset':9s} {'forwards':>9s} {'flows s':>8s} {'total s':>8s} {'min':>6s} {'x official':>10s} "
           f"{'latent dev':>10s}")
@@ -346,12 +402,6 @@ def main() -> None:
         deviation = f"{dev[name]:.4f}" if name in dev else "-"
         print(f"{name:9s} {forwards:>9s} {row['flows'] + row['quantize']:8.0f} {row['total']:8.0f} "
               f"{row['total'] / 60:6.1f} {row['total'] / official:10.3f} {deviation:>10s}")
-    if args.full:
-        chosen = [name for name in args.full_presets.split(",") if name]
-        unknown = sorted(set(chosen) - set(PRESETS))
-        if unknown:
-            parser.error(f"unknown presets for --full: {', '.join(unknown)}")
-        run_full(chosen, args.full_json)
 
 
 if __name__ == "__main__":

@@ -20,13 +20,13 @@ PRESETS = (
      "on a CPU (18 + 11 forwards; about 20 minutes estimated on a 2-core CPU; on a trained test "
      "flow its structure is close to official's: occupancy IoU 0.95)."),
     ("draft", "Draft",
-     "Euler sampler, structure 5 steps, latent 3, guidance 3, int8 Linear layers on a CPU (9 + 6 forwards; "
-     "9.6 minutes measured end to end on a 2-core CPU from a given normal map, about 11 with NiRNE; on a "
-     "trained test flow its structure stays close to official's: occupancy IoU 0.90)."),
+     "Euler sampler, structure 5 steps (guidance 3), latent 2 steps at guidance 1, int8 Linear layers on a CPU, "
+     "NiRNE at 512 px (9 + 4 forwards; about 9 minutes from a photo on a 2-core CPU; on trained test flows its "
+     "structure stays close to official's, occupancy IoU 0.90, and its surface scores as official's)."),
 )
 "(name, label, description) for the panel's enum; the descriptions are the backend's summaries."
 GOVERNED = ("ss_steps", "ss_guidance", "slat_steps", "slat_guidance")
-"The panel's fields a preset sets (the backend's sampler and quantize are not panel fields)."
+"The panel's fields a preset sets (the backend's sampler, quantize and normal_resolution are not panel fields)."
 
 
 def preset_params(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:

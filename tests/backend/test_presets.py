@@ -127,6 +127,8 @@ def test_a_preset_fills_only_what_the_request_leaves_out():
     assert validate_params(PARAMS, {"preset": "official"}) == defaults
     draft = validate_params(PARAMS, {"preset": "draft"})
     assert {k: draft[k] for k in GOVERNED} == PRESETS["draft"].values
+    assert draft["normal_resolution"] == 512 and defaults["normal_resolution"] == 768  # NiRNE's size too
+    assert validate_params(PARAMS, {"preset": "draft", "normal_resolution": 768})["normal_resolution"] == 768
     mixed = validate_params(PARAMS, {"preset": "draft", "ss_steps": 20, "sampler": "euler"})
     assert (mixed["ss_steps"], mixed["sampler"]) == (20, "euler")
     assert mixed["slat_steps"] == PRESETS["draft"].values["slat_steps"]
