@@ -2,8 +2,8 @@
 
 "old" is the previous plain-background estimate (border median colour, flood fill from the border; kept here
 as ``old_estimate``, frozen). Cases carry a group, reported apart: "tuning" (the estimator was tuned on them),
-"tuned_on" (the earlier random draws, seeds 2027, 2028 and 2029: each held out at first, then its failures
-were tuned on) and "held_out" (the draw of ``HELD_OUT_SEED`` = 2030 in scripts/make_segmentation_set.py, never
+"tuned_on" (the earlier random draws, seeds 2027 to 2030: each held out at first, then its failures were
+tuned on) and "held_out" (the draw of ``HELD_OUT_SEED`` = 2031 in scripts/make_segmentation_set.py, never
 tuned on). The warning
 flag is scored against IoU < 0.85 (precision, recall), over all cases and over the held-out ones. "new" is
 what the relief engine uses now for an image as it is decoded (alpha when it carries a mask, else

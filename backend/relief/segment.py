@@ -183,13 +183,13 @@ def convex_hull(mask: np.ndarray) -> np.ndarray:
 
 
 def _choose(masks: list[np.ndarray], sharp: np.ndarray) -> tuple[np.ndarray, float]:
-    """The first mask and its outline score, unless the best of the others scores higher by ``MARGIN``."""
+    """The first mask and its outline score, unless the best of the others scores higher by ``CHOOSE_MARGIN``."""
     scores = [outline_score(m, sharp) for m in masks]
     best = 1 + int(np.argmax(scores[1:]))
-    return (masks[best], scores[best]) if scores[best] > scores[0] + MARGIN else (masks[0], scores[0])
+    return (masks[best], scores[best]) if scores[best] > scores[0] + CHOOSE_MARGIN else (masks[0], scores[0])
 
 
-MARGIN = 0.03
+CHOOSE_MARGIN = 0.03
 "Another hypothesis wins over the refined mask when its outline score is higher by more than this."
 WIDER = 0.05
 "The wider refinement may also relabel pixels as weak as the backdrop within this (of the long side)."

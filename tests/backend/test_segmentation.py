@@ -42,9 +42,12 @@ FLOORS = {  # IoU each case reaches, about 0.03 under what bench/bench_segmentat
     "held2029_floor_mug_0": 0.95, "held2029_wall_monkey_1": 0.92, "held2029_backdrop_sphere_2": 0.96,
     "held2029_floor_table_3": 0.44, "held2029_wall_sphere_4": 0.96, "held2029_backdrop_mug_5": 0.96,
     "held2029_floor_mug_6": 0.86, "held2029_wall_mug_7": 0.95,
-    "held2030_floor_monkey_0": 0.96, "held2030_wall_bottle_1": 0.75, "held2030_backdrop_sphere_2": 0.96,
+    "held2030_floor_monkey_0": 0.96, "held2030_wall_bottle_1": 0.9, "held2030_backdrop_sphere_2": 0.96,
     "held2030_floor_sphere_3": 0.88, "held2030_wall_torus_4": 0.95, "held2030_backdrop_bottle_5": 0.95,
     "held2030_floor_table_6": 0.6, "held2030_wall_torus_7": 0.94,
+    "held2031_floor_torus_0": 0.95, "held2031_wall_monkey_1": 0.95, "held2031_backdrop_table_2": 0.18,
+    "held2031_floor_table_3": 0.93, "held2031_wall_torus_4": 0.81, "held2031_backdrop_table_5": 0.87,
+    "held2031_floor_bottle_6": 0.96, "held2031_wall_monkey_7": 0.96,
 }
 
 
@@ -63,10 +66,10 @@ def _generate(image: LoadedImage, **params: object) -> dict:
 
 def test_every_case_of_the_set_has_a_floor():
     assert sorted(FLOORS) == sorted(c["name"] for c in CASES)
-    # The committed set stays small: 47 cases of 320x240 are 2.43 MB. The renders are noisy enough that a
+    # The committed set stays small: 55 cases of 320x240 are 2.90 MB. The renders are noisy enough that a
     # lossless re-encode (the best PNG filter and zlib strategy per image) saves only 1.3 %, so the cap grew
-    # from 2 MB to 2.5 MB with the fourth random draw (seed 2030, issue #13).
-    assert sum(f.stat().st_size for f in SET.iterdir()) < 2_500_000
+    # from 2 MB to 2.5 MB with the fourth random draw (seed 2030) and to 3 MB with the fifth (2031, issue #13).
+    assert sum(f.stat().st_size for f in SET.iterdir()) < 3_000_000
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
