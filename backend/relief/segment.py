@@ -16,9 +16,12 @@
 6. Hypotheses: the shadow model's mask refined along the image's sharp edges (``boundary.refine``: the
    pixels that could be backdrop or shadow by colour are relabelled by a minimum cut that puts the outline
    on sharp edges; a grey object's shaded side joins, a soft shadow stays out), and steps 3-5 again with no
-   shadow model (every difference counts). The refined mask wins unless the second one's outline is
-   clearly sharper (``boundary.outline_score``). A sun's hard shadow stays out too: its rim is a sharp
-   edge, but a slightly wider one than an outline, and longer than the object's outline where they meet.
+   shadow model (every difference counts). The refinement leaves the first mask's holes open (``kept_holes``:
+   a torus's hole showing the floor in shadow). The refined mask wins unless another one's outline is
+   clearly sharper (``boundary.outline_score``), or the one without a shadow model scores as well and is much
+   larger (a dark, colourless object the shadow model took for shadow). A sun's hard shadow stays out too:
+   its rim is a sharp edge, but a slightly wider one than an outline, and longer than the object's outline
+   where they meet.
 7. Faces: a region of backdrop-coloured pixels beside the mask that sharp edges enclose on every side but
    the mask's joins (``enclosed_faces``: a box's side lit like the floor, which the cut had left at the
    crease), and the mask's convex hull refined along sharp edges replaces the mask when it is convex
@@ -74,10 +77,11 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     sharp = sharpness(lab)  # [h, w] in [0, 1]
     ambiguous = shadow | dim  # what could be the backdrop, darker: judged by the edges alone
     band = border_band(mask.shape)
-    refined = refine(mask, ambiguous, lab, sharp, band)
+    open_ = ambiguous & ~kept_holes(mask)  # a torus's hole showing the floor stays open
+    refined = refine(mask, open_, lab, sharp, band)
     reach = max(2, round(WIDER * max(mask.shape)))
     weak = ~mask & (evidence < LOW) & ndimage.binary_dilation(mask, iterations=reach)
-    wider = refine(mask, ambiguous | weak, lab, sharp, band)  # a side as light as the backdrop behind it
+    wider = refine(mask, open_ | weak, lab, sharp, band)  # a side as light as the backdrop behind it
     check()
     plain = _hypothesis(small, *object_evidence(lab, background, False))
     chosen, score = _choose([refined, wider, plain], sharp)
@@ -183,14 +187,37 @@ def convex_hull(mask: np.ndarray) -> np.ndarray:
 
 
 def _choose(masks: list[np.ndarray], sharp: np.ndarray) -> tuple[np.ndarray, float]:
-    """The first mask and its outline score, unless the best of the others scores higher by ``CHOOSE_MARGIN``."""
+    """The first mask and its outline score, unless the best of the others scores higher by ``CHOOSE_MARGIN``,
+    or the last one (the hypothesis without a shadow model) scores as well (within ``TIE``) and covers at
+    least ``LARGER`` times as much: the shadow model took a dark, colourless object for shadow (a shadow the
+    last one took in would have lowered its score: a shadow's rim is soft or wider than an outline)."""
     scores = [outline_score(m, sharp) for m in masks]
     best = 1 + int(np.argmax(scores[1:]))
-    return (masks[best], scores[best]) if scores[best] > scores[0] + CHOOSE_MARGIN else (masks[0], scores[0])
+    if scores[best] > scores[0] + CHOOSE_MARGIN:
+        return masks[best], scores[best]
+    last = masks[-1]
+    if scores[-1] >= scores[0] - TIE and np.count_nonzero(last) >= LARGER * max(1, np.count_nonzero(masks[0])):
+        return last, scores[-1]
+    return masks[0], scores[0]
 
 
 CHOOSE_MARGIN = 0.03
-"Another hypothesis wins over the refined mask when its outline score is higher by more than this."
+"Another hypothesis wins over the refined mask when its outline score is higher by more than this ..."
+TIE, LARGER = 0.005, 1.5
+"... or the plain one when its score is at most ``TIE`` lower and it covers at least ``LARGER`` times as much."
+
+
+def kept_holes(mask: np.ndarray) -> np.ndarray:
+    """Bool [H, W]: the holes of ``mask`` (a torus's or a mug handle's opening, where GrabCut saw the
+    backdrop) less a margin of ``HOLE_MARGIN`` of the long side along their rim; the refinement leaves them
+    backdrop (their far side may be the floor in shadow, darker like a shaded surface), but may still move
+    the hole's outline."""
+    margin = max(1, round(HOLE_MARGIN * max(mask.shape)))
+    return ndimage.binary_erosion(ndimage.binary_fill_holes(mask) & ~mask, iterations=margin)
+
+
+HOLE_MARGIN = 0.01
+"Along a hole's rim this much (of the long side) stays free for the refinement."
 WIDER = 0.05
 "The wider refinement may also relabel pixels as weak as the backdrop within this (of the long side)."
 
