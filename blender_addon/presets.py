@@ -14,15 +14,15 @@ from typing import Any
 PRESETS = (
     ("official", "Official",
      "The official app's path: structure 50 Euler steps, latent 6, guidance 3, float32 (88 + 11 flow "
-     "forwards; about 68 minutes on a 2-core CPU, minutes on a GPU)."),
+     "forwards; about 77 to 80 minutes estimated on a 2-core CPU, minutes on a GPU)."),
     ("standard", "Standard",
      "Euler sampler, structure 10 steps, latent 6 (official's), guidance 3, int8 Linear layers "
-     "on a CPU (18 + 11 forwards; about 20 minutes estimated on a 2-core CPU; on a trained test "
+     "on a CPU (18 + 11 forwards; about 20 to 22 minutes estimated on a 2-core CPU; on a trained test "
      "flow its structure is close to official's: occupancy IoU 0.95)."),
     ("draft", "Draft",
      "Euler sampler, structure 5 steps (guidance 3), latent 2 steps at guidance 1, int8 Linear layers on a CPU, "
-     "NiRNE at 512 px (9 + 4 forwards; about 9 minutes from a photo on a 2-core CPU; on trained test flows its "
-     "structure stays close to official's, occupancy IoU 0.90, and its surface scores as official's)."),
+     "NiRNE at 512 px (9 + 4 forwards; 12 minutes measured from a photo on a 2-core AVX2 CPU; on trained test "
+     "flows its structure stays close to official's, occupancy IoU 0.90, and its surface scores as official's)."),
 )
 "(name, label, description) for the panel's enum; the descriptions are the backend's summaries."
 GOVERNED = ("ss_steps", "ss_guidance", "slat_steps", "slat_guidance")
