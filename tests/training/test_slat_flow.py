@@ -68,7 +68,11 @@ def test_the_regulariser_runs_and_accumulation_equals_the_whole_batch(slat_data,
     assert 0.0 < record["normal"] <= 2.0 and torch.isfinite(torch.tensor(whole.losses)).all()
     assert torch.allclose(torch.tensor(split.losses), torch.tensor(whole.losses), rtol=1e-5)
     a, b = _weights(whole), _weights(split)
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+    diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
+    # Adam's first step moves each weight by about lr * g / (|g| + eps): where g is near eps, the two sums'
+    # rounding (which differs between CPUs' kernels) shows. On one AVX2 CPU: 45 of 174k weights over 1e-6,
+    # the largest 1.4e-4 (lr 1e-3); a real mismatch moves most weights.
+    assert diff.max() < 5e-4 and (diff > 1e-6).float().mean() < 1e-3
 
 
 def test_the_export_loads_strictly_as_the_release_class(slat_data, tmp_path):
