@@ -15,9 +15,10 @@ marching cubes at 256^3.
 Per row, over the held-out samples: relative L2 of the latent to official's, and the decoded mesh against the
 asset's exact surface (``training.slat_geometry.latent_geometry_scores``: Chamfer distance, F-score at one mesh
 cube 1/256, normal consistency) and against official's own mesh (Chamfer to official). Rows: every preset,
-each int8 preset also in float32 (the sampler's share), ``--extra`` candidates ("euler:2", "euler:2:int8",
-"euler:3:g1" = guidance 1, i.e. none), and the yardstick ``official/seed'`` (official against itself with the
-next noise seed). References: the starting noise decoded (the floor) and the assets' own latents (the ceiling).
+each int8 preset also in float32 (the sampler's share), ``--extra`` candidates ("euler:2" = float32 at
+guidance 3, "euler:2:int8", "euler:3:g1:int8" = guidance 1, "euler:2:g0" = unguided), and the yardstick
+``official/seed'`` (official against itself with the next noise seed). References: the starting noise decoded
+(the floor) and the assets' own latents (the ceiling).
 
 Run (a few minutes on the shared 2-core machine):
 ``nice -n 10 .venv/bin/python bench/bench_preset_latent_quality.py --extra euler:2:int8,euler:3:g1:int8``
@@ -35,13 +36,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_flow_solvers import rel
+from bench_preset_quality import settings as stage_settings
 from torch import nn
 from training_runs import every, fitted_release, mean, report_losses, setup_threads
 
 from backend.atomic import write_atomic
 from backend.models.loading import load_checkpoint, read_pipeline_json
 from backend.pipelines.hi3dgen import SparseFlow
-from backend.presets import PRESETS
 from backend.quant import quantize_int8
 from backend.sampling import SamplerParams, sample_flow_euler
 from backend.sampling_heun import sample_flow_heun, sampler_forward_passes
@@ -57,21 +58,9 @@ OTHER_SEED = "official/seed'"
 
 
 def settings(extra: tuple[str, ...] = ()) -> dict[str, dict]:
-    """Row name -> (sampler, steps, guidance, int8): each preset's latent stage, each int8 preset in float32
-    too, and the candidates ``extra`` ("sampler:steps[:gG][:int8]", guidance 3 unless ``gG``)."""
-    rows = {}
-    for preset in PRESETS.values():
-        v = preset.values
-        rows[preset.name] = {"sampler": v["sampler"], "steps": v["slat_steps"], "guidance": v["slat_guidance"],
-                             "int8": v["quantize"] in ("int8", "int8_on_cpu")}
-    for name in list(rows):
-        if rows[name]["int8"]:
-            rows[f"{name}/fp32"] = {**rows[name], "int8": False}
-    for spec in extra:
-        sampler, steps, *flags = spec.split(":")
-        guidance = next((float(f[1:]) for f in flags if f.startswith("g")), 3.0)
-        rows[spec] = {"sampler": sampler, "steps": int(steps), "guidance": guidance, "int8": "int8" in flags}
-    return rows
+    """Row name -> (sampler, steps, guidance, int8) of each preset's latent stage, each int8 preset in float32
+    too, and the candidates ``extra`` (``bench_preset_quality.settings``' syntax, e.g. "euler:3:g1:int8")."""
+    return stage_settings(extra, stage="slat")
 
 
 def sample(flow: nn.Module, coords: torch.Tensor, noise: torch.Tensor, cond: torch.Tensor, row: dict,

@@ -61,15 +61,15 @@ OTHER_SEED = "official/seed'"
 "The yardstick row: official against official with the next noise seed (same condition)."
 
 
-def settings(extra: tuple[str, ...] = ()) -> dict[str, dict]:
-    """Row name -> (sampler, steps, guidance, int8) for each preset, plus the non-official presets in float32,
-    plus candidate rows ``extra`` ("sampler:steps[:gG][:int8]": guidance 3 unless ``gG``, float32 unless
-    ``int8``; a preset not yet made)."""
+def settings(extra: tuple[str, ...] = (), stage: str = "ss") -> dict[str, dict]:
+    """Row name -> (sampler, steps, guidance, int8) of ``stage`` ("ss": the structure stage, "slat": the latent
+    stage) for each preset, plus the non-official presets in float32, plus candidate rows ``extra``
+    ("sampler:steps[:gG][:int8]": guidance 3 unless ``gG``, float32 unless ``int8``; a preset not yet made)."""
     rows = {}
     for preset in PRESETS.values():
         v = preset.values
-        rows[preset.name] = {"sampler": v["sampler"], "steps": v["ss_steps"], "guidance": v["ss_guidance"],
-                             "int8": v["quantize"] in ("int8", "int8_on_cpu")}
+        rows[preset.name] = {"sampler": v["sampler"], "steps": v[f"{stage}_steps"],
+                             "guidance": v[f"{stage}_guidance"], "int8": v["quantize"] in ("int8", "int8_on_cpu")}
     for name in list(rows):
         if rows[name]["int8"]:
             rows[f"{name}/fp32"] = {**rows[name], "int8": False}
