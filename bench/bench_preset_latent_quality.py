@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bench_flow_solvers import rel
+from bench_preset_quality import row_params
 from bench_preset_quality import settings as stage_settings
 from torch import nn
 from training_runs import every, fitted_release, mean, report_losses, setup_threads
@@ -67,9 +68,10 @@ def sample(flow: nn.Module, coords: torch.Tensor, noise: torch.Tensor, cond: tor
            sampler: SamplerParams) -> torch.Tensor:
     """The normalised latent [N, 8] as the engine samples it on a CPU with ``row``'s settings."""
     fn = sample_flow_heun if row["sampler"] == "heun" else sample_flow_euler
+    params = row_params(row, sampler.cfg_interval, sampler.rescale_t)
     with torch.inference_mode():
-        return fn(SparseFlow(flow, coords), noise, cond, torch.zeros_like(cond), steps=row["steps"],
-                  cfg_strength=row["guidance"], cfg_interval=sampler.cfg_interval, rescale_t=sampler.rescale_t,
+        return fn(SparseFlow(flow, coords), noise, cond, torch.zeros_like(cond), steps=params.steps,
+                  cfg_strength=params.cfg_strength, cfg_interval=params.cfg_interval, rescale_t=params.rescale_t,
                   batch_cfg=False)
 
 
@@ -150,8 +152,7 @@ def print_table(results: dict[str, dict[str, float]], sampler: SamplerParams, ex
           f"{'F-score':>8s} {'normal c.':>9s}")
     for name, r in results.items():
         row = rows.get(name, rows["official"])
-        fwd = sampler_forward_passes(row["sampler"], SamplerParams(row["steps"], row["guidance"],
-                                                                    sampler.cfg_interval, sampler.rescale_t))
+        fwd = sampler_forward_passes(row["sampler"], row_params(row, sampler.cfg_interval, sampler.rescale_t))
         geometry = (f"{r['chamfer']:8.5f} {r['f_score']:8.3f} {r['normal_consistency']:9.3f}" if "chamfer" in r
                     else f"{'-':>8s} {'-':>8s} {'-':>9s}")
         print(f"{name:22s} {fwd:4d} {r['latent_rel_l2']:.4f} (<={r['latent_rel_l2_max']:.4f}) "

@@ -64,30 +64,42 @@ OTHER_SEED = "official/seed'"
 def settings(extra: tuple[str, ...] = (), stage: str = "ss") -> dict[str, dict]:
     """Row name -> (sampler, steps, guidance, int8) of ``stage`` ("ss": the structure stage, "slat": the latent
     stage) for each preset, plus the non-official presets in float32, plus candidate rows ``extra``
-    ("sampler:steps[:gG][:int8]": guidance 3 unless ``gG``, float32 unless ``int8``; a preset not yet made)."""
+    ("sampler:steps[:gG][:rR][:iLO][:int8]": guidance 3 unless ``gG``, the stage's time warp unless ``rR``,
+    guidance while t >= its interval's start unless ``iLO`` (guided only while t >= LO), float32 unless
+    ``int8``; a preset not yet made)."""
     rows = {}
     for preset in PRESETS.values():
         v = preset.values
         rows[preset.name] = {"sampler": v["sampler"], "steps": v[f"{stage}_steps"],
                              "guidance": v[f"{stage}_guidance"], "int8": v["quantize"] in ("int8", "int8_on_cpu")}
+        if v.get(f"{stage}_rescale_t"):  # 0 or absent: the stage's own (the release's) warp
+            rows[preset.name]["rescale"] = v[f"{stage}_rescale_t"]
     for name in list(rows):
         if rows[name]["int8"]:
             rows[f"{name}/fp32"] = {**rows[name], "int8": False}
     for spec in extra:
         sampler, steps, *flags = spec.split(":")
-        guidance = next((float(f[1:]) for f in flags if f.startswith("g")), 3.0)
-        rows[spec if flags else f"{sampler}{steps}/fp32"] = {"sampler": sampler, "steps": int(steps),
-                                                             "guidance": guidance, "int8": "int8" in flags}
+        values = {f[0]: float(f[1:]) for f in flags if f != "int8"}  # g, r, i
+        row = {"sampler": sampler, "steps": int(steps), "guidance": values.get("g", 3.0), "int8": "int8" in flags}
+        row.update({key: values[c] for key, c in (("rescale", "r"), ("lo", "i")) if c in values})
+        rows[spec if flags else f"{sampler}{steps}/fp32"] = row
     return rows
+
+
+def row_params(row: dict, interval: tuple[float, float], rescale_t: float) -> SamplerParams:
+    """``row``'s sampler settings on a stage whose own are ``interval`` and ``rescale_t``."""
+    return SamplerParams(row["steps"], row["guidance"], (row.get("lo", interval[0]), interval[1]),
+                         row.get("rescale", rescale_t))
 
 
 def sample(flow: nn.Module, noise: torch.Tensor, cond: torch.Tensor, row: dict) -> torch.Tensor:
     """The structure latent [1, 8, 16, 16, 16] as the engine samples it on a CPU with ``row``'s settings."""
     fn = sample_flow_heun if row["sampler"] == "heun" else sample_flow_euler
     neg = torch.zeros_like(cond)  # outside inference mode: the K/V cache reads its version counter
+    params = row_params(row, CFG_INTERVAL, RESCALE_T)
     with torch.inference_mode():
-        return fn(flow, noise, cond, neg, steps=row["steps"], cfg_strength=row["guidance"],
-                  cfg_interval=CFG_INTERVAL, rescale_t=RESCALE_T, batch_cfg=False)
+        return fn(flow, noise, cond, neg, steps=params.steps, cfg_strength=params.cfg_strength,
+                  cfg_interval=params.cfg_interval, rescale_t=params.rescale_t, batch_cfg=False)
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -148,8 +160,7 @@ def print_table(label: str, results: dict[str, dict[str, float]], extra: tuple[s
     rows = settings(extra)
     for name, r in results.items():
         row = rows.get(name, rows["official"])
-        forwards = sampler_forward_passes(row["sampler"], SamplerParams(row["steps"], row["guidance"],
-                                                                         CFG_INTERVAL, RESCALE_T))
+        forwards = sampler_forward_passes(row["sampler"], row_params(row, CFG_INTERVAL, RESCALE_T))
         geometry = (f"{r['chamfer']:8.4f} {r['f_score']:8.3f} {r['normal_consistency']:9.3f}" if "chamfer" in r
                     else f"{'-':>8s} {'-':>8s} {'-':>9s}")
         print(f"{name:14s} {forwards:4d} {r['latent_rel_l2']:.4f} (<={r['latent_rel_l2_max']:.4f}) "
@@ -181,6 +192,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--p-uncond", type=float, default=0.1, help="condition dropout (guidance needs it)")
     parser.add_argument("--assets", type=int, default=8, help="training assets")
+    parser.add_argument("--train-seed", type=int, default=0, help="the training run's seed (draws, order)")
+    parser.add_argument("--held-seed", type=int, default=99, help="the held-out assets' seed")
     parser.add_argument("--held", type=int, default=4, help="held-out assets (the conditions)")
     parser.add_argument("--seeds", type=int, default=2, help="noise seeds per held-out condition")
     parser.add_argument("--random-samples", type=int, default=2, help="noise/condition draws on random-small")
@@ -195,11 +208,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work) if args.work else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        for name, count, seed in (("train", args.assets, 0), ("held", args.held, 99)):
+        for name, count, seed in (("train", args.assets, 0), ("held", args.held, args.held_seed)):
             if not (work / name).exists():
                 toy_set(work / name, count, seed=seed)
         held, decoder = work / "held", toy_decoder()
-        config = bench_config(args, p_uncond=args.p_uncond)
+        config = bench_config(args, p_uncond=args.p_uncond, seed=args.train_seed)
         initial = build_flow(config, CPU.device)[0]  # the seeded weights training starts from
         trained = trained_flow(work, args, config)
         assets = AssetFolder(held, need_surface=False)

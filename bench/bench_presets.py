@@ -58,16 +58,22 @@ def timed(fn: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, out
 
 
-def _flow_pair(name: str, model: torch.nn.Module, call: Any, times: dict[str, float]) -> None:
-    """Time one fp32 and one int8 forward of ``model`` through ``call(model)``; the int8 velocity deviation."""
+def _flow_pair(name: str, model: torch.nn.Module, call: Any, times: dict[str, float], cond: torch.Tensor) -> None:
+    """Time one fp32 and one int8 forward of ``model`` through ``call(model, cond)``, and each again with
+    guidance's zero condition (``_uncond``: its cross-attention takes the constant-context shortcut); the int8
+    velocity deviation."""
     from backend.quant import quantize_int8
 
-    times[f"{name}_fp32"], reference = timed(lambda: call(model))
+    zero = torch.zeros_like(cond)
+    times[f"{name}_fp32"], reference = timed(lambda: call(model, cond))
+    times[f"{name}_fp32_uncond"], _ = timed(lambda: call(model, zero))
     times[f"{name}_quantize"], quantized = timed(lambda: quantize_int8(model))
-    times[f"{name}_int8"], out = timed(lambda: call(quantized))
+    times[f"{name}_int8"], out = timed(lambda: call(quantized, cond))
+    times[f"{name}_int8_uncond"], _ = timed(lambda: call(quantized, zero))
     times[f"{name}_int8_velocity_rel_l2"] = rel(out, reference)
-    print(f"  {name}: fp32 {times[f'{name}_fp32']:.1f} s, int8 {times[f'{name}_int8']:.1f} s "
-          f"(quantising {times[f'{name}_quantize']:.1f} s), velocity rel L2 {rel(out, reference):.4f}", flush=True)
+    print(f"  {name}: fp32 {times[f'{name}_fp32']:.1f} s (zero condition {times[f'{name}_fp32_uncond']:.1f} s), "
+          f"int8 {times[f'{name}_int8']:.1f} s (zero condition {times[f'{name}_int8_uncond']:.1f} s; quantising "
+          f"{times[f'{name}_quantize']:.1f} s), velocity rel L2 {rel(out, reference):.4f}", flush=True)
 
 
 def one_pass(variant: str, call: Any) -> float:
@@ -81,9 +87,9 @@ def one_pass(variant: str, call: Any) -> float:
     return seconds
 
 
-def flow_pair(name: str, variant: str, call: Any, times: dict[str, float]) -> None:
+def flow_pair(name: str, variant: str, call: Any, times: dict[str, float], cond: torch.Tensor) -> None:
     model = build_network(VARIANTS[variant], "cpu").eval()
-    _flow_pair(name, model, call, times)
+    _flow_pair(name, model, call, times, cond)
     del model
     gc.collect()
 
@@ -103,15 +109,22 @@ def measure_stages() -> dict[str, float]:
     with torch.inference_mode():
         times["dinov2"] = one_pass("dinov2_vitl14_reg", lambda m: m(torch.randn(1, 3, 518, 518)))
         print(f"  dinov2: {times['dinov2']:.1f} s", flush=True)
-        flow_pair("ss_flow", "ss_flow_normal_dit_L_16l8_fp16", lambda m: m(x, t, cond), times)
+        flow_pair("ss_flow", "ss_flow_normal_dit_L_16l8_fp16", lambda m, c: m(x, t, c), times, cond)
         times["ss_decoder"] = one_pass("ss_dec_conv3d_16l8_fp16", lambda m: m(x))
         print(f"  ss_decoder: {times['ss_decoder']:.1f} s", flush=True)
         flow_pair("slat_flow", "slat_flow_normal_dit_L_64l8p2_fp16",
-                  lambda m: SparseFlow(m, coords)(feats, t, cond), times)
+                  lambda m, c: SparseFlow(m, coords)(feats, t, c), times, cond)
         times["mesh_decoder"] = one_pass("slat_dec_mesh_swin8_B_64l8m256c_fp16",
                                          lambda m: m(SparseTensor(coords, feats)))
         print(f"  mesh_decoder: {times['mesh_decoder']:.1f} s", flush=True)
     return times
+
+
+def flow_seconds(times: dict[str, float], name: str, kind: str, forwards: int, evaluations: int) -> float:
+    """``forwards`` of flow ``name``: ``evaluations`` conditioned ones, the rest with the zero condition
+    (timed separately when the times have them: the constant-context shortcut makes them cheaper)."""
+    unconditional = times.get(f"{name}_{kind}_uncond", times[f"{name}_{kind}"])
+    return evaluations * times[f"{name}_{kind}"] + (forwards - evaluations) * unconditional
 
 
 def preset_seconds(times: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -119,11 +132,14 @@ def preset_seconds(times: dict[str, float]) -> dict[str, dict[str, float]]:
     fixed = times["dinov2"] + times["ss_decoder"] + times["mesh_decoder"] + sum(OTHER_STAGES.values())
     rows = {}
     for preset in PRESETS.values():
+        v = preset.values
         ss, slat = preset.forwards()
-        kind = "int8" if preset.values["quantize"] in ("int8", "int8_on_cpu") else "fp32"
-        flows = ss * times[f"ss_flow_{kind}"] + slat * times[f"slat_flow_{kind}"]
+        per_step = 2 if v["sampler"] == "heun" else 1  # conditioned evaluations a step
+        kind = "int8" if v["quantize"] in ("int8", "int8_on_cpu") else "fp32"
+        flows = (flow_seconds(times, "ss_flow", kind, ss, per_step * v["ss_steps"])
+                 + flow_seconds(times, "slat_flow", kind, slat, per_step * v["slat_steps"]))
         quantize = times["ss_flow_quantize"] + times["slat_flow_quantize"] if kind == "int8" else 0.0
-        other = fixed + NIRNE_SECONDS[preset.values["normal_resolution"]]
+        other = fixed + NIRNE_SECONDS[v["normal_resolution"]]
         rows[preset.name] = {"ss_forwards": ss, "slat_forwards": slat, "flows": flows, "quantize": quantize,
                              "other": other, "total": flows + quantize + other}
     return rows
@@ -149,9 +165,8 @@ def deviations(size: str) -> dict[str, float]:
             net = quantized
         fn = sample_flow_heun if v["sampler"] == "heun" else sample_flow_euler
         with torch.inference_mode():
-            out[preset.name] = fn(net, noise, cond, neg, steps=v["ss_steps"],
-                                  cfg_strength=v["ss_guidance"], cfg_interval=(0.5, 1.0), rescale_t=3.0,
-                                  batch_cfg=False)
+            out[preset.name] = fn(net, noise, cond, neg, steps=v["ss_steps"], cfg_strength=v["ss_guidance"],
+                                  cfg_interval=(0.5, 1.0), rescale_t=v["ss_rescale_t"] or 3.0, batch_cfg=False)
         print(f"  {preset.name}: structure latent done", flush=True)
     return {name: rel(x, out["official"]) for name, x in out.items()}
 

@@ -20,13 +20,15 @@ PRESETS = (
      "on a CPU (18 + 11 forwards; 21 minutes measured from a photo on a 2-core AVX2 CPU; on a trained test "
      "flow its structure is close to official's: occupancy IoU 0.95)."),
     ("draft", "Draft",
-     "Euler sampler, structure 5 steps (guidance 3), latent 2 steps at guidance 1, int8 Linear layers on a CPU, "
-     "NiRNE at 512 px (9 + 4 forwards; 12 minutes measured from a photo on a 2-core AVX2 CPU; on trained test "
-     "flows its structure stays close to official's, occupancy IoU 0.90, and its surface scores as official's)."),
+     "Euler sampler, structure 3 evenly spaced steps (guidance 3), latent 2 steps at guidance 1, int8 Linear "
+     "layers on a CPU, NiRNE at 512 px (5 + 4 forwards; about 9 minutes estimated from a photo on a 2-core AVX2 "
+     "CPU; on trained test flows its structure stays close to official's, occupancy IoU 0.89 to 0.91, and its "
+     "surface scores near official's)."),
 )
 "(name, label, description) for the panel's enum; the descriptions are the backend's summaries."
 GOVERNED = ("ss_steps", "ss_guidance", "slat_steps", "slat_guidance")
-"The panel's fields a preset sets (the backend's sampler, quantize and normal_resolution are not panel fields)."
+"""The panel's fields a preset sets (the backend's ss_rescale_t, sampler, quantize and normal_resolution are not
+panel fields)."""
 
 
 def preset_params(values: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:

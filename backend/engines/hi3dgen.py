@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 PARAMS = (
     ParamSpec("ss_steps", "int", 50, "Structure stage: sampling steps (the official app uses 50).", 1, 200),
     ParamSpec("ss_guidance", "float", 3.0, "Structure stage: classifier-free guidance strength.", 0.0, 20.0),
+    ParamSpec("ss_rescale_t", "float", 0.0, "Structure stage: how far the time grid is warped toward t = 1 "
+              "(the release's rescale_t; 1 is uniform). 0 takes the release's value from pipeline.json (3).",
+              0.0, 10.0),
     ParamSpec("slat_steps", "int", 6, "Latent stage: sampling steps (the official app uses 6).", 1, 200),
     ParamSpec("slat_guidance", "float", 3.0, "Latent stage: classifier-free guidance strength.", 0.0, 20.0),
     ParamSpec("preset", "enum", "official", "Speed/quality preset; it sets the steps, guidance, sampler and "
@@ -132,7 +135,8 @@ class Hi3DGenEngine:
         normals, source, colors = self._normal_map(request, rgba, mask, frame, ctx)
         lap("normal_map")
         params = GeometryParams(seed=request.seed, ss_steps=p["ss_steps"], ss_guidance=p["ss_guidance"],
-                                slat_steps=p["slat_steps"], slat_guidance=p["slat_guidance"],
+                                ss_rescale_t=p["ss_rescale_t"], slat_steps=p["slat_steps"],
+                                slat_guidance=p["slat_guidance"],
                                 extraction=p["extraction"], multiview_mode=p["multiview_mode"],
                                 sampler=p["sampler"])
         condition = condition_image(normals, mask, colors=colors)  # [518, 518, 3] uint8

@@ -14,6 +14,20 @@ from torch import nn
 from .norms import MultiHeadRMSNorm
 
 
+def constant_rows(context: torch.Tensor) -> torch.Tensor | None:
+    """[B] bool: the samples whose context tokens are all equal, or None when there is none (or ``context``
+    has no data to compare: the meta device).
+
+    Guidance's negative condition is all zeros, so every key of its cross-attention is the same: softmax over
+    equal scores is uniform, and the output is that one value row whatever the query. Attending to one token
+    is the same function at a fraction of the cost (about a fifth of an ss-flow forward).
+    """
+    if context.device.type == "meta" or context.shape[1] == 0:
+        return None
+    same = (context == context[:, :1]).flatten(1).all(dim=1)  # [B]
+    return same if bool(same.any()) else None
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """Softmax attention. q: [B, Lq, H, D], k/v: [B, Lk, H, D] -> [B, Lq, H, D]."""
     out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
@@ -106,8 +120,24 @@ class CrossAttention(nn.Module):
             self._cache = [*self._cache, (context, context._version, k, v)][-self.cache_size :]
         return k, v
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """x: [B, L, C], context: [B, Lc, Cc] -> [B, L, C]."""
+    def constant_output(self, token: torch.Tensor) -> torch.Tensor:
+        """The output for a context whose tokens all equal ``token`` [B, 1, Cc]: [B, 1, C], any query."""
+        v = self.to_kv(token).unflatten(-1, (2, self.num_heads, self.head_dim))[..., 1, :, :]  # [B, 1, H, D]
+        return self.to_out(v.flatten(-2))
+
+    def attend(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The full computation. x: [B, L, C], context: [B, Lc, Cc] -> [B, L, C]."""
         k, v = self.context_kv(context)
         h = attention(self.project_q(x), k, v)  # [B, L, H, D]
         return self.to_out(h.flatten(-2))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """x: [B, L, C], context: [B, Lc, Cc] -> [B, L, C]; a constant context's rows take ``constant_output``."""
+        same = constant_rows(context)
+        if same is None:
+            return self.attend(x, context)
+        out = torch.empty_like(x)
+        out[same] = self.constant_output(context[same, :1]).to(x.dtype).expand(-1, x.shape[1], -1)
+        if not bool(same.all()):
+            out[~same] = self.attend(x[~same], context[~same])
+        return out

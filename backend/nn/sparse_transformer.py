@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from .attention import SelfAttention, attention
+from .attention import CrossAttention, SelfAttention, attention, constant_rows
 from .norms import LayerNorm32
 from .transformer import FeedForward, ModulatedCrossBlock, modulate
 
@@ -60,6 +60,28 @@ def cross_attention(
     return out
 
 
+def sparse_cross_attention(
+    layer: CrossAttention, f: torch.Tensor, context: torch.Tensor, groups: list[torch.Tensor] | None
+) -> torch.Tensor:
+    """``layer`` on packed tokens: the tokens of sample b attend to context b. f: [N, C] -> [N, C].
+
+    A sample whose context is constant (guidance's zero condition) takes ``layer.constant_output``.
+    """
+    same = constant_rows(context)
+    if same is None:
+        k, v = layer.context_kv(context)  # [B, Lc, H, D]
+        return layer.to_out(cross_attention(layer.project_q(f), k, v, groups).flatten(-2))
+    rows = [slice(None)] if groups is None else groups
+    out = torch.empty_like(f)
+    for b, idx in enumerate(rows):
+        token = context[b : b + 1, :1]  # [1, 1, Cc]
+        if bool(same[b]):
+            out[idx] = layer.constant_output(token)[0].to(f.dtype)  # [1, C] broadcast over the rows
+        else:
+            out[idx] = layer.attend(f[idx][None], context[b : b + 1])[0]
+    return out
+
+
 class ModulatedSparseCrossBlock(ModulatedCrossBlock):
     """``ModulatedSparseTransformerCrossBlock``: the dense block's math on each sample's voxel tokens."""
 
@@ -74,9 +96,7 @@ class ModulatedSparseCrossBlock(ModulatedCrossBlock):
             *self.self_attn.project(modulate(self.norm1(f), shift_msa, scale_msa)), groups
         )
         f = f + gate_msa * self.self_attn.to_out(h.flatten(-2))
-        k, v = self.cross_attn.context_kv(context)  # [B, Lc, H, D]
-        h = cross_attention(self.cross_attn.project_q(self.norm2(f)), k, v, groups)
-        f = f + self.cross_attn.to_out(h.flatten(-2))
+        f = f + sparse_cross_attention(self.cross_attn, self.norm2(f), context, groups)
         f = f + gate_mlp * self.mlp(modulate(self.norm3(f), shift_mlp, scale_mlp))
         return x.replace(f)
 

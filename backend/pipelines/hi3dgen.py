@@ -31,6 +31,8 @@ class GeometryParams:
     seed: int = 0
     ss_steps: int = 50
     ss_guidance: float = 3.0
+    ss_rescale_t: float = 0.0
+    "Structure stage's time warp (``sampling.flow_time_grid``); 0: the release's (pipeline.json)."
     slat_steps: int = 6
     slat_guidance: float = 3.0
     extraction: str = "marching_cubes"
@@ -114,8 +116,9 @@ def sample_structure(models: GeometryModels, cond: torch.Tensor, generator: torc
     sampler = models.pipeline.sparse_structure_sampler
     latent = views_sampler(params.sampler)(
         models.ss_flow, noise, cond, torch.zeros_like(cond[:1]), mode=params.multiview_mode, steps=params.ss_steps,
-        cfg_strength=params.ss_guidance, cfg_interval=sampler.cfg_interval, rescale_t=sampler.rescale_t,
-        batch_cfg=batch_guidance(models), callback=ctx.stepper("structure"))
+        cfg_strength=params.ss_guidance, cfg_interval=sampler.cfg_interval,
+        rescale_t=params.ss_rescale_t or sampler.rescale_t, batch_cfg=batch_guidance(models),
+        callback=ctx.stepper("structure"))
     logits = models.ss_decoder(latent)  # [1, 1, 64, 64, 64]
     coords = torch.argwhere(logits[:, 0] > 0).int()  # [N, 4] in C order, as the release
     if len(coords) == 0:

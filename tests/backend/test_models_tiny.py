@@ -134,6 +134,47 @@ def test_context_cache_reuses_and_invalidates() -> None:
         assert not torch.allclose(attn(x, ctx), plain) and len(attn._cache) == 2
 
 
+def test_a_constant_context_takes_the_shortcut_and_gives_the_full_result() -> None:
+    """Guidance's zero condition: attention over equal keys is their one value, whatever the query."""
+    torch.manual_seed(0)
+    attn = CrossAttention(16, 8, num_heads=2, qk_rms_norm=True).double()
+    x, ctx = torch.randn(3, 5, 16).double(), torch.randn(3, 4, 8).double()
+    ctx[1] = 0.0  # the negative condition
+    ctx[2] = ctx[2, :1]  # any constant context
+    with torch.no_grad():
+        full = attn.attend(x, ctx)
+        fast = attn(x, ctx)
+        assert torch.allclose(fast, full, atol=1e-12)
+        assert torch.equal(fast[0], attn.attend(x[:1], ctx[:1])[0])  # a varied context keeps the full path
+        calls: list[tuple[int, ...]] = []
+        attn.to_q.register_forward_hook(lambda _m, args, _o: calls.append(tuple(args[0].shape)))
+        attn(x[1:], ctx[1:])
+    assert calls == []  # no query projected for constant rows
+
+
+def test_the_sparse_block_shortcut_equals_the_full_cross_attention() -> None:
+    from backend.nn.sparse_tensor import SparseTensor
+    from backend.nn.sparse_transformer import (
+        ModulatedSparseCrossBlock,
+        cross_attention,
+        sample_indices,
+        sparse_cross_attention,
+    )
+
+    torch.manual_seed(1)
+    block = ModulatedSparseCrossBlock(32, 24, num_heads=4, qk_rms_norm=True, qk_rms_norm_cross=True).double()
+    coords = torch.cat([_sphere_shell(8, 3.0, 0), _sphere_shell(8, 3.0, 1)])
+    f = torch.randn(len(coords), 32).double()
+    ctx = torch.cat([torch.randn(1, 7, 24), torch.zeros(1, 7, 24)]).double()
+    layer, groups = block.cross_attn, sample_indices(coords, 2)
+    with torch.no_grad():
+        k, v = layer.context_kv(ctx)
+        full = layer.to_out(cross_attention(layer.project_q(f), k, v, groups).flatten(-2))
+        assert torch.allclose(sparse_cross_attention(layer, f, ctx, groups), full, atol=1e-12)
+        x = SparseTensor(coords, f)
+        assert block(x, torch.randn(2, 32).double(), ctx).feats.shape == f.shape
+
+
 # ---- tiny networks ------------------------------------------------------------------------------------
 
 

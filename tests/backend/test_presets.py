@@ -193,15 +193,21 @@ def test_official_is_bit_for_bit_the_path_without_a_preset(engine, one_torch_thr
     assert engine._int8 is None  # official never quantises
 
 
-def test_draft_runs_its_steps_and_int8_on_the_cpu(engine, one_torch_thread):
+def test_draft_runs_its_steps_and_int8_on_the_cpu(engine, one_torch_thread, monkeypatch):
+    import backend.sampling as sampling
     from backend.jobs import JobContext
 
+    grids: list[tuple[int, float]] = []
+    time_grid = sampling.flow_time_grid
+    monkeypatch.setattr(sampling, "flow_time_grid", lambda n, r: grids.append((n, r)) or time_grid(n, r))
     steps: list[tuple[str, int, int]] = []
     ctx = JobContext(report=lambda stage, step, total, message: steps.append((stage, step, total)))
     mesh = engine.generate(_request({"preset": "draft"}), ctx).meshes[0]
     assert len(mesh.faces) > 0
-    ss, slat = PRESETS["draft"].values["ss_steps"], PRESETS["draft"].values["slat_steps"]
+    v = PRESETS["draft"].values
+    ss, slat = v["ss_steps"], v["slat_steps"]
     assert ("structure", ss, ss) in steps and ("latent", slat, slat) in steps
+    assert grids == [(ss, v["ss_rescale_t"]), (slat, 3.0)]  # its own structure grid, the release's latent one
     assert engine._int8 is not None and engine._int8[0] is engine._geometry
 
 
