@@ -46,19 +46,22 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
-    Preset("official", "The official app's path: structure 50 Euler steps, latent 6, guidance 3, float32 "
-           "(88 + 11 flow forwards; about 77 to 80 minutes estimated on a 2-core CPU, minutes on a GPU).",
+    Preset("official",
+           "The official app's path: structure 50 Euler steps, latent 6, guidance 3, float32 (88 + 11 flow forwards; "
+           "60 minutes measured from a photo on a 2-core AVX2 CPU, minutes on a GPU).",
            {"ss_steps": 50, "ss_guidance": 3.0, "ss_rescale_t": 0.0, "slat_steps": 6, "slat_guidance": 3.0,
             "sampler": "euler", "quantize": "none", "normal_resolution": 768}),
-    Preset("standard", "Euler sampler, structure 10 steps, latent 6 (official's), guidance 3, int8 Linear layers "
-           "on a CPU (18 + 11 forwards; 21 minutes measured from a photo on a 2-core AVX2 CPU; on a trained test "
-           "flow its structure is close to official's: occupancy IoU 0.95).",
+    Preset("standard",
+           "Euler sampler, structure 10 steps, latent 6 (official's), guidance 3, int8 Linear layers on a CPU (18 + "
+           "11 forwards; 18 minutes measured from a photo on a 2-core AVX2 CPU; on trained test flows its structure "
+           "is close to official's: occupancy IoU 0.92 to 0.95).",
            {"ss_steps": 10, "ss_guidance": 3.0, "ss_rescale_t": 0.0, "slat_steps": 6, "slat_guidance": 3.0,
             "sampler": "euler", "quantize": "int8_on_cpu", "normal_resolution": 768}),
-    Preset("draft", "Euler sampler, structure 3 evenly spaced steps (guidance 3), latent 2 steps at guidance 1, "
-           "int8 Linear layers on a CPU, NiRNE at 512 px (5 + 4 forwards; about 9 minutes estimated from a photo "
-           "on a 2-core AVX2 CPU; on trained test flows its structure stays close to official's, occupancy IoU "
-           "0.89 to 0.91, and its surface scores near official's).",
+    Preset("draft",
+           "Euler sampler, structure 3 evenly spaced steps (guidance 3), latent 2 steps at guidance 1, int8 Linear "
+           "layers on a CPU, NiRNE at 512 px (5 + 4 forwards; 8 minutes measured from a photo on a 2-core AVX2 CPU; "
+           "on trained test flows its structure stays close to official's, occupancy IoU 0.89 to 0.91, and its "
+           "surface scores near official's).",
            {"ss_steps": 3, "ss_guidance": 3.0, "ss_rescale_t": 1.0, "slat_steps": 2, "slat_guidance": 1.0,
             "sampler": "euler", "quantize": "int8_on_cpu", "normal_resolution": 512}),
 )}

@@ -13,17 +13,17 @@ from typing import Any
 
 PRESETS = (
     ("official", "Official",
-     "The official app's path: structure 50 Euler steps, latent 6, guidance 3, float32 (88 + 11 flow "
-     "forwards; about 77 to 80 minutes estimated on a 2-core CPU, minutes on a GPU)."),
+     "The official app's path: structure 50 Euler steps, latent 6, guidance 3, float32 (88 + 11 flow forwards; 60 "
+     "minutes measured from a photo on a 2-core AVX2 CPU, minutes on a GPU)."),
     ("standard", "Standard",
-     "Euler sampler, structure 10 steps, latent 6 (official's), guidance 3, int8 Linear layers "
-     "on a CPU (18 + 11 forwards; 21 minutes measured from a photo on a 2-core AVX2 CPU; on a trained test "
-     "flow its structure is close to official's: occupancy IoU 0.95)."),
+     "Euler sampler, structure 10 steps, latent 6 (official's), guidance 3, int8 Linear layers on a CPU (18 + 11 "
+     "forwards; 18 minutes measured from a photo on a 2-core AVX2 CPU; on trained test flows its structure is close "
+     "to official's: occupancy IoU 0.92 to 0.95)."),
     ("draft", "Draft",
-     "Euler sampler, structure 3 evenly spaced steps (guidance 3), latent 2 steps at guidance 1, int8 Linear "
-     "layers on a CPU, NiRNE at 512 px (5 + 4 forwards; about 9 minutes estimated from a photo on a 2-core AVX2 "
-     "CPU; on trained test flows its structure stays close to official's, occupancy IoU 0.89 to 0.91, and its "
-     "surface scores near official's)."),
+     "Euler sampler, structure 3 evenly spaced steps (guidance 3), latent 2 steps at guidance 1, int8 Linear layers "
+     "on a CPU, NiRNE at 512 px (5 + 4 forwards; 8 minutes measured from a photo on a 2-core AVX2 CPU; on trained "
+     "test flows its structure stays close to official's, occupancy IoU 0.89 to 0.91, and its surface scores near "
+     "official's)."),
 )
 "(name, label, description) for the panel's enum; the descriptions are the backend's summaries."
 GOVERNED = ("ss_steps", "ss_guidance", "slat_steps", "slat_guidance")

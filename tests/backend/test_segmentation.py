@@ -51,6 +51,9 @@ FLOORS = {  # IoU each case reaches, about 0.03 under what bench/bench_segmentat
     "held2032_floor_table_0": 0.72, "held2032_wall_sphere_1": 0.95, "held2032_backdrop_mug_2": 0.95,
     "held2032_floor_bottle_3": 0.95, "held2032_wall_sphere_4": 0.96, "held2032_backdrop_bottle_5": 0.96,
     "held2032_floor_sphere_6": 0.96, "held2032_wall_mug_7": 0.95,
+    "held2033_floor_box_0": 0.95, "held2033_wall_table_1": 0.95, "held2033_backdrop_bottle_2": 0.95,
+    "held2033_floor_monkey_3": 0.70, "held2033_wall_mug_4": 0.96, "held2033_backdrop_monkey_5": 0.95,
+    "held2033_floor_mug_6": 0.95, "held2033_wall_monkey_7": 0.95,
 }
 
 
@@ -69,11 +72,11 @@ def _generate(image: LoadedImage, **params: object) -> dict:
 
 def test_every_case_of_the_set_has_a_floor():
     assert sorted(FLOORS) == sorted(c["name"] for c in CASES)
-    # The committed set stays small: 63 cases of 320x240 are 3.36 MB. The renders are noisy enough that a
+    # The committed set stays small: 71 cases of 320x240 are 3.8 MB. The renders are noisy enough that a
     # lossless re-encode (the best PNG filter and zlib strategy per image) saves only 1.3 %, so the cap grew
-    # from 2 MB to 2.5 MB with the fourth random draw (seed 2030) and to 3.5 MB with the fifth and sixth
-    # (2031, 2032; issue #13).
-    assert sum(f.stat().st_size for f in SET.iterdir()) < 3_500_000
+    # from 2 MB to 2.5 MB with the fourth random draw (seed 2030), to 3.5 MB with the fifth and sixth
+    # (2031, 2032) and to 4 MB with the seventh (2033; issue #13).
+    assert sum(f.stat().st_size for f in SET.iterdir()) < 4_000_000
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])

@@ -64,10 +64,10 @@ def test_selected_empties_are_the_views_with_their_angles(hi3dgen, tmp_path):
     picture = write_png(tmp_path / "ref.png", 64)
     front, side = _empty("A_front", picture, 0.0), _empty("B_side", picture, 90.0)
     back = _empty("C_back", picture, 180.0)
+    bpy.context.view_layer.update()  # new objects take a selection only once the view layer has synced
     for obj in bpy.context.view_layer.objects:
         obj.select_set(obj in (front, side, back))
     bpy.context.view_layer.objects.active = side
-    bpy.context.view_layer.update()
     empties = multiview.selected_reference_empties(bpy.context)
     assert [e.name for e in empties] == ["B_side", "A_front", "C_back"]  # the active one first
     assert np.allclose(multiview.view_angles(empties), [0.0, -90.0, 90.0], atol=1e-4)
@@ -110,9 +110,13 @@ def test_the_panels_switch_sends_the_selected_empties_as_views(hi3dgen, tmp_path
     params = json.dumps({"resolution": 32, "normals": "inflate"})  # the tiny NiRNE at 768 px costs minutes
 
     def select() -> None:
+        # after a test's read_factory_settings, select_set does not stick on new objects until the view
+        # layer has synced (select_get stays False): sync it, so the test does not depend on the ones before
+        bpy.context.view_layer.update()
         for o in bpy.context.view_layer.objects:
             o.select_set(o in (front, side))
         bpy.context.view_layer.objects.active = front
+        assert {o.name for o in bpy.context.selected_objects} == {front.name, side.name}
 
     try:
         props.source, props.use_selected_views = "EMPTY", True
