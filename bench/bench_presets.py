@@ -2,8 +2,10 @@
 
 Time: every network at its real size with random weights, float32 (and int8 where a preset quantises), one
 forward each: DINOv2 on 518 px, the ss-flow at 4,096 tokens, the structure decoder, the slat-flow and the mesh
-decoder on a 20k-voxel shell (the TRELLIS paper's average structure). A preset's time is the flows' per-forward
-seconds times its forward counts (``Preset.forwards``) plus the other stages once; NiRNE, align, refine and
+decoder on a 20k-voxel shell (the TRELLIS paper's average structure); each flow forward twice, with a condition
+and with guidance's zero condition (whose cross-attention takes the constant-context shortcut). A preset's time
+is the flows' per-forward seconds times its forward counts (``Preset.forwards``: conditioned ones one a step, a
+Heun step two, the rest zero-condition ones) plus the other stages once; NiRNE, align, refine and
 the bake are taken from their own benches (``OTHER_STAGES``, ``NIRNE_SECONDS``; not re-measured here).
 ``--times FILE`` keeps the measured seconds (a second run with the same file only prints). ``--full`` really
 runs the engine end to end per preset, on real-size random weights written to a temporary folder (hours on a
