@@ -21,8 +21,12 @@ def constant_rows(context: torch.Tensor) -> torch.Tensor | None:
     Guidance's negative condition is all zeros, so every key of its cross-attention is the same: softmax over
     equal scores is uniform, and the output is that one value row whatever the query. Attending to one token
     is the same function at a fraction of the cost (about a fifth of an ss-flow forward).
+
+    Only without autograd (sampling): in training the shortcut would leave ``to_q`` and the keys out of the
+    graph whenever a batch's rows are all dropped conditions, and DDP then waits for gradients that never
+    come. Their true gradient there is zero either way, so training takes the full path.
     """
-    if context.device.type == "meta" or context.shape[1] == 0:
+    if torch.is_grad_enabled() or context.device.type == "meta" or context.shape[1] == 0:
         return None
     same = (context == context[:, :1]).flatten(1).all(dim=1)  # [B]
     return same if bool(same.any()) else None

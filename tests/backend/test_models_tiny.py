@@ -150,6 +150,8 @@ def test_a_constant_context_takes_the_shortcut_and_gives_the_full_result() -> No
         attn.to_q.register_forward_hook(lambda _m, args, _o: calls.append(tuple(args[0].shape)))
         attn(x[1:], ctx[1:])
     assert calls == []  # no query projected for constant rows
+    attn(x[1:], ctx[1:])  # with autograd (training): the full path, so every weight is in the graph
+    assert calls == [(2, 5, 16)]
 
 
 def test_the_sparse_block_shortcut_equals_the_full_cross_attention() -> None:
