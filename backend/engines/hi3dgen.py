@@ -34,8 +34,9 @@ PARAMS = (
               0.0, 10.0),
     ParamSpec("slat_steps", "int", 6, "Latent stage: sampling steps (the official app uses 6).", 1, 200),
     ParamSpec("slat_guidance", "float", 3.0, "Latent stage: classifier-free guidance strength.", 0.0, 20.0),
-    ParamSpec("preset", "enum", "official", "Speed/quality preset; it sets the steps, guidance, sampler and "
-              "quantize that the request leaves out (explicit values win). " + preset_summary(),
+    ParamSpec("preset", "enum", "official", "Speed/quality preset; it sets the steps, guidance, structure time "
+              "warp, sampler, quantize and NiRNE resolution that the request leaves out (explicit values win). "
+              + preset_summary(),
               options=PRESET_NAMES),
     ParamSpec("sampler", "enum", "euler", "Flow solver of both stages: euler (the release's) or heun "
               "(second order: two velocity evaluations a step, fewer steps for the same error).",
