@@ -192,7 +192,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--p-uncond", type=float, default=0.1, help="condition dropout (guidance needs it)")
     parser.add_argument("--assets", type=int, default=8, help="training assets")
-    parser.add_argument("--train-seed", type=int, default=0, help="the training run's seed (draws, order)")
+    parser.add_argument("--train-seed", type=int, default=0, help="the training run's seed (draws, order); give it "
+                        "its own --work, which keeps the flow trained first")
     parser.add_argument("--held-seed", type=int, default=99, help="the held-out assets' seed")
     parser.add_argument("--held", type=int, default=4, help="held-out assets (the conditions)")
     parser.add_argument("--seeds", type=int, default=2, help="noise seeds per held-out condition")
