@@ -7,7 +7,11 @@ it. The ground truth is a second render of the same camera with everything but t
 camera on a transparent film: the object's own coverage, thresholded at 0.5.
 
 Run with the bpy environment (takes a few minutes on two cores):
-    .venv-blender/bin/python scripts/make_segmentation_set.py [out_folder]
+    .venv-blender/bin/python scripts/make_segmentation_set.py [out_folder] [case=NAME ...] [size=WxH]
+
+``case=`` renders only the named cases (the folder's manifest keeps the others). ``size=`` renders at another
+size than ``SIZE``, e.g. 640x480 into a scratch folder, to check that the estimate scales
+(``bench/bench_segmentation.py --set FOLDER``); the committed set stays at ``SIZE``.
 """
 
 from __future__ import annotations
@@ -342,7 +346,9 @@ def save_png(path: Path, pixels: np.ndarray, mode: str) -> None:
     path.write_bytes(data)
 
 
-def main(out: Path, only: list[str]) -> None:
+def main(out: Path, only: list[str], size: tuple[int, int] | None = None) -> None:
+    global SIZE
+    SIZE = size or SIZE  # another size (``size=WxH``): the same scenes, to check how the estimate scales
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
     entries = {e["name"]: e for e in json.loads(manifest_path.read_text())["cases"]} if manifest_path.exists() else {}
@@ -360,5 +366,6 @@ def main(out: Path, only: list[str]) -> None:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    folder = Path(args[0]) if args and not args[0].startswith("case=") else Path("tests/fixtures/segmentation")
-    main(folder.resolve(), [a[5:] for a in args if a.startswith("case=")])
+    folder = Path(args[0]) if args and "=" not in args[0] else Path("tests/fixtures/segmentation")
+    sizes = [tuple(int(v) for v in a[5:].split("x")) for a in args if a.startswith("size=")]
+    main(folder.resolve(), [a[5:] for a in args if a.startswith("case=")], sizes[-1] if sizes else None)  # type: ignore[arg-type]

@@ -4,7 +4,7 @@ A shadow is the backdrop at a lower light level: the ratio ``q`` of the pixel's 
 backdrop's is below one, its chromaticity is the backdrop's, and inside (the umbra) ``q`` is nearly constant
 and the image flat. Its soft rim (the penumbra) lies between the umbra and the lit backdrop, at ratios in
 between. An object's surface may be just as dark and colourless, but it is shaded and edged, so its ratio
-is not flat at one level.
+is not flat at one level. Thin lines of the backdrop's colour, darker, are shadow too (``thin_shadows``).
 """
 
 from __future__ import annotations
@@ -66,7 +66,28 @@ def shadow_mask(lab: np.ndarray, background: np.ndarray, lit: np.ndarray) -> tup
     near_umbra = ndimage.binary_dilation(umbra, iterations=reach)
     near_lit = ndimage.binary_dilation(lit, iterations=reach)
     penumbra = plain & near_umbra & near_lit & (log_q > level - LEVEL_WIDTH) & (q < 1.1)
-    return umbra | penumbra, dim
+    found = umbra | penumbra
+    dark = plain & (q < THIN_DIMMEST) & (q > DARKEST)
+    return found | thin_shadows(dark, reach), dim
+
+
+def thin_shadows(dark: np.ndarray, reach: int) -> np.ndarray:
+    """Bool [H, W]: the thin lines among ``dark`` (the backdrop's colour, darker): a table leg's shadow on the
+    floor, a few px wide. Such a line is edged on both sides, so never flat, and the umbra's opening removes
+    it; a line is what an opening of ``THIN`` px removes, at least ``2 * reach`` px long (its box's longer
+    side). Left to the object evidence, the legs' shadows joined the legs and closed the floor between them
+    into the mask."""
+    thin = dark & ~ndimage.binary_opening(dark, iterations=THIN)
+    labels, count = ndimage.label(thin, np.ones((3, 3), bool))
+    if count == 0:
+        return thin
+    boxes = ndimage.find_objects(labels)
+    long_ = [i + 1 for i, b in enumerate(boxes) if max(s.stop - s.start for s in b) >= 2 * reach]
+    return np.isin(labels, long_)
+
+
+THIN, THIN_DIMMEST = 2, 0.6
+"A line is what an opening of this many px removes, and darker than this ratio of the lit backdrop."
 
 
 def _level(log_q: np.ndarray) -> float:

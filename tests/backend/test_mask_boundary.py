@@ -84,3 +84,33 @@ def test_the_cut_keeps_the_core_of_a_mask_that_is_all_shadow_coloured():
     refined = boundary.refine(disc, everything, lab, boundary.sharpness(lab), segment.border_band(disc.shape))
     core = ndimage.binary_erosion(disc, iterations=round(boundary.CORE * 120))
     assert np.all(refined[core]) and not refined[:, :20].any()  # never emptied, never the backdrop
+
+
+def _leg_shadows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """RGB [120, 160, 3]: a light floor with a wide cast shadow (a table top's) and two thin dark lines at the
+    same level (its legs' shadows, 3 px wide, one of them apart from the wide one), plus a dark grey bar as
+    wide as the shadow is (an object's shaded side: not thin); the lines' mask and the bar's."""
+    h, w = 120, 160
+    floor = np.full((h, w), 0.7, np.float32)
+    floor[70:100, 90:150] *= 0.25  # the wide shadow
+    lines = np.zeros((h, w), bool)
+    lines[84:87, 30:90] = True  # joins the wide shadow
+    lines[40:100, 40:43] = True  # a separate line
+    floor[lines] *= 0.25
+    bar = np.zeros((h, w), bool)
+    bar[10:30, 100:140] = True
+    floor[bar] = 0.7 * 0.25
+    return np.repeat(floor[..., None], 3, axis=2), lines, bar
+
+
+def test_thin_lines_at_the_shadows_level_are_shadow_and_a_wide_dark_patch_is_judged_as_before():
+    from backend.relief.shadow import shadow_mask, thin_shadows
+
+    rgb, lines, bar = _leg_shadows()
+    lab = _lab(rgb)
+    background = segment.coons_background(lab)
+    lit = np.linalg.norm(lab - background, axis=-1) / segment.SCALE < 0.25
+    shadow, _ = shadow_mask(lab, background, lit)
+    assert shadow[lines].mean() > 0.9  # both lines, the separate one too
+    assert not thin_shadows(bar, 2).any()  # 20 px thick: not a line
+    assert thin_shadows(lines, 2)[lines].mean() > 0.9
