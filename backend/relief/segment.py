@@ -30,10 +30,11 @@
    pixels of the backdrop's own chromaticity, darker (``drop_floor_coloured``: the floor in shadow between a
    table's legs).
 
-The confidence in [0, 1] is the least of two: the chosen outline's score, rescaled (an object's outline is a
-sharp edge nearly everywhere; one through a smooth surface or along a soft shadow is not), and how little
-shadow-coloured stuff lies just outside the mask (parts judged by their edges alone); less when the mask
-touches the frame.
+The confidence in [0, 1] is the least of three: the chosen outline's score, rescaled (an object's outline is a
+sharp edge nearly everywhere; one through a smooth surface or along a soft shadow is not), how little
+shadow-coloured stuff lies just outside the mask (parts judged by their edges alone), and how far from ragged
+the mask is (its outlines' length over its convex hull's perimeter: a mask that chased a textured backdrop
+is hundreds of fragments); less when the mask touches the frame or the border band.
 """
 
 from __future__ import annotations
@@ -395,10 +396,12 @@ def _fill_holes(mask: np.ndarray, evidence: np.ndarray) -> np.ndarray:
 
 def _confidence(mask: np.ndarray, score: float, ambiguous: np.ndarray) -> float:
     """How far to trust ``mask`` in [0, 1]: the least of what its outline score says (0 at ``UNSURE_SCORE``
-    or less, 1 at ``SURE_SCORE``: a true outline is a sharp edge nearly everywhere) and what the ambiguous
+    or less, 1 at ``SURE_SCORE``: a true outline is a sharp edge nearly everywhere), what the ambiguous
     pixels just outside it say (shadow-coloured parts the estimate had to judge by their edges alone: 1 up
-    to ``CLEAR_SHARE`` of the mask's size, 0.5 at ``UNCLEAR_SHARE``); a mask touching the frame's edge may be
-    the backdrop itself."""
+    to ``CLEAR_SHARE`` of the mask's size, 0.5 at ``UNCLEAR_SHARE``) and how ragged it is (``raggedness``: 1
+    up to ``RAGGED_FROM``, 0 from ``RAGGED_TO``: a mask that chased a textured backdrop, a wooden table's
+    grain or a cluttered room, is hundreds of fragments and holes); a mask reaching the frame's edge or the
+    border band (which is taken as backdrop) may be the backdrop itself."""
     if not mask.any() or mask.all():
         return 0.0
     by_outline = (score - UNSURE_SCORE) / (SURE_SCORE - UNSURE_SCORE)
@@ -406,12 +409,30 @@ def _confidence(mask: np.ndarray, score: float, ambiguous: np.ndarray) -> float:
     ring = ndimage.binary_dilation(mask, iterations=reach) & ~mask
     share = np.count_nonzero(ambiguous & ring) / np.count_nonzero(mask)
     by_ambiguity = 1.0 - 0.5 * (share - CLEAR_SHARE) / (UNCLEAR_SHARE - CLEAR_SHARE)
+    by_shape = 1.0 - (raggedness(mask) - RAGGED_FROM) / (RAGGED_TO - RAGGED_FROM)
     frame = np.zeros_like(mask)
     frame[[0, -1]], frame[:, [0, -1]] = True, True
-    touching = float(mask[frame].mean())
-    return float(np.clip(min(by_outline, by_ambiguity), 0.0, 1.0) * max(0.0, 1.0 - 2.0 * touching))
+    band = border_band(mask.shape)
+    rim = ndimage.binary_dilation(band, iterations=2) & ~band  # just inside the band
+    touching = max(float(mask[frame].mean()), float(mask[rim].mean()))
+    sure = min(by_outline, by_ambiguity, by_shape)
+    return float(np.clip(sure, 0.0, 1.0) * max(0.0, 1.0 - 2.0 * touching))
 
 
+def raggedness(mask: np.ndarray) -> float:
+    """The length of every outline of ``mask`` (its parts' and its holes') over its convex hull's perimeter:
+    1 for a convex shape, about 1.5 for a torus, 2 for a table; 5 to 6 for a mask that followed a wooden
+    table's grain or a cluttered room."""
+    import cv2
+
+    mask8 = mask.astype(np.uint8)
+    contours, _ = cv2.findContours(mask8, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    hull = cv2.convexHull(cv2.findNonZero(mask8))
+    return sum(cv2.arcLength(c, True) for c in contours) / max(1.0, cv2.arcLength(hull, True))
+
+
+RAGGED_FROM, RAGGED_TO = 2.5, 4.0
+"Raggedness at which the confidence starts to fall, and where it reaches 0 (the rendered set's masks: 1.0-2.2)."
 UNSURE_SCORE, SURE_SCORE = 0.55, 0.85
 "Outline scores mapped to confidence 0 and 1 (the report warns under 0.5: a score under 0.7)."
 CLEAR_SHARE, UNCLEAR_SHARE = 0.04, 0.10

@@ -114,3 +114,34 @@ def test_thin_lines_at_the_shadows_level_are_shadow_and_a_wide_dark_patch_is_jud
     assert shadow[lines].mean() > 0.9  # both lines, the separate one too
     assert not thin_shadows(bar, 2).any()  # 20 px thick: not a line
     assert thin_shadows(lines, 2)[lines].mean() > 0.9
+
+
+def test_raggedness_is_one_for_a_convex_shape_and_large_for_fragments():
+    y, x = np.mgrid[0:120, 0:160]
+    disc = (x - 80) ** 2 + (y - 60) ** 2 < 40 ** 2
+    ring = disc & ((x - 80) ** 2 + (y - 60) ** 2 > 20 ** 2)
+    speckled = disc & (np.random.default_rng(0).random(disc.shape) < 0.7)
+    assert segment.raggedness(disc) == pytest.approx(1.0, abs=0.1)
+    assert 1.3 < segment.raggedness(ring) < segment.RAGGED_FROM
+    assert segment.raggedness(speckled) > segment.RAGGED_TO
+
+
+PHOTOS = ("coffee.png", "motorcycle_left.png")
+"Photos nobody here made (scikit-image's bundled data): a cup on a wooden table, a motorbike in a garage."
+
+
+@pytest.mark.parametrize("name", PHOTOS)
+def test_a_mask_that_chased_a_textured_or_cluttered_backdrop_is_reported_unsure(name):
+    from pathlib import Path
+
+    import skimage
+
+    from backend.images import load_image
+    from backend.relief.mask import object_mask
+
+    path = Path(skimage.__file__).parent / "data" / name
+    if not path.is_file():
+        pytest.skip(f"scikit-image ships without {name}")
+    result = object_mask(load_image(str(path)))
+    assert result.report.source == "estimated"
+    assert result.report.confidence < 0.5 and "unsure" in result.report.warning
