@@ -10,7 +10,9 @@ edges the backend sends (``backend/mesh/edges.py``, checked by the add-on). What
 Blender sees them is measured apart and added for the whole-path ratio: ``mesh_edges`` in the backend's
 own interpreter (``--backend-python``, a subprocess on the same mesh; also in this one), and the two
 extra arrays through the protocol (frames, CRC32 both ways, reassembly; in memory, no pipe: the
-difference between the mesh sent with and without them).
+difference between the mesh sent with and without them). Last, two per-face writes, slow path against the
+builder's: material slots (``polygons.foreach_set`` vs the ``material_index`` attribute) and face offsets
+(from a numpy array vs from a memoryview of it).
 """
 
 from __future__ import annotations
@@ -152,6 +154,33 @@ def wire_trip(arrays: dict[str, np.ndarray]) -> Callable[[], None]:
     return send_and_receive
 
 
+def slots_and_offsets(verts: np.ndarray, faces: np.ndarray, repeats: int) -> None:
+    """Two per-face writes through their slow and fast paths, same mesh, taking turns: each face's material
+    slot (a textured result's plain faces) through ``polygons.foreach_set`` against the ``material_index``
+    attribute (what the builder does), and the face offsets from a numpy array against from a memoryview of
+    it (the builder's; Blender has no raw path for them)."""
+    import bpy
+
+    from blender_addon.mesh_builder import build_mesh
+
+    mesh = build_mesh("slots", verts, faces, "SMOOTH")
+    index = (np.arange(len(mesh.polygons)) % 2).astype(np.int32)  # [F]
+    starts = np.arange(0, 3 * len(mesh.polygons), 3, dtype=np.int32)  # [F]
+
+    def attribute() -> None:
+        layer = mesh.attributes.get("material_index") or mesh.attributes.new("material_index", "INT", "FACE")
+        layer.data.foreach_set("value", index)
+
+    t_rna, t_attr, t_numpy, t_view = interleaved([
+        lambda: mesh.polygons.foreach_set("material_index", index), attribute,
+        lambda: mesh.polygons.foreach_set("loop_start", starts),
+        lambda: mesh.polygons.foreach_set("loop_start", starts.data)], repeats)
+    bpy.data.meshes.remove(mesh)
+    print(f"material slots per face: polygons.foreach_set {t_rna:.3f} s, the attribute {t_attr:.4f} s "
+          f"({t_rna / max(t_attr, 1e-9):.0f}x); face offsets: from numpy {t_numpy:.3f} s, from a memoryview "
+          f"{t_view:.3f} s ({t_numpy / max(t_view, 1e-9):.1f}x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--faces", type=int, default=1_300_000)
@@ -210,6 +239,7 @@ def main() -> None:
               f"{t_gltf / t_given:5.1f}x {t_gltf / whole:5.1f}x {t_gltf / whole_cpu:5.1f}x")
     print("calc: Blender computes the edges; given: the backend's edges, checked; whole: given + the backend's "
           "edges (wall) + wire; whole*: the same with the edges' CPU time (their wall time on an idle core)")
+    slots_and_offsets(verts, faces, args.repeats)
     for path in (plain_glb, full_glb):
         os.remove(path)
     os.rmdir(folder)

@@ -91,7 +91,9 @@ def _fill_topology(mesh: bpy.types.Mesh, verts: np.ndarray, tris: np.ndarray,
     mesh.loops.add(tris.size)
     _data(mesh.attributes[".corner_vert"]).foreach_set("value", tris.ravel())
     mesh.polygons.add(len(tris))
-    mesh.polygons.foreach_set("loop_start", np.arange(0, tris.size, 3, dtype=np.int32))  # [F]
+    # [F], as the array's memoryview: Blender sets face offsets one by one (no raw access) and reads them
+    # from a memoryview 2.3 times as fast as from the array itself (1.3 M faces: 26 ms instead of 60 ms)
+    mesh.polygons.foreach_set("loop_start", np.arange(0, tris.size, 3, dtype=np.int32).data)
     if topology is None:
         mesh.update(calc_edges=True)
         return
@@ -419,7 +421,14 @@ def _add_materials(mesh: bpy.types.Mesh, name: str, textures: dict[str, np.ndarr
         back = plain_material(f"{name} Hi3DGen plain", color_pixels)
         created.materials.append(back)
         mesh.materials.append(back)
-        mesh.polygons.foreach_set("material_index", plain.astype(np.int32))
+        _set_material_index(mesh, plain.astype(np.int32))
+
+
+def _set_material_index(mesh: bpy.types.Mesh, index: np.ndarray) -> None:
+    """Each face's material slot [F] int32, through the ``material_index`` attribute: raw memory, where
+    ``polygons.foreach_set`` sets the faces one by one (1.3 M faces: 0.4 ms instead of 300 ms)."""
+    attribute = mesh.attributes.get("material_index") or mesh.attributes.new("material_index", "INT", "FACE")
+    _data(attribute).foreach_set("value", index)
 
 
 def _link(context: Any, created: _Created, collection_name: str) -> bpy.types.Collection:
