@@ -191,7 +191,7 @@ def main() -> None:
     import bpy
 
     from backend.mesh.edges import mesh_edges
-    from blender_addon.mesh_builder import build_mesh
+    from blender_addon.mesh_builder import build_mesh, plain_faces, set_material_index
 
     verts, faces, normals, uvs = uv_sphere(args.faces)
     print(f"mesh: {len(verts):,} vertices, {len(faces):,} triangles; best of {args.repeats}; "
@@ -210,13 +210,18 @@ def main() -> None:
           f"(the mesh without them: {t_plain_wire:.3f} s)")
     folder = tempfile.mkdtemp(prefix="hi3dgen_bench_")
     plain_glb, full_glb = os.path.join(folder, "plain.glb"), os.path.join(folder, "full.glb")
+    uv_glb = os.path.join(folder, "uvs.glb")
     write_glb(plain_glb, verts, faces)
+    write_glb(uv_glb, verts, faces, uvs=uvs)
     write_glb(full_glb, verts, faces, normals, uvs)
     bpy.ops.wm.read_factory_settings(use_empty=True)
 
-    def native(shading: str, with_extras: bool, given: bool = False) -> None:
-        mesh = build_mesh("bench", verts, faces, shading, normals if with_extras else None,
+    def native(shading: str, with_extras: bool | str, given: bool = False) -> None:
+        """``with_extras``: True adds normals and UVs, "uvs" UVs and the textured result's material slots."""
+        mesh = build_mesh("bench", verts, faces, shading, normals if with_extras is True else None,
                           uvs if with_extras else None, edges if given else None, corner_edge if given else None)
+        if with_extras == "uvs":  # what add_result adds for a textured result: the plain faces' slot
+            set_material_index(mesh, plain_faces(mesh).astype(np.int32))
         bpy.data.meshes.remove(mesh)
 
     def gltf(path: str) -> None:
@@ -228,6 +233,7 @@ def main() -> None:
 
     cases = [("positions + faces (auto smooth, default)", "AUTO", False, plain_glb),
              ("positions + faces (smooth)", "SMOOTH", False, plain_glb),
+             ("+ UVs, material slots (auto smooth)", "AUTO", "uvs", uv_glb),
              ("+ normals + UVs (custom normals)", "NORMALS", True, full_glb)]
     print(f"{'data':42s} {'calc s':>7s} {'given s':>8s} {'glTF s':>7s} {'calc':>6s} {'given':>6s} {'whole':>6s} "
           f"{'whole*':>6s}")
@@ -240,7 +246,7 @@ def main() -> None:
     print("calc: Blender computes the edges; given: the backend's edges, checked; whole: given + the backend's "
           "edges (wall) + wire; whole*: the same with the edges' CPU time (their wall time on an idle core)")
     slots_and_offsets(verts, faces, args.repeats)
-    for path in (plain_glb, full_glb):
+    for path in (plain_glb, uv_glb, full_glb):
         os.remove(path)
     os.rmdir(folder)
 

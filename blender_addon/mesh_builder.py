@@ -108,8 +108,9 @@ def _set_uvs(mesh: bpy.types.Mesh, uvs: np.ndarray, tris: np.ndarray) -> None:
     layer = mesh.uv_layers.new(name=UV_NAME, do_init=False)
     if layer is None:
         raise RuntimeError("Blender refused a new UV map (too many UV maps?)")
-    corner_uvs = uvs[tris.ravel()]  # [F * 3, 2]
-    _data(mesh.attributes[layer.name]).foreach_set("vector", corner_uvs.ravel())
+    # [F * 3] (u, v) pairs, gathered as one int64 each: 6x as fast as gathering the [V, 2] rows
+    corner_uvs = np.take(np.ascontiguousarray(uvs, np.float32).view(np.int64).reshape(-1), tris.ravel())
+    _data(mesh.attributes[layer.name]).foreach_set("vector", corner_uvs.view(np.float32))
 
 
 def _set_shading(mesh: bpy.types.Mesh, shading: str, normals: np.ndarray | None) -> None:
@@ -246,10 +247,13 @@ def plain_faces(mesh: bpy.types.Mesh) -> np.ndarray:
     if layer is None:
         return np.ones(len(mesh.polygons), bool)
     uv = np.empty(len(mesh.loops) * 2, np.float32)
-    _data(layer).foreach_get("uv", uv)
-    t = uv.reshape(-1, 3, 2).astype(np.float64)  # [F, 3, 2]: build_mesh makes triangles only
-    e1, e2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
-    return 0.5 * (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) <= MIN_UV_AREA
+    # the UV map's attribute, raw memory; the UV layer's own ``uv`` reads the corners one by one (1.3 M faces:
+    # 2 ms instead of 130 ms)
+    _data(mesh.attributes[layer.name]).foreach_get("vector", uv)
+    t = uv.reshape(-1, 6)  # [F, 6]: (u, v) of the 3 corners; build_mesh makes triangles only
+    u0, v0 = t[:, 0].astype(np.float64), t[:, 1].astype(np.float64)  # [F]; the differences in float64
+    du1, dv1, du2, dv2 = t[:, 2] - u0, t[:, 3] - v0, t[:, 4] - u0, t[:, 5] - v0
+    return du1 * dv2 - dv1 * du2 <= 2.0 * MIN_UV_AREA  # twice the signed area
 
 
 # ------------------------------------------------------------------------------------------------ placement
@@ -421,10 +425,10 @@ def _add_materials(mesh: bpy.types.Mesh, name: str, textures: dict[str, np.ndarr
         back = plain_material(f"{name} Hi3DGen plain", color_pixels)
         created.materials.append(back)
         mesh.materials.append(back)
-        _set_material_index(mesh, plain.astype(np.int32))
+        set_material_index(mesh, plain.astype(np.int32))
 
 
-def _set_material_index(mesh: bpy.types.Mesh, index: np.ndarray) -> None:
+def set_material_index(mesh: bpy.types.Mesh, index: np.ndarray) -> None:
     """Each face's material slot [F] int32, through the ``material_index`` attribute: raw memory, where
     ``polygons.foreach_set`` sets the faces one by one (1.3 M faces: 0.4 ms instead of 300 ms)."""
     attribute = mesh.attributes.get("material_index") or mesh.attributes.new("material_index", "INT", "FACE")
