@@ -21,6 +21,9 @@ UNSURE = 0.5
 "An estimate with a confidence below this is reported as unsure."
 WHAT_TO_DO = ("Give a mask image (panel: Mask; command line: --mask; API: mask_path) or use an image with a "
               "transparent background.")
+LEARNED_TOO = (" The learned segmenter finds objects on textured or cluttered backdrops far better (download it "
+               "once: add-on preferences, Learned segmenter; command line: python -m backend download segmenter).")
+"Added to an automatic mask's warnings: the classical estimate is the fallback for the learned segmenter."
 FIX_GIVEN = {"given": "Check the mask image: white (or opaque) marks the object, black (or transparent) the rest.",
              "alpha": "Check the image's alpha channel (transparent = background), or give a mask image "
                       "(panel: Mask; command line: --mask; API: mask_path)."}
@@ -60,10 +63,12 @@ def _warning(source: str, coverage: float, confidence: float, alpha_ignored: boo
     note = " (the image's alpha channel is opaque nearly everywhere, so it was not used)" if alpha_ignored else ""
     if coverage > WHOLE_FRAME:
         return (f"The {_NAMES[source]} covers {coverage:.0%} of the image{note}: the result is a slab of nearly "
-                f"the whole frame, not the object. {FIX_GIVEN.get(source, WHAT_TO_DO)}")
+                f"the whole frame, not the object. {FIX_GIVEN.get(source, WHAT_TO_DO)}"
+                + (LEARNED_TOO if source == "estimated" else ""))
     if source in ("estimated", "learned") and confidence < UNSURE:
         return (f"The {_NAMES[source]} is unsure (confidence {confidence:.2f}){note}: the outline may be wrong, "
-                f"for example a shadow or the backdrop taken as the object. {WHAT_TO_DO}")
+                f"for example a shadow or the backdrop taken as the object. {WHAT_TO_DO}"
+                + (LEARNED_TOO if source == "estimated" else ""))
     return ""
 
 

@@ -145,3 +145,4 @@ def test_a_mask_that_chased_a_textured_or_cluttered_backdrop_is_reported_unsure(
     result = object_mask(load_image(str(path)))
     assert result.report.source == "estimated"
     assert result.report.confidence < 0.5 and "unsure" in result.report.warning
+    assert "download segmenter" in result.report.warning  # and points to the learned segmenter
