@@ -7,11 +7,13 @@ it. The ground truth is a second render of the same camera with everything but t
 camera on a transparent film: the object's own coverage, thresholded at 0.5.
 
 Run with the bpy environment (takes a few minutes on two cores):
-    .venv-blender/bin/python scripts/make_segmentation_set.py [out_folder] [case=NAME ...] [size=WxH]
+    .venv-blender/bin/python scripts/make_segmentation_set.py [out_folder] [case=NAME ...] [size=WxH] [draw=SEED ...]
 
 ``case=`` renders only the named cases (the folder's manifest keeps the others). ``size=`` renders at another
 size than ``SIZE``, e.g. 640x480 into a scratch folder, to check that the estimate scales
-(``bench/bench_segmentation.py --set FOLDER``); the committed set stays at ``SIZE``.
+(``bench/bench_segmentation.py --set FOLDER``); the committed set stays at ``SIZE``. ``draw=SEED`` renders
+only a fresh random draw of 8 product shots (group held_out) into the folder: an unbiased check of the
+current estimate that does not grow the committed set.
 """
 
 from __future__ import annotations
@@ -346,19 +348,22 @@ def save_png(path: Path, pixels: np.ndarray, mode: str) -> None:
     path.write_bytes(data)
 
 
-def main(out: Path, only: list[str], size: tuple[int, int] | None = None) -> None:
+def main(out: Path, only: list[str], size: tuple[int, int] | None = None, draws: tuple[int, ...] = ()) -> None:
     global SIZE
     SIZE = size or SIZE  # another size (``size=WxH``): the same scenes, to check how the estimate scales
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "manifest.json"
     entries = {e["name"]: e for e in json.loads(manifest_path.read_text())["cases"]} if manifest_path.exists() else {}
+    chosen = CASES + HELD_OUT
+    if draws:  # fresh random draws (``draw=SEED``): a check set of 8 held-out shots each, kept out of the fixtures
+        chosen = tuple(c for seed in draws for c in held_out_cases(seed, 8, f"draw{seed}"))
     with tempfile.TemporaryDirectory() as scratch:
-        for case in CASES + HELD_OUT:
+        for case in chosen:
             if only and case.name not in only:
                 continue
             print(f"rendering {case.name}", flush=True)
             entries[case.name] = make_case(case, out, Path(scratch))
-    cases = [{**entries[c.name], "group": c.group} for c in CASES + HELD_OUT if c.name in entries]
+    cases = [{**entries[c.name], "group": c.group} for c in chosen if c.name in entries]
     manifest = {"about": "Rendered by scripts/make_segmentation_set.py; mask = the object's own coverage > 0.5.",
                 "size": list(SIZE), "cases": cases}
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
@@ -368,4 +373,6 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     folder = Path(args[0]) if args and "=" not in args[0] else Path("tests/fixtures/segmentation")
     sizes = [tuple(int(v) for v in a[5:].split("x")) for a in args if a.startswith("size=")]
-    main(folder.resolve(), [a[5:] for a in args if a.startswith("case=")], sizes[-1] if sizes else None)  # type: ignore[arg-type]
+    draws = tuple(int(a[5:]) for a in args if a.startswith("draw="))
+    main(folder.resolve(), [a[5:] for a in args if a.startswith("case=")], sizes[-1] if sizes else None,  # type: ignore[arg-type]
+         draws)
