@@ -27,10 +27,11 @@ from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 """2: ``MeshTexture`` frames carry each UV-mapped mesh's own images; ``NormalMap`` is the camera-space prediction.
 3: ``Generate.view_paths`` / ``view_angles``: more pictures of the same object (multi-view conditioning).
-4: a mesh may carry its ``edges`` and ``corner_edge`` (``MeshStart.n_edges``), so Blender skips computing them."""
+4: a mesh may carry its ``edges`` and ``corner_edge`` (``MeshStart.n_edges``), so Blender skips computing them.
+5: only ``corner_edge`` travels (edges sorted by (hi, lo)); the add-on derives the edge rows from it and the faces."""
 MAGIC = b"H3DG"
 HEADER = struct.Struct("<4sHHIII")
 MAX_JSON = 1 << 20  # 1 MiB of JSON per frame
@@ -103,8 +104,8 @@ class Generate(Message):
     want_textures: bool = True
     "Send each UV-mapped mesh's images (``MeshTexture`` frames: tangent-space normals, base colour)."
     want_edges: bool = True
-    """Send each mesh's ``edges`` and ``corner_edge`` (``MESH_ARRAYS``): Blender then skips computing them,
-    for 24 more bytes a face on the wire (a remote backend over a slow link is better off without)."""
+    """Send each mesh's ``corner_edge`` (``MESH_ARRAYS``): Blender then skips computing its edges, for 12
+    more bytes a face on the wire (a remote backend over a slow link is better off without)."""
     image_bytes: np.ndarray | None = None
     "uint8 [n]: the encoded image file (PNG, JPEG, ...)."
     normal_bytes: np.ndarray | None = None
@@ -166,9 +167,7 @@ class MeshStart(Message):
     n_vertices: int = 0
     n_faces: int = 0
     checksums: dict[str, int] = field(default_factory=dict)
-    "Array name (``MESH_ARRAYS``: 'vertices', 'faces', optional 'normals', 'uvs', 'edges' + 'corner_edge') -> CRC32."
-    n_edges: int = 0
-    "Rows of 'edges' (0 without them)."
+    "Array name (``MESH_ARRAYS``: 'vertices', 'faces', optional 'normals', 'uvs', 'corner_edge') -> CRC32."
     frame: str = "blender_z_up"
     "Coordinate frame: +Z up, the object faces -Y (Blender's front view)."
 
@@ -566,14 +565,14 @@ class FrameWriter:
 # --------------------------------------------------------------------------------------------- meshes
 
 MESH_ARRAYS = {"vertices": ("<f4", 3), "faces": ("<i4", 3), "normals": ("<f4", 3), "uvs": ("<f4", 2),
-               "edges": ("<i4", 2), "corner_edge": ("<i4", 3)}
-"""Per-vertex rows: vertices, normals, uvs; per-face rows: faces, corner_edge; ``n_edges`` rows: edges.
-``edges`` (optional, with ``corner_edge``): the mesh's unique edges (lo, hi), lo < hi, rows strictly
-increasing, each used by a face; ``corner_edge[f, j]``: the row of the edge from faces[f, j] to
-faces[f, (j + 1) % 3], -1 on degenerate faces (a vertex twice, which the add-on drops). The add-on checks
-them and computes its own edges when they do not hold (``blender_addon/mesh_edges.py``)."""
-EDGE_ARRAYS = ("edges", "corner_edge")
-"Sent together or not at all."
+               "corner_edge": ("<i4", 3)}
+"""Per-vertex rows: vertices, normals, uvs; per-face rows: faces, corner_edge.
+``corner_edge`` (optional): ``corner_edge[f, j]`` is the row, in the mesh's edge list, of the edge from
+faces[f, j] to faces[f, (j + 1) % 3], -1 on degenerate faces (a vertex twice, which the add-on drops). The
+edge list itself does not travel: its rows are the mesh's unique edges (lo, hi), lo < hi, strictly
+increasing by (hi, lo) (the order of the pairs read as little-endian int64), each used by a corner, so the
+add-on rebuilds it from the faces and checks it (``blender_addon/mesh_edges.py``), computing its own edges
+when it does not hold (``backend/mesh/edges.py`` makes it)."""
 
 
 def mesh_frames(index: int, name: str, arrays: dict[str, np.ndarray],
@@ -581,8 +580,7 @@ def mesh_frames(index: int, name: str, arrays: dict[str, np.ndarray],
     """The MeshStart and MeshChunk messages that carry one mesh (vertices and faces required)."""
     wire = {k: _mesh_array(k, v) for k, v in arrays.items() if v is not None}
     yield MeshStart(mesh_index=index, name=name, n_vertices=len(wire["vertices"]), n_faces=len(wire["faces"]),
-                    checksums={k: zlib.crc32(_byte_view(v)) for k, v in wire.items()},
-                    n_edges=len(wire["edges"]) if "edges" in wire else 0)
+                    checksums={k: zlib.crc32(_byte_view(v)) for k, v in wire.items()})
     for key, arr in wire.items():
         rows = max(1, chunk_bytes // max(1, arr[0:1].nbytes or 1))
         for start in range(0, len(arr), rows):
@@ -608,21 +606,18 @@ class MeshAssembly:
     filled: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for what in ("n_vertices", "n_faces", "n_edges"):
+        for what in ("n_vertices", "n_faces"):
             n = getattr(self.start, what)
             if not isinstance(n, int) or isinstance(n, bool) or not 0 <= n <= MAX_MESH_ROWS:
                 raise ProtocolError(f"mesh {what} {n!r} out of range (0..{MAX_MESH_ROWS})")
         if not isinstance(self.start.checksums, dict) or not set(self.start.checksums) <= set(MESH_ARRAYS) \
                 or not {"vertices", "faces"} <= set(self.start.checksums):
-            raise ProtocolError("a mesh must list vertices and faces (normals, uvs, edges optional), nothing else")
-        if len(set(EDGE_ARRAYS) & set(self.start.checksums)) == 1:
-            raise ProtocolError("a mesh's edges and corner_edge come together")
+            raise ProtocolError("a mesh must list vertices and faces (normals, uvs, corner_edge optional), "
+                                "nothing else")
 
     def rows(self, key: str) -> int:
         """How many rows array ``key`` has."""
-        if key in ("faces", "corner_edge"):
-            return self.start.n_faces
-        return self.start.n_edges if key == "edges" else self.start.n_vertices
+        return self.start.n_faces if key in ("faces", "corner_edge") else self.start.n_vertices
 
     def add(self, chunk: MeshChunk) -> None:
         key = chunk.array

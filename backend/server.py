@@ -34,7 +34,7 @@ from .errors import BackendError, BadInput, OutOfMemory
 from .faults import Faults
 from .images import apply_mask, decode_image, load_image
 from .jobs import JobContext
-from .mesh.edges import mesh_edges
+from .mesh.edges import mesh_edges, warm_compiled
 from .normalmap import to_rgba16
 from .settings import BackendSettings
 
@@ -85,6 +85,7 @@ class Server:
         self.stopping = False
         self._lock = threading.Lock()
         self._served = threading.Event()
+        self._edges_warmed = False
 
     # ------------------------------------------------------------------------------------ main loop
 
@@ -239,6 +240,7 @@ class Server:
             ctx = JobContext(report=self._reporter(item), cancel_event=item.cancel)
             ctx.check()
             engine, request = self._request(msg)
+            self._warm_edges(msg)
             result = engine.normals(request, ctx) if isinstance(msg, P.Normals) else engine.generate(request, ctx)
             self._send_result(result, request_id, ctx, msg)
             return P.Done(mesh_count=len(result.meshes), seconds=time.perf_counter() - started,
@@ -287,7 +289,7 @@ class Server:
         for index, mesh in enumerate(result.meshes):
             arrays = {"vertices": mesh.vertices, "faces": mesh.faces, "normals": mesh.normals, "uvs": mesh.uvs}
             if msg.want_edges:  # Blender's part, done here (backend/mesh/edges.py)
-                arrays["edges"], arrays["corner_edge"] = mesh_edges(mesh.faces, len(mesh.vertices))
+                arrays["corner_edge"] = mesh_edges(mesh.faces, len(mesh.vertices))[1]
             for n, frame in enumerate(P.mesh_frames(index, mesh.name, arrays)):
                 if n == 2:
                     self.faults.fire("mesh", self.raw_out)
@@ -297,6 +299,13 @@ class Server:
                 ctx.check()
                 for texture in texture_frames(index, mesh, result):
                     self.writer.send(texture, request_id)
+
+    def _warm_edges(self, msg: P.Generate) -> None:
+        """Load the compiled edge pass while the first generation runs (compile it, once after an install:
+        a few seconds), so its mesh does not wait for it (``edges.warm_compiled``)."""
+        if msg.want_edges and not self._edges_warmed and not isinstance(msg, P.Normals):
+            self._edges_warmed = True
+            threading.Thread(target=warm_compiled, name="edges-warm-up", daemon=True).start()
 
     def _send_error(self, request_id: int, code: str, message: str, hint: str = "", tb: str = "") -> None:
         self.writer.send(self._error(code, message, hint, tb), request_id)

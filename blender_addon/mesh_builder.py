@@ -31,11 +31,11 @@ UV_NAME = "UVMap"
 
 def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, shading: str = "AUTO",
                normals: np.ndarray | None = None, uvs: np.ndarray | None = None,
-               edges: np.ndarray | None = None, corner_edge: np.ndarray | None = None) -> bpy.types.Mesh:
+               corner_edge: np.ndarray | None = None) -> bpy.types.Mesh:
     """A new mesh datablock from triangles (vertices [V, 3] float32, faces [F, 3] int32, uvs per vertex).
 
-    ``edges`` [E, 2] and ``corner_edge`` [F, 3] (the backend's, ``protocol.MESH_ARRAYS``) spare Blender
-    computing them; arrays that do not check out are ignored (Blender computes its own)."""
+    ``corner_edge`` [F, 3] (the backend's, ``protocol.MESH_ARRAYS``) spares Blender computing the edges;
+    one that does not check out is ignored (Blender computes its own)."""
     verts = np.ascontiguousarray(vertices, dtype=np.float32)  # [V, 3]
     sent = np.ascontiguousarray(faces, dtype=np.int32)
     if verts.ndim != 2 or verts.shape[1] != 3 or sent.ndim != 2 or sent.shape[1] != 3:
@@ -43,7 +43,7 @@ def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, shading: str 
     tris, keep = _drop_degenerate(sent)  # [F', 3]
     if tris.size and (tris.min() < 0 or tris.max() >= len(verts)):
         raise ValueError("mesh faces index past the vertex array")
-    topology = given_edges(edges, corner_edge, tris, keep, len(verts))
+    topology = given_edges(corner_edge, tris, keep)
     mesh = bpy.data.meshes.new(name)
     try:
         _fill_topology(mesh, verts, tris, topology)
@@ -63,13 +63,14 @@ def _drop_degenerate(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     return (np.ascontiguousarray(faces[~bad]), ~bad) if bad.any() else (faces, None)
 
 
-def given_edges(edges: np.ndarray | None, corner_edge: np.ndarray | None, tris: np.ndarray,
-                keep: np.ndarray | None, n_vertices: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The sent edges and corner edges, checked (``mesh_edges.checked_edges``); None when absent or refused."""
-    if edges is None or corner_edge is None:
+def given_edges(corner_edge: np.ndarray | None, tris: np.ndarray,
+                keep: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The edges rebuilt from the sent corner edges, checked (``mesh_edges.checked_edges``): (edges [E, 2],
+    corner_edge [F', 3]); None when absent or refused."""
+    if corner_edge is None:
         return None
     try:
-        return checked_edges(edges, corner_edge, tris, keep, n_vertices)
+        return checked_edges(corner_edge, tris, keep)
     except ValueError as exc:
         print(f"[hi3dgen] the backend's mesh edges were refused ({exc}); Blender computes them",
               file=sys.stderr, flush=True)
@@ -363,8 +364,7 @@ def add_result(context: Any, meshes: Sequence[tuple[str, dict[str, np.ndarray]]]
     with _rollback() as created:
         for index, (name, arrays) in enumerate(meshes):
             mesh = build_mesh(name, arrays["vertices"], arrays["faces"], options.shading,
-                              arrays.get("normals"), arrays.get("uvs"), arrays.get("edges"),
-                              arrays.get("corner_edge"))
+                              arrays.get("normals"), arrays.get("uvs"), arrays.get("corner_edge"))
             created.meshes.append(mesh)
             own = images[index] if index < len(images) else {}
             if wants_material(arrays, own, options):

@@ -1,27 +1,35 @@
-"""The backend's edges for a mesh, checked before Blender gets them (numpy only, no bpy).
+"""The backend's edges for a mesh, rebuilt and checked before Blender gets them (numpy only, no bpy).
 
 Blender stores a mesh's edges (``.edge_verts`` [E, 2]) and each face corner's edge (``.corner_edge``);
 ``mesh.update(calc_edges=True)`` derives both, and that is most of a big mesh's build time. The backend
-sends them ready (``protocol.MESH_ARRAYS``: unique rows (lo, hi), lo < hi, strictly increasing, each used
-by a face; ``corner_edge[f, j]`` joins faces[f, j] and faces[f, (j + 1) % 3]). ``checked_edges`` proves
-all of that with a few vectorised passes and no sort, so arrays that would give Blender a wrong mesh are
-refused (``ValueError``) and the builder computes its own edges instead.
+sends ``corner_edge`` ready (``protocol.MESH_ARRAYS``): ``corner_edge[f, j]`` is the row of the edge joining
+faces[f, j] and faces[f, (j + 1) % 3] in an edge list whose rows are unique pairs (lo, hi), lo < hi,
+strictly increasing by (hi, lo), each used by a face. The list does not travel: every corner knows its own
+pair, so ``checked_edges`` scatters the pairs into the rows their corners name, and then proves the result
+with a few vectorised passes and no sort: reading each corner's row back gives its own pair (corners that
+share a row agree), and the rows, read as little-endian int64 (hi << 32 | lo), strictly increase (no row
+twice, none left empty: an empty row keeps -1). Arrays that would give Blender a wrong mesh are refused
+(``ValueError``) and the builder computes its own edges instead.
 """
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 INT32 = np.iinfo(np.int32)
+UNUSED = -1
+"An edge row no corner filled (below every real pair read as int64)."
 
 
-def checked_edges(edges: np.ndarray, corner_edge: np.ndarray, faces: np.ndarray, keep: np.ndarray | None,
-                  n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
+def checked_edges(corner_edge: np.ndarray, faces: np.ndarray,
+                  keep: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """(edges [E, 2], corner_edge [F', 3]) as contiguous int32 for Blender, or ``ValueError``.
 
-    ``faces`` [F', 3] are the triangles Blender gets: the sent ones with the degenerate rows removed,
-    ``keep`` [F] bool (None: none removed) says which; ``corner_edge`` has a row per sent face."""
-    pairs = _ints(edges, 2, "edges")  # [E, 2]
+    ``faces`` [F', 3] are the triangles Blender gets (indices already checked): the sent ones with the
+    degenerate rows removed, ``keep`` [F] bool (None: none removed) says which; ``corner_edge`` has a row per
+    sent face."""
     corners = _ints(corner_edge, 3, "corner_edge")  # [F, 3]
     if keep is not None:
         if len(keep) != len(corners):
@@ -29,9 +37,24 @@ def checked_edges(edges: np.ndarray, corner_edge: np.ndarray, faces: np.ndarray,
         corners = np.ascontiguousarray(corners[keep])
     if len(corners) != len(faces):
         raise ValueError(f"corner_edge has {len(corners)} rows for {len(faces)} faces")
-    _check_pairs(pairs, n_vertices)
-    _check_corners(pairs, corners, faces)
-    return pairs, corners
+    if not corners.size:
+        return np.zeros((0, 2), np.int32), corners
+    index = corners.reshape(-1)  # [3F] int32
+    top = int(index.view(np.uint32).max())  # one pass: negative rows read as huge
+    if top >= index.size:  # every row is some corner's: at most one per corner
+        raise ValueError("corner_edge indexes past the edges")
+    return _rows(index.astype(np.intp), _packed(faces), top + 1), corners
+
+
+def _rows(index: np.ndarray, packed: np.ndarray, n_edges: int) -> np.ndarray:
+    """Each corner's pair (as int64) into its row; the rows [E, 2] int32 once they check out."""
+    rows = np.full(n_edges, UNUSED, np.int64)  # [E]
+    rows[index] = packed  # corners sharing a row: any one writes; the read-back below proves they agree
+    if not np.array_equal(rows[index], packed):
+        raise ValueError("a corner's edge does not join its vertex and the next corner's")
+    if sys.byteorder != "little" or rows[0] == UNUSED or not (rows[1:] > rows[:-1]).all():
+        raise ValueError("edges must be unique, sorted by (hi, lo), each used by a face")
+    return rows.view(np.int32).reshape(-1, 2)
 
 
 def _ints(value: np.ndarray, width: int, what: str) -> np.ndarray:
@@ -43,37 +66,6 @@ def _ints(value: np.ndarray, width: int, what: str) -> np.ndarray:
             raise ValueError(f"{what} out of the int32 range")
         arr = arr.astype(np.int32)
     return np.ascontiguousarray(arr)
-
-
-def _check_pairs(pairs: np.ndarray, n_vertices: int) -> None:
-    """Vertex indices in range, lo < hi, rows strictly increasing (so no edge twice)."""
-    if not len(pairs):
-        return
-    lo, hi = pairs[:, 0], pairs[:, 1]
-    if lo.min() < 0 or hi.max() >= n_vertices or not (lo < hi).all():
-        raise ValueError("edges must be vertex pairs (lo, hi) with 0 <= lo < hi < vertex count")
-    step_lo, step_hi = np.diff(lo), np.diff(hi)  # [E - 1]
-    if not ((step_lo > 0) | ((step_lo == 0) & (step_hi > 0))).all():
-        raise ValueError("edges must be sorted and unique")
-
-
-def _check_corners(pairs: np.ndarray, corners: np.ndarray, faces: np.ndarray) -> None:
-    """Every corner's edge joins its vertex and the next corner's; every edge is some corner's."""
-    if not corners.size:
-        if len(pairs):
-            raise ValueError("edges without faces")
-        return
-    index = corners.reshape(-1)  # [3F] int32
-    if int(index.view(np.uint32).max()) >= len(pairs):  # one pass: negative rows read as huge
-        raise ValueError("corner_edge indexes past the edges")
-    index = index.astype(np.intp)  # once, instead of numpy converting it for the gather and the scatter
-    have = pairs.view(np.int64).reshape(-1)[index]  # [3F]: each corner's edge row, read as one int64
-    if not np.array_equal(have, _packed(faces)):
-        raise ValueError("a corner's edge does not join its vertex and the next corner's")
-    used = np.zeros(len(pairs), bool)
-    used[index] = True
-    if not used.all():
-        raise ValueError("edges no face uses")
 
 
 def _packed(faces: np.ndarray) -> np.ndarray:

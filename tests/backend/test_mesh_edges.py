@@ -25,9 +25,15 @@ def _reference(faces: np.ndarray) -> tuple[set[tuple[int, int]], list[tuple[int,
     return pairs, corners
 
 
-@pytest.fixture(autouse=True, params=["sparse", "slots"])
+@pytest.fixture(autouse=True, params=["compiled", "sparse", "slots"])
 def way(request, monkeypatch):
-    """Every test runs with SciPy's sparse matrix and with the slot rounds (the path without SciPy)."""
+    """Every test runs with the compiled bucket pass (Numba; for any size here), SciPy's sparse matrix and
+    the slot rounds (the path without either)."""
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+        monkeypatch.setattr(E, "COMPILED_MIN_CORNERS", 0)
+    else:
+        monkeypatch.setattr(E, "COMPILED_MIN_CORNERS", 1 << 62)
     if request.param == "slots":
         monkeypatch.setattr(E, "_has_scipy", lambda: False)
     return request.param
@@ -37,7 +43,8 @@ def _assert_matches(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.
     edges, corner = E.mesh_edges(faces, n_vertices)
     pairs, corners = _reference(faces)
     assert edges.dtype == np.int32 and corner.dtype == np.int32 and corner.shape == faces.shape
-    assert [tuple(e) for e in edges.tolist()] == sorted(pairs)  # sorted, unique, lo < hi
+    assert [tuple(e) for e in edges.tolist()] == sorted(pairs, key=lambda p: (p[1], p[0]))  # by (hi, lo), lo < hi
+    assert edges.flags.c_contiguous and (np.diff(edges.view("<i8").reshape(-1)) > 0).all()  # the add-on's check
     got = [None if c < 0 else tuple(edges[c].tolist()) for c in corner.reshape(-1)]
     assert got == corners
     return edges, corner
@@ -80,33 +87,63 @@ def test_any_triangles_even_degenerate_ones():
 
 
 def test_a_vertex_with_too_many_edges_takes_the_sort(monkeypatch, way):
-    fan = np.array([[0, k, k + 1] for k in range(1, 10)], np.int32)  # vertex 0 has 10 higher neighbours
+    fan = np.array([[10, k, k + 1] for k in range(9)], np.int32)  # vertex 10 has 10 lower neighbours
     monkeypatch.setattr(E, "MAX_ROUNDS", 4)
     _assert_matches(fan, 11)
+    big_fan = np.array([[100, k, k + 1] for k in range(99)], np.int32)  # a bucket past SHORT_ROW
+    _assert_matches(big_fan[np.random.default_rng(4).permutation(99)], 101)
 
 
 def test_faces_past_the_vertices_are_refused():
-    with pytest.raises(ValueError, match="past the vertex"):
-        E.mesh_edges(np.array([[0, 1, 5]], np.int32), 3)
+    for faces in ([[0, 1, 5]], [[0, 1, 2], [2, -1, 0]], [[3, 1, 2]]):
+        with pytest.raises(ValueError, match="past the vertex"):
+            E.mesh_edges(np.array(faces, np.int32), 3)
 
 
-def test_edges_travel_with_the_mesh():
+def test_corner_edges_travel_with_the_mesh():
     faces = _grid(3).astype(np.int32)
     verts = np.zeros((16, 3), np.float32)
-    edges, corner = E.mesh_edges(faces, 16)
-    frames = list(P.mesh_frames(0, "m", {"vertices": verts, "faces": faces, "edges": edges,
-                                        "corner_edge": corner}, chunk_bytes=40))
+    _, corner = E.mesh_edges(faces, 16)
+    frames = list(P.mesh_frames(0, "m", {"vertices": verts, "faces": faces, "corner_edge": corner}, chunk_bytes=40))
     assembly = P.MeshAssembly(frames[0])
-    assert frames[0].n_edges == len(edges)
     for chunk in frames[1:]:
         assembly.add(chunk)
     out = assembly.finish()
-    assert np.array_equal(out["edges"], edges) and np.array_equal(out["corner_edge"], corner)
+    assert set(out) == {"vertices", "faces", "corner_edge"} and np.array_equal(out["corner_edge"], corner)
 
 
-def test_edges_come_with_their_corners():
-    start = P.MeshStart(n_vertices=3, n_faces=1, n_edges=3, checksums={"vertices": 0, "faces": 0, "edges": 0})
-    with pytest.raises(P.ProtocolError, match="together"):
+def test_the_edge_rows_do_not_travel():
+    start = P.MeshStart(n_vertices=3, n_faces=1, checksums={"vertices": 0, "faces": 0, "edges": 0})
+    with pytest.raises(P.ProtocolError, match="nothing else"):
         P.MeshAssembly(start)
-    with pytest.raises(P.ProtocolError, match="n_edges"):
-        P.MeshAssembly(P.MeshStart(n_vertices=3, n_faces=1, n_edges=-1, checksums={"vertices": 0, "faces": 0}))
+
+
+def test_a_compiled_pass_that_fails_leaves_it_to_scipy(monkeypatch, capfd, way):
+    def broken(*args):  # noqa: ANN002, ANN202 - the kernel's arguments
+        raise RuntimeError("no LLVM here")
+
+    monkeypatch.setattr(E, "_compiled", lambda: broken)
+    monkeypatch.setattr(E, "_broken", [])
+    monkeypatch.setattr(E, "COMPILED_MIN_CORNERS", 0)
+    _assert_matches(_grid(4), 25)
+    _assert_matches(_grid(3), 16)
+    assert capfd.readouterr().err.count("compiled edge pass failed") == 1, "said once, then not tried again"
+    E.warm_compiled()  # a no-op now
+
+
+def test_the_warm_up_loads_the_compiled_pass(monkeypatch):
+    calls = []
+    monkeypatch.setattr(E, "_compiled", lambda: lambda tris, n, *scratch: calls.append(n) or 3)
+    monkeypatch.setattr(E, "_broken", [])
+    E.warm_compiled()
+    assert calls == [3]
+
+
+def test_the_kernel_refuses_scratch_of_the_wrong_size():
+    pytest.importorskip("numba")
+    from backend.mesh.edges_kernel import bucket_edges
+
+    tris = np.array([[0, 1, 2]], np.int32)
+    with pytest.raises(ValueError, match="wrong size"):
+        bucket_edges(tris, 3, np.empty(3, np.int32), np.empty(3, np.int64), np.empty(3, np.int32))
+    assert bucket_edges(tris, 3, np.empty(4, np.int32), np.empty(3, np.int64), np.empty(3, np.int32)) == 3

@@ -40,7 +40,7 @@ def test_a_mesh_texture_carries_its_mesh_role_and_pixels():
     assert out.pixels.dtype == np.uint16 and np.array_equal(out.pixels, pixels)
     colour = _roundtrip(P.MeshTexture(role="base_color", width=3, height=2, pixels=pixels.astype(np.uint8)))
     assert colour.pixels.dtype == np.uint8 and set(P.TEXTURE_ROLES) == {"normal", "base_color"}
-    assert P.MESSAGE_TYPES[P.MeshTexture.KIND] is P.MeshTexture and P.PROTOCOL_VERSION == 4
+    assert P.MESSAGE_TYPES[P.MeshTexture.KIND] is P.MeshTexture and P.PROTOCOL_VERSION == 5
 
 
 def test_big_endian_arrays_travel_little_endian():

@@ -1,5 +1,6 @@
-"""The backend's edges in real Blender: a mesh built with them equals one Blender computes its edges for,
-and edges that do not check out are refused (Blender computes its own; nothing half-built stays)."""
+"""The backend's edges in real Blender: a mesh built with the corner edges it sends (the add-on rebuilds the
+edge rows) equals one Blender computes its edges for, and corner edges that do not check out are refused
+(Blender computes its own; nothing half-built stays)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def _relief() -> dict[str, np.ndarray]:
 
 def _with_edges(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     edges, corner = mesh_edges(arrays["faces"], len(arrays["vertices"]))
-    return dict(arrays, edges=edges, corner_edge=corner)
+    return dict(arrays, edges=edges, corner_edge=corner)  # "edges": what the add-on must rebuild
 
 
 def _read(mesh, domain: str, name: str, kind, width: int = 1) -> np.ndarray:  # noqa: ANN001 - bpy
@@ -76,7 +77,7 @@ def test_given_edges_build_the_same_mesh(shading, capfd):
     arrays = _with_edges(_relief())
     normals = arrays["vertices"] + np.float32(0.1)  # [V, 3] any directions: custom normals
     computed = mb.build_mesh("computed", arrays["vertices"], arrays["faces"], shading, normals)
-    given = mb.build_mesh("given", arrays["vertices"], arrays["faces"], shading, normals, edges=arrays["edges"],
+    given = mb.build_mesh("given", arrays["vertices"], arrays["faces"], shading, normals,
                           corner_edge=arrays["corner_edge"])
     assert "refused" not in capfd.readouterr().err and len(given.edges) == len(arrays["edges"])
     assert (arrays["corner_edge"][-1] == -1).all(), "the degenerate face has no edges"
@@ -84,40 +85,56 @@ def test_given_edges_build_the_same_mesh(shading, capfd):
     _assert_same(given, computed)
 
 
-def _corruptions(arrays: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _corruptions(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Corner edges that must not pass, each with what is wrong."""
     edges, corner = arrays["edges"], arrays["corner_edge"]
-    swapped = edges.copy()
-    swapped[0] = swapped[0, ::-1]
-    shuffled = edges[::-1].copy()  # consistent corners, but not sorted
+    n = len(edges)
+    order = np.argsort(edges[:, 0], kind="stable")  # the rows sorted by lo instead of (hi, lo)
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n)
     moved = corner.copy()
     moved[0, 0] = moved[0, 1]  # a corner on another edge of its face
-    extra = np.concatenate([edges, [[edges[-1, 0], len(arrays["vertices"]) - 1]]]).astype(np.int32)
+    first = corner.copy()
+    first[corner == 0] = 1  # row 0 empty; its corners join row 1's
+    shared = int(np.flatnonzero(np.bincount(corner[corner >= 0], minlength=n) == 2)[0])  # an edge of two faces
+    twice = np.where(corner > shared, corner + 1, corner)
+    twice.reshape(-1)[np.flatnonzero(corner.reshape(-1) == shared)[1]] = shared + 1  # its pair in two rows
     return {
-        "floats": (edges.astype(np.float32), corner),
-        "shape": (edges[:, :1], corner),
-        "rows": (edges, corner[:-1]),
-        "vertex range": (np.where(edges == edges.max(), len(arrays["vertices"]), edges), corner),
-        "lo > hi": (swapped, corner),
-        "unsorted": (shuffled, np.where(corner < 0, -1, len(edges) - 1 - corner).astype(np.int32)),
-        "duplicate": (np.concatenate([edges[:1], edges]).astype(np.int32), np.where(corner < 0, -1, corner + 1)),
-        "wrong corner": (edges, moved),
-        "unused edge": (extra, corner),
-        "corner range": (edges, np.where(corner == corner.max(), len(edges), corner)),
-        "int64 past int32": (edges.astype(np.int64) + (1 << 33), corner),
+        "floats": corner.astype(np.float32),
+        "shape": corner[:, :2],
+        "rows": corner[:-1],
+        "negative": np.where(corner == corner.max(), -2, corner),
+        "past the corners": np.where(corner == corner.max(), corner.size, corner),
+        "unsorted": np.where(corner < 0, -1, rank[corner]).astype(np.int32),
+        "reversed": np.where(corner < 0, -1, n - 1 - corner).astype(np.int32),
+        "duplicate": twice,
+        "unused row": np.where(corner < 0, -1, corner + 1).astype(np.int32),
+        "wrong corner": moved,
+        "empty first row": first,
+        "merged edges": np.where(corner == 5, 6, corner),
+        "int64 past int32": corner.astype(np.int64) + (1 << 33),
     }
 
 
 @pytest.mark.parametrize("case", list(_corruptions(_with_edges(grid_mesh()))))
 def test_bad_edges_are_refused_and_blender_computes_them(case, capfd):
     arrays = _with_edges(_relief())
-    edges, corner = _corruptions(arrays)[case]
+    corner = _corruptions(arrays)[case]
+    keep = ~(arrays["faces"][:, 0] == arrays["faces"][:, 1])
     with pytest.raises(ValueError):
-        keep = ~(arrays["faces"][:, 0] == arrays["faces"][:, 1])
-        checked_edges(edges, corner, arrays["faces"][keep], keep, len(arrays["vertices"]))
+        checked_edges(corner, arrays["faces"][keep], keep)
     computed = mb.build_mesh("computed", arrays["vertices"], arrays["faces"])
-    given = mb.build_mesh("given", arrays["vertices"], arrays["faces"], edges=edges, corner_edge=corner)
+    given = mb.build_mesh("given", arrays["vertices"], arrays["faces"], corner_edge=corner)
     assert "edges were refused" in capfd.readouterr().err
     _assert_same(given, computed)
+
+
+def test_the_rows_are_rebuilt_exactly():
+    arrays = _with_edges(_relief())
+    keep = ~(arrays["faces"][:, 0] == arrays["faces"][:, 1])
+    edges, corner = checked_edges(arrays["corner_edge"], arrays["faces"][keep], keep)
+    assert np.array_equal(edges, arrays["edges"]) and np.array_equal(corner, arrays["corner_edge"][keep])
+    assert edges.dtype == np.int32 and edges.flags.c_contiguous and corner.flags.c_contiguous
 
 
 def test_a_received_mesh_with_edges_becomes_an_object():
@@ -129,18 +146,18 @@ def test_a_received_mesh_with_edges_becomes_an_object():
 
 
 def test_random_damage_is_refused_or_harmless():
-    """Flipped values anywhere in the arrays: the check answers ValueError or arrays equal to the true ones."""
+    """Flipped values anywhere in the corner edges: the check answers ValueError or the true arrays."""
     arrays = _with_edges(grid_mesh())
-    faces, n = arrays["faces"], len(arrays["vertices"])
+    faces = arrays["faces"]
     rng = np.random.default_rng(3)
+    n = len(arrays["edges"])
     for _ in range(300):
-        edges, corner = arrays["edges"].copy(), arrays["corner_edge"].copy()
-        target = edges if rng.random() < 0.5 else corner
-        flat = target.reshape(-1)
-        flat[rng.integers(len(flat))] = rng.choice([-1, 0, 1, n - 1, n, len(edges), int(flat.max()) + 1,
+        corner = arrays["corner_edge"].copy()
+        flat = corner.reshape(-1)
+        flat[rng.integers(len(flat))] = rng.choice([-1, 0, 1, n - 1, n, n + 1, corner.size,
                                                     int(rng.integers(-5, n + 5))])
         try:
-            got = checked_edges(edges, corner, faces, None, n)
+            got = checked_edges(corner, faces, None)
         except ValueError:
             continue
         assert np.array_equal(got[0], arrays["edges"]) and np.array_equal(got[1], arrays["corner_edge"])
