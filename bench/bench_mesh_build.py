@@ -6,13 +6,15 @@ normals). The GLB is written by a small writer below (positions, normals, UVs, u
 paths start from the same arrays; the glTF time includes reading the file, as the other add-ons do.
 
 The native builder runs twice per shading: with Blender computing the edges (``calc_edges``) and with the
-edges the backend sends (``backend/mesh/edges.py``, checked by the add-on). What those edges cost before
-Blender sees them is measured apart and added for the whole-path ratio: ``mesh_edges`` in the backend's
-own interpreter (``--backend-python``, a subprocess on the same mesh; also in this one), and the two
-extra arrays through the protocol (frames, CRC32 both ways, reassembly; in memory, no pipe: the
-difference between the mesh sent with and without them). Last, two per-face writes, slow path against the
-builder's: material slots (``polygons.foreach_set`` vs the ``material_index`` attribute) and face offsets
-(from a numpy array vs from a memoryview of it).
+corner edges the backend sends (``backend/mesh/edges.py``; the add-on rebuilds the edge rows from them and
+checks both). What they cost before Blender sees them is measured apart and added for the whole-path
+ratio: ``mesh_edges`` in the backend's own interpreter (``--backend-python``, a subprocess on the same mesh;
+also in this one, without Numba and SciPy there), and the extra array through the protocol (frames, CRC32
+both ways, reassembly; in memory, no pipe: the difference between the mesh sent with and without it).
+The backend's time is given twice (``edge_seconds``): steady, as a backend that has served a few meshes
+has it, and cold, a fresh backend's (page faults on new memory). Last, two per-face writes, slow path
+against the builder's: material slots (``polygons.foreach_set`` vs the ``material_index`` attribute) and
+face offsets (from a numpy array vs from a memoryview of it).
 """
 
 from __future__ import annotations
@@ -103,18 +105,20 @@ def interleaved(fns: list, repeats: int) -> list[float]:  # noqa: ANN001 - no-ar
 
 
 def edge_seconds(faces: int, repeats: int) -> tuple[float, float]:
-    """Best wall and best CPU time of ``mesh_edges`` on the bench mesh in this interpreter."""
+    """``mesh_edges`` on the bench mesh in this interpreter: (cold, steady) wall seconds. Cold: the call
+    after the first (which loads the compiled pass, ``edges_kernel``), while its 80 MB of arrays still
+    come fresh from the system (page faults); steady: the best of ``repeats`` calls after four, when the
+    allocator hands back memory an earlier mesh used, as in a backend that has served a few."""
     from backend.mesh.edges import mesh_edges
 
     _, tris, _, _ = uv_sphere(faces)
     count = int(tris.max()) + 1
-    wall, cpu = [], []
-    for _ in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
+    times = []
+    for _ in range(5 + repeats):
+        start = time.perf_counter()
         mesh_edges(tris, count)
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    return min(wall), min(cpu)
+        times.append(time.perf_counter() - start)
+    return times[1], min(times[5:])
 
 
 def backend_edge_seconds(python: str, faces: int, repeats: int) -> tuple[float, float] | None:
@@ -124,8 +128,8 @@ def backend_edge_seconds(python: str, faces: int, repeats: int) -> tuple[float, 
     try:
         out = subprocess.run([python, "-c", code, str(REPO), str(faces), str(repeats)], capture_output=True,
                              text=True, timeout=600, check=True)
-        wall, cpu = out.stdout.split()[-2:]
-        return float(wall), float(cpu)
+        cold, steady = out.stdout.split()[-2:]
+        return float(cold), float(steady)
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
 
@@ -200,14 +204,14 @@ def main() -> None:
     t_backend = backend_edge_seconds(args.backend_python, args.faces, args.repeats)
     t_here = edge_seconds(args.faces, args.repeats)
     mesh = {"vertices": verts, "faces": faces, "normals": normals, "uvs": uvs}
-    t_plain_wire, t_full_wire = interleaved([wire_trip(mesh), wire_trip({**mesh, "edges": edges,
-                                                                          "corner_edge": corner_edge})], args.repeats)
+    t_plain_wire, t_full_wire = interleaved([wire_trip(mesh), wire_trip({**mesh, "corner_edge": corner_edge})],
+                                            args.repeats)
     t_wire = max(0.0, t_full_wire - t_plain_wire)
-    (t_edges, cpu_edges) = t_backend if t_backend is not None else t_here
+    (cold_edges, t_edges) = t_backend if t_backend is not None else t_here
     where = "backend's interpreter" if t_backend is not None else "this interpreter (backend's not found)"
-    print(f"backend edges (mesh_edges, {len(edges):,} edges): {t_edges:.3f} s ({cpu_edges:.3f} s CPU) in the "
-          f"{where}, {t_here[0]:.3f} s here; the two arrays on the wire: +{t_wire:.3f} s "
-          f"(the mesh without them: {t_plain_wire:.3f} s)")
+    print(f"backend edges (mesh_edges, {len(edges):,} edges): {t_edges:.3f} s steady, {cold_edges:.3f} s cold, "
+          f"in the {where}; {t_here[1]:.3f} s here; corner_edge on the wire: +{t_wire:.3f} s "
+          f"(the mesh without it: {t_plain_wire:.3f} s)")
     folder = tempfile.mkdtemp(prefix="hi3dgen_bench_")
     plain_glb, full_glb = os.path.join(folder, "plain.glb"), os.path.join(folder, "full.glb")
     uv_glb = os.path.join(folder, "uvs.glb")
@@ -219,7 +223,7 @@ def main() -> None:
     def native(shading: str, with_extras: bool | str, given: bool = False) -> None:
         """``with_extras``: True adds normals and UVs, "uvs" UVs and the textured result's material slots."""
         mesh = build_mesh("bench", verts, faces, shading, normals if with_extras is True else None,
-                          uvs if with_extras else None, edges if given else None, corner_edge if given else None)
+                          uvs if with_extras else None, corner_edge if given else None)
         if with_extras == "uvs":  # what add_result adds for a textured result: the plain faces' slot
             set_material_index(mesh, plain_faces(mesh).astype(np.int32))
         bpy.data.meshes.remove(mesh)
@@ -236,15 +240,16 @@ def main() -> None:
              ("+ UVs, material slots (auto smooth)", "AUTO", "uvs", uv_glb),
              ("+ normals + UVs (custom normals)", "NORMALS", True, full_glb)]
     print(f"{'data':42s} {'calc s':>7s} {'given s':>8s} {'glTF s':>7s} {'calc':>6s} {'given':>6s} {'whole':>6s} "
-          f"{'whole*':>6s}")
+          f"{'cold':>6s}")
     for name, shading, extras, glb in cases:
         t_calc, t_given, t_gltf = interleaved([partial(native, shading, extras), partial(native, shading, extras, True),
                                                partial(gltf, glb)], args.repeats)
-        whole, whole_cpu = t_given + t_edges + t_wire, t_given + cpu_edges + t_wire
+        whole, whole_cold = t_given + t_edges + t_wire, t_given + cold_edges + t_wire
         print(f"{name:42s} {t_calc:7.3f} {t_given:8.3f} {t_gltf:7.3f} {t_gltf / t_calc:5.1f}x "
-              f"{t_gltf / t_given:5.1f}x {t_gltf / whole:5.1f}x {t_gltf / whole_cpu:5.1f}x")
-    print("calc: Blender computes the edges; given: the backend's edges, checked; whole: given + the backend's "
-          "edges (wall) + wire; whole*: the same with the edges' CPU time (their wall time on an idle core)")
+              f"{t_gltf / t_given:5.1f}x {t_gltf / whole:5.1f}x {t_gltf / whole_cold:5.1f}x")
+    print("calc: Blender computes the edges; given: the backend's corner edges, edges rebuilt and checked; "
+          "whole: given + the backend's edges (steady) + wire; cold: the same with the edges' cold time (a fresh "
+          "backend's first meshes)")
     slots_and_offsets(verts, faces, args.repeats)
     for path in (plain_glb, uv_glb, full_glb):
         os.remove(path)
