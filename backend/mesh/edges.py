@@ -96,6 +96,11 @@ def _compiled():  # noqa: ANN202 - the kernel, or None
         from .edges_kernel import bucket_edges
     except ImportError:
         return None
+    except Exception as exc:  # noqa: BLE001 - a Numba that fails to import otherwise: SciPy's path then
+        if not _broken:
+            _broken.append(str(exc))
+            print(f"[hi3dgen] Numba did not load ({exc}); SciPy makes the edges", file=sys.stderr, flush=True)
+        return None
     return bucket_edges
 
 
