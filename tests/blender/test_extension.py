@@ -142,6 +142,20 @@ def test_operator_generates_one_object(ext, picture, spy):
     assert ext.generation.running_backend() is not None, "kept running for the next generation"
 
 
+def test_a_million_face_result_keeps_the_backends_edges(ext, picture, spy, capfd):
+    """The compiled edge pass's corner edges (a mesh past 100 k faces) pass the add-on's check in real Blender."""
+    clear_scene()
+    result = bpy.ops.hi3dgen.generate(image_path=str(picture), engine="relief", seed=0,
+                                      params_json='{"resolution": 1024, "faces": 0}')
+    assert result == {"FINISHED"}
+    (name, arrays) = spy[-1]
+    mesh = bpy.data.objects[name].data
+    assert len(arrays["faces"]) > 1_000_000 and len(mesh.polygons) == len(arrays["faces"])
+    assert "refused" not in capfd.readouterr().err
+    assert len(mesh.edges) == int(arrays["corner_edge"].max()) + 1
+    assert not mesh.validate(verbose=False), "Blender found nothing to fix"
+
+
 def test_material_variant(ext, picture):
     clear_scene()
     result = bpy.ops.hi3dgen.generate(image_path=str(picture), params_json='{"resolution": 48}',
