@@ -11,10 +11,11 @@ checks both). What they cost before Blender sees them is measured apart and adde
 ratio: ``mesh_edges`` in the backend's own interpreter (``--backend-python``, a subprocess on the same mesh;
 also in this one, without Numba and SciPy there), and the extra array through the protocol (frames, CRC32
 both ways, reassembly; in memory, no pipe: the difference between the mesh sent with and without it).
-The backend's time is given twice (``edge_seconds``): steady, as a backend that has served a few meshes
-has it, and cold, a fresh backend's (page faults on new memory). Last, two per-face writes, slow path
-against the builder's: material slots (``polygons.foreach_set`` vs the ``material_index`` attribute) and
-face offsets (from a numpy array vs from a memoryview of it).
+The backend's time is given twice (``edge_seconds``, three fresh processes): steady, as a backend that has
+served a few meshes has it (the best), and cold, a fresh backend's (page faults on new memory; the
+median). Last, two per-face writes, slow path against the builder's: material slots
+(``polygons.foreach_set`` vs the ``material_index`` attribute) and face offsets (from a numpy array vs from
+a memoryview of it).
 """
 
 from __future__ import annotations
@@ -121,17 +122,22 @@ def edge_seconds(faces: int, repeats: int) -> tuple[float, float]:
     return times[1], min(times[5:])
 
 
-def backend_edge_seconds(python: str, faces: int, repeats: int) -> tuple[float, float] | None:
-    """``edge_seconds`` in the backend's interpreter (None if it cannot run)."""
+def backend_edge_seconds(python: str, faces: int, repeats: int, processes: int = 3) -> tuple[float, float] | None:
+    """``edge_seconds`` in the backend's interpreter, in ``processes`` fresh ones: (median cold, best steady);
+    None if it cannot run."""
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from bench.bench_mesh_build import edge_seconds; "
             "print(*edge_seconds(int(sys.argv[2]), int(sys.argv[3])))")
+    colds, steadies = [], []
     try:
-        out = subprocess.run([python, "-c", code, str(REPO), str(faces), str(repeats)], capture_output=True,
-                             text=True, timeout=600, check=True)
-        cold, steady = out.stdout.split()[-2:]
-        return float(cold), float(steady)
+        for _ in range(processes):
+            out = subprocess.run([python, "-c", code, str(REPO), str(faces), str(repeats)], capture_output=True,
+                                 text=True, timeout=600, check=True)
+            cold, steady = out.stdout.split()[-2:]
+            colds.append(float(cold))
+            steadies.append(float(steady))
     except (OSError, subprocess.SubprocessError, ValueError):
         return None
+    return float(np.median(colds)), min(steadies)
 
 
 def wire_trip(arrays: dict[str, np.ndarray]) -> Callable[[], None]:
@@ -195,7 +201,7 @@ def main() -> None:
     import bpy
 
     from backend.mesh.edges import mesh_edges
-    from blender_addon.mesh_builder import build_mesh, plain_faces, set_material_index
+    from blender_addon.mesh_builder import build_mesh_and_plain, set_material_index
 
     verts, faces, normals, uvs = uv_sphere(args.faces)
     print(f"mesh: {len(verts):,} vertices, {len(faces):,} triangles; best of {args.repeats}; "
@@ -209,7 +215,8 @@ def main() -> None:
     t_wire = max(0.0, t_full_wire - t_plain_wire)
     (cold_edges, t_edges) = t_backend if t_backend is not None else t_here
     where = "backend's interpreter" if t_backend is not None else "this interpreter (backend's not found)"
-    print(f"backend edges (mesh_edges, {len(edges):,} edges): {t_edges:.3f} s steady, {cold_edges:.3f} s cold, "
+    print(f"backend edges (mesh_edges, {len(edges):,} edges): {t_edges:.3f} s steady, {cold_edges:.3f} s cold "
+          f"(the median of 3 fresh processes), "
           f"in the {where}; {t_here[1]:.3f} s here; corner_edge on the wire: +{t_wire:.3f} s "
           f"(the mesh without it: {t_plain_wire:.3f} s)")
     folder = tempfile.mkdtemp(prefix="hi3dgen_bench_")
@@ -222,10 +229,10 @@ def main() -> None:
 
     def native(shading: str, with_extras: bool | str, given: bool = False) -> None:
         """``with_extras``: True adds normals and UVs, "uvs" UVs and the textured result's material slots."""
-        mesh = build_mesh("bench", verts, faces, shading, normals if with_extras is True else None,
-                          uvs if with_extras else None, corner_edge if given else None)
+        mesh, plain = build_mesh_and_plain("bench", verts, faces, shading, normals if with_extras is True else None,
+                                           uvs if with_extras else None, corner_edge if given else None)
         if with_extras == "uvs":  # what add_result adds for a textured result: the plain faces' slot
-            set_material_index(mesh, plain_faces(mesh).astype(np.int32))
+            set_material_index(mesh, plain.astype(np.int32))
         bpy.data.meshes.remove(mesh)
 
     def gltf(path: str) -> None:

@@ -36,6 +36,14 @@ def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, shading: str 
 
     ``corner_edge`` [F, 3] (the backend's, ``protocol.MESH_ARRAYS``) spares Blender computing the edges;
     one that does not check out is ignored (Blender computes its own)."""
+    return build_mesh_and_plain(name, vertices, faces, shading, normals, uvs, corner_edge)[0]
+
+
+def build_mesh_and_plain(name: str, vertices: np.ndarray, faces: np.ndarray, shading: str = "AUTO",
+                         normals: np.ndarray | None = None, uvs: np.ndarray | None = None,
+                         corner_edge: np.ndarray | None = None) -> tuple[bpy.types.Mesh, np.ndarray | None]:
+    """``build_mesh``, and for a UV-mapped mesh which of its faces are plain ([F'] bool, ``plain_faces``,
+    worked out once from the corner UVs; None without UVs)."""
     verts = np.ascontiguousarray(vertices, dtype=np.float32)  # [V, 3]
     sent = np.ascontiguousarray(faces, dtype=np.int32)
     if verts.ndim != 2 or verts.shape[1] != 3 or sent.ndim != 2 or sent.shape[1] != 3:
@@ -45,15 +53,16 @@ def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, shading: str 
         raise ValueError("mesh faces index past the vertex array")
     topology = given_edges(corner_edge, tris, keep)
     mesh = bpy.data.meshes.new(name)
+    plain = None
     try:
         _fill_topology(mesh, verts, tris, topology)
         if uvs is not None:
-            _set_uvs(mesh, np.ascontiguousarray(uvs, dtype=np.float32), tris)
-        _set_shading(mesh, shading, normals)
+            plain = uv_plain(_set_uvs(mesh, np.ascontiguousarray(uvs, dtype=np.float32), tris))
+        _set_shading(mesh, shading, normals, plain, None if topology is None else topology[1])
     except Exception:
         bpy.data.meshes.remove(mesh)
         raise
-    return mesh
+    return mesh, plain
 
 
 def _drop_degenerate(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -104,25 +113,29 @@ def _fill_topology(mesh: bpy.types.Mesh, verts: np.ndarray, tris: np.ndarray,
     mesh.update()
 
 
-def _set_uvs(mesh: bpy.types.Mesh, uvs: np.ndarray, tris: np.ndarray) -> None:
-    """Per-vertex UVs [V, 2] become a per-corner UV map."""
+def _set_uvs(mesh: bpy.types.Mesh, uvs: np.ndarray, tris: np.ndarray) -> np.ndarray:
+    """Per-vertex UVs [V, 2] become a per-corner UV map; returns the corner UVs [3F * 2] float32."""
     layer = mesh.uv_layers.new(name=UV_NAME, do_init=False)
     if layer is None:
         raise RuntimeError("Blender refused a new UV map (too many UV maps?)")
     # [F * 3] (u, v) pairs, gathered as one int64 each: 6x as fast as gathering the [V, 2] rows
     corner_uvs = np.take(np.ascontiguousarray(uvs, np.float32).view(np.int64).reshape(-1), tris.ravel())
-    _data(mesh.attributes[layer.name]).foreach_set("vector", corner_uvs.view(np.float32))
+    flat = corner_uvs.view(np.float32)
+    _data(mesh.attributes[layer.name]).foreach_set("vector", flat)
+    return flat
 
 
-def _set_shading(mesh: bpy.types.Mesh, shading: str, normals: np.ndarray | None) -> None:
+def _set_shading(mesh: bpy.types.Mesh, shading: str, normals: np.ndarray | None,
+                 plain: np.ndarray | None = None, corner_edge: np.ndarray | None = None) -> None:
     """New faces are smooth; AUTO marks edges sharper than 30 degrees sharp and, on a UV-mapped mesh, the
     edges between textured and plain faces (a relief's rim: the front meets the side walls there at any
     angle), as the backend's mesh files split them; FLAT marks every face sharp, NORMALS also sets the
-    backend's vertex normals."""
+    backend's vertex normals. ``plain`` [F] and ``corner_edge`` [F, 3]: what the builder already knows
+    (else read back from the mesh)."""
     if shading == "AUTO":
         mesh.set_sharp_from_angle(angle=math.radians(AUTO_SMOOTH_DEGREES))  # Blender 4.1+, in C
         if mesh.uv_layers.get(UV_NAME) is not None:
-            _sharpen_texture_border(mesh)
+            _sharpen_texture_border(mesh, plain, corner_edge)
         return
     if shading == "FLAT":
         sharp = mesh.attributes.new("sharp_face", "BOOLEAN", "FACE")  # what shade_flat() does, 100x faster
@@ -133,17 +146,20 @@ def _set_shading(mesh: bpy.types.Mesh, shading: str, normals: np.ndarray | None)
         _set_custom_normals(mesh, np.ascontiguousarray(unit, dtype=np.float32))
 
 
-def _sharpen_texture_border(mesh: bpy.types.Mesh) -> None:
+def _sharpen_texture_border(mesh: bpy.types.Mesh, plain: np.ndarray | None = None,
+                            corner_edge: np.ndarray | None = None) -> None:
     """Mark sharp every edge between a textured face and a plain one (``plain_faces``)."""
-    plain = plain_faces(mesh)  # [F]
+    plain = plain_faces(mesh) if plain is None else plain  # [F]
     if not plain.any() or plain.all():
         return
-    corner_edge = np.empty(len(mesh.loops), np.int32)
-    _data(mesh.attributes[".corner_edge"]).foreach_get("value", corner_edge)
-    corner_plain = np.repeat(plain, 3)  # [3F]: build_mesh makes triangles only
+    if corner_edge is None:
+        corner_edge = np.empty(len(mesh.loops), np.int32)
+        _data(mesh.attributes[".corner_edge"]).foreach_get("value", corner_edge)
+    corners = corner_edge.reshape(-1)  # [3F]: build_mesh makes triangles only
+    corner_plain = np.repeat(plain, 3)  # [3F]
     edges = len(mesh.edges)
-    on_plain = np.bincount(corner_edge, weights=corner_plain, minlength=edges)  # [E]
-    on_any = np.bincount(corner_edge, minlength=edges)
+    on_plain = np.bincount(corners[corner_plain], minlength=edges)  # [E]
+    on_any = np.bincount(corners, minlength=edges)
     border = (on_plain > 0) & (on_plain < on_any)
     attribute = mesh.attributes.get("sharp_edge") or mesh.attributes.new("sharp_edge", "BOOLEAN", "EDGE")
     sharp = np.zeros(edges, bool)
@@ -251,7 +267,12 @@ def plain_faces(mesh: bpy.types.Mesh) -> np.ndarray:
     # the UV map's attribute, raw memory; the UV layer's own ``uv`` reads the corners one by one (1.3 M faces:
     # 2 ms instead of 130 ms)
     _data(mesh.attributes[layer.name]).foreach_get("vector", uv)
-    t = uv.reshape(-1, 6)  # [F, 6]: (u, v) of the 3 corners; build_mesh makes triangles only
+    return uv_plain(uv)
+
+
+def uv_plain(corner_uvs: np.ndarray) -> np.ndarray:
+    """Corner UVs [3F * 2] float32 (triangles in a row) -> [F] bool: clockwise or degenerate UV triangles."""
+    t = corner_uvs.reshape(-1, 6)  # [F, 6]: (u, v) of the 3 corners
     u0, v0 = t[:, 0].astype(np.float64), t[:, 1].astype(np.float64)  # [F]; the differences in float64
     du1, dv1, du2, dv2 = t[:, 2] - u0, t[:, 3] - v0, t[:, 4] - u0, t[:, 5] - v0
     return du1 * dv2 - dv1 * du2 <= 2.0 * MIN_UV_AREA  # twice the signed area
@@ -363,12 +384,12 @@ def add_result(context: Any, meshes: Sequence[tuple[str, dict[str, np.ndarray]]]
     view = view_objects.checked_view(camera)
     with _rollback() as created:
         for index, (name, arrays) in enumerate(meshes):
-            mesh = build_mesh(name, arrays["vertices"], arrays["faces"], options.shading,
-                              arrays.get("normals"), arrays.get("uvs"), arrays.get("corner_edge"))
+            mesh, plain = build_mesh_and_plain(name, arrays["vertices"], arrays["faces"], options.shading,
+                                               arrays.get("normals"), arrays.get("uvs"), arrays.get("corner_edge"))
             created.meshes.append(mesh)
             own = images[index] if index < len(images) else {}
             if wants_material(arrays, own, options):
-                _add_materials(mesh, name, own, options, created)
+                _add_materials(mesh, name, own, options, created, plain)
             obj = bpy.data.objects.new(name, mesh)
             created.objects.append(obj)
             obj.matrix_world = Matrix(placement.matrix)
@@ -407,9 +428,9 @@ def _place(view: Any, meshes: Sequence[tuple[str, dict[str, np.ndarray]]], place
 
 
 def _add_materials(mesh: bpy.types.Mesh, name: str, textures: dict[str, np.ndarray], options: BuildOptions,
-                   created: _Created) -> None:
+                   created: _Created, plain: np.ndarray | None = None) -> None:
     """Slot 0: the normal-mapped material (with the image as base colour if asked); slot 1, for the faces
-    the textures do not fit, a plain one."""
+    the textures do not fit (``plain`` [F], else ``plain_faces``), a plain one."""
     normal = normal_map_image(f"{name} normal", textures["normal"])
     created.images.append(normal)
     color_pixels = textures.get("base_color") if options.with_color else None
@@ -420,7 +441,7 @@ def _add_materials(mesh: bpy.types.Mesh, name: str, textures: dict[str, np.ndarr
     material = normal_map_material(f"{name} Hi3DGen", normal, color)
     created.materials.append(material)
     mesh.materials.append(material)
-    plain = plain_faces(mesh)
+    plain = plain_faces(mesh) if plain is None else plain
     if plain.any():
         back = plain_material(f"{name} Hi3DGen plain", color_pixels)
         created.materials.append(back)

@@ -86,7 +86,7 @@ def _pre_35_mesh_calls(builder) -> None:  # noqa: ANN001 - the add-on's mesh_bui
     per-element calls for this picture only."""
     import numpy as np
 
-    def fill(mesh, verts, tris) -> None:  # noqa: ANN001
+    def fill(mesh, verts, tris, topology=None) -> None:  # noqa: ANN001 - the builder's edges are ignored
         mesh.vertices.add(len(verts))
         mesh.vertices.foreach_set("co", verts.ravel())
         mesh.loops.add(tris.size)
@@ -97,10 +97,12 @@ def _pre_35_mesh_calls(builder) -> None:  # noqa: ANN001 - the add-on's mesh_bui
         mesh.polygons.foreach_set("use_smooth", np.ones(len(tris), dtype=bool))
         mesh.update(calc_edges=True)
 
-    def uvs(mesh, uv, tris) -> None:  # noqa: ANN001
-        mesh.uv_layers.new(name=builder.UV_NAME).data.foreach_set("uv", uv[tris.ravel()].ravel())
+    def uvs(mesh, uv, tris) -> np.ndarray:  # noqa: ANN001
+        corner_uvs = uv[tris.ravel()].ravel()
+        mesh.uv_layers.new(name=builder.UV_NAME).data.foreach_set("uv", corner_uvs)
+        return corner_uvs
 
-    def shading(mesh, shading, normals) -> None:  # noqa: ANN001
+    def shading(mesh, shading, normals, plain=None, corner_edge=None) -> None:  # noqa: ANN001
         mesh.use_auto_smooth = True  # 3.4's form of smooth-by-angle (the AUTO default)
 
     builder._fill_topology, builder._set_uvs, builder._set_shading = fill, uvs, shading

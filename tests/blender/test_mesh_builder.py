@@ -76,6 +76,19 @@ def test_auto_smooth_makes_the_texture_border_a_crease_at_any_angle():
     assert np.abs(normals.reshape(3, 3, 3)[0, 1] - (0.0, -1.0, 0.0)).max() > 1e-3  # by angle alone: smooth
 
 
+def test_the_builder_works_out_the_plain_faces_once_and_as_the_mesh_has_them():
+    from backend.mesh.edges import mesh_edges
+
+    v, f, uv = _bent_front_and_wall()
+    corner_edge = mesh_edges(f, len(v))[1]
+    mesh, plain = mb.build_mesh_and_plain("rim", v, f, "AUTO", uvs=uv, corner_edge=corner_edge)
+    assert plain.tolist() == mb.plain_faces(mesh).tolist() == [False, False, True]
+    sharp = np.zeros(len(mesh.edges), bool)
+    mesh.attributes["sharp_edge"].data.foreach_get("value", sharp)
+    assert sharp.sum() == 1, "the rim from the builder's own plain faces and corner edges"
+    assert mb.build_mesh_and_plain("bent", v, f, "AUTO")[1] is None
+
+
 def test_degenerate_triangles_are_dropped():
     v = np.array([[0, 0, 0], [1, 0, 0], [0, 0, 1]], np.float32)
     f = np.array([[0, 1, 2], [0, 0, 1]], np.int32)
