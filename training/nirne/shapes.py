@@ -12,6 +12,10 @@ The two domains mirror the paper's data split:
 - ``synthetic``: the same kind of dome carrying sharp high-frequency detail (grooves, ridges, a bevelled
   step) under clean uniform shading: the detailed rendered data of the second stage.
 
+A third look, ``captured``, is for held-out scoring only: the synthetic domain's detailed geometry under the
+real domain's light, albedo texture and sensor noise, i.e. a photograph of a detailed object (the paper scores
+NE / SNE on real captures of detailed objects). No training split uses it.
+
 ``write_split`` writes one ``<index>.npz`` per sample (``image`` float32 [H, W, 3] in [0, 1], ``normals``
 float32 [H, W, 3] unit, ``mask`` bool [H, W]); ``training/nirne/data.py`` reads them back.
 """
@@ -24,7 +28,8 @@ import numpy as np
 
 from backend.atomic import write_atomic
 
-DOMAINS = ("real", "synthetic")
+DOMAINS = ("real", "synthetic", "captured")
+"Every look ``make_sample`` draws (index: its RNG stream); the trainer's stages read real and synthetic only."
 
 
 def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +84,7 @@ def normals_of(height: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def _shade(normals: np.ndarray, mask: np.ndarray, rng: np.random.Generator, domain: str) -> np.ndarray:
     size = mask.shape[0]
-    if domain == "real":
+    if domain in ("real", "captured"):
         light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.6), 1.0])
         x, y = _grid(size)
         base = rng.uniform(0.4, 0.9, 3)
@@ -94,14 +99,15 @@ def _shade(normals: np.ndarray, mask: np.ndarray, rng: np.random.Generator, doma
     light = light / np.linalg.norm(light)
     diffuse = np.clip(normals @ light, 0.0, None)[..., None]
     image = albedo * (ambient + (1.0 - ambient) * diffuse)
-    if domain == "real":
+    if domain in ("real", "captured"):
         image = image + rng.normal(0.0, 0.02, image.shape)
     image[~mask] = 1.0
     return np.clip(image, 0.0, 1.0).astype(np.float32)
 
 
 def make_sample(domain: str, size: int, seed: int) -> dict[str, np.ndarray]:
-    """One sample of ``domain``: ``image`` [S, S, 3], ``normals`` [S, S, 3], ``mask`` [S, S]."""
+    """One sample of ``domain`` (real, synthetic or captured): ``image`` [S, S, 3], ``normals`` [S, S, 3],
+    ``mask`` [S, S]."""
     if domain not in DOMAINS:
         raise ValueError(f"domain {domain!r} must be one of {', '.join(DOMAINS)}")
     if not 16 <= size <= 1024 or size % 8:
@@ -110,7 +116,7 @@ def make_sample(domain: str, size: int, seed: int) -> dict[str, np.ndarray]:
     x, y = _grid(size)
     mask, height = _dome(x, y, rng)
     height = height + _bumps(x, y, rng, 2)
-    if domain == "synthetic":
+    if domain in ("synthetic", "captured"):
         height = height + _details(x, y, rng, size)
     height = np.where(mask, height, 0.0)
     normals = normals_of(height, mask)
