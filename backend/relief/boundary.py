@@ -70,11 +70,12 @@ def _pairs(mask: np.ndarray, sharp: np.ndarray) -> tuple[int, float]:
 
 
 def refine(mask: np.ndarray, ambiguous: np.ndarray, lab: np.ndarray, sharp: np.ndarray,
-           frozen: np.ndarray) -> np.ndarray:
+           frozen: np.ndarray, sure: np.ndarray | None = None) -> np.ndarray:
     """``mask`` [H, W] bool with its ``ambiguous`` pixels near it (could be backdrop or shadow by colour)
     relabelled by a minimum cut: the outline through them runs where the fewest pairs lie off sharp edges.
-    Pixels outside the ambiguous set keep their label, and so does the mask's core; ``frozen`` ones (the
-    border band) stay out.
+    Pixels outside the ambiguous set keep their label, and so does the core (the mask's, or with ``sure``
+    that of the sure part: a mask that took in a cast shadow keeps no shadow pixel fixed); ``frozen`` ones
+    (the border band) stay out.
 
     The cut costs ``1 - sharp`` per pair of neighbours it separates, least on the edge's crest, plus a small
     pull towards the mask's own label so that ties keep it. A shaded side joins (cutting it off crosses a
@@ -85,7 +86,7 @@ def refine(mask: np.ndarray, ambiguous: np.ndarray, lab: np.ndarray, sharp: np.n
     from scipy.sparse.csgraph import maximum_flow
 
     reach = max(2, round(REACH * max(mask.shape)))
-    core = ndimage.binary_erosion(mask, iterations=max(1, round(CORE * max(mask.shape))))
+    core = ndimage.binary_erosion(mask if sure is None else sure, iterations=max(1, round(CORE * max(mask.shape))))
     free = ambiguous & ~frozen & ~core & ndimage.binary_dilation(mask, iterations=reach)
     count = int(np.count_nonzero(free))
     if count == 0:
