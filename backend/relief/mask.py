@@ -12,11 +12,10 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
-from scipy import ndimage
 
 from ..images import LoadedImage
 from ..mask_report import MaskReport, report_mask
-from .segment import Segmentation, segment_object
+from .segment import Segmentation, clean_mask, segment_object
 
 
 class ObjectMask(NamedTuple):
@@ -42,12 +41,3 @@ def estimate(rgb: np.ndarray, check: Callable[[], None] = lambda: None) -> Segme
     """The segmentation (mask and confidence) of float RGB [H, W, 3]; ``check`` is called between stages."""
     return segment_object(np.asarray(rgb, np.float32), check)
 
-
-def clean_mask(mask: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
-    """Remove specks: drop components smaller than ``min_fraction`` of the largest one."""
-    labels, count = ndimage.label(mask)
-    if count <= 1:
-        return mask.copy()
-    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
-    keep = np.flatnonzero(sizes >= min_fraction * sizes.max()) + 1
-    return np.isin(labels, keep)

@@ -136,16 +136,16 @@ def drop_floor_coloured(mask: np.ndarray, lab: np.ndarray, background: np.ndarra
     if not mask.any() or float(np.median(change[mask])) < OWN_COLOUR * CHROMA:
         return mask
     q = luminance_ratio(lab, background)
-    return _without_specks(mask & ~((change < CHROMA) & (q < 0.97) & (q > 0.1)))
+    return clean_mask(mask & ~((change < CHROMA) & (q < 0.97) & (q > 0.1)))
 
 
-def _without_specks(mask: np.ndarray) -> np.ndarray:
-    """``mask`` without the components under 2 % of its largest one (what a removal left over)."""
+def clean_mask(mask: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
+    """Remove specks: drop components smaller than ``min_fraction`` of the largest one (a new array)."""
     labels, count = ndimage.label(mask)
     if count <= 1:
-        return mask
+        return mask.copy()
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
-    return np.isin(labels, np.flatnonzero(sizes >= 0.02 * sizes.max()) + 1)
+    return np.isin(labels, np.flatnonzero(sizes >= min_fraction * sizes.max()) + 1)
 
 
 def drop_backdrop_plateaus(mask: np.ndarray, lab: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -173,7 +173,7 @@ def drop_backdrop_plateaus(mask: np.ndarray, lab: np.ndarray, background: np.nda
         ring = ndimage.binary_dilation(cell) & ~cell & mask[grown]  # where the cell meets the rest of the mask
         if ring.any() and float(edged[grown][ring].mean()) >= ENCLOSED_BY_EDGES:
             out[grown] &= ~cell
-    return mask if np.count_nonzero(out) == total else _without_specks(out)
+    return mask if np.count_nonzero(out) == total else clean_mask(out)
 
 
 LIKE, PLATEAU, ENCLOSED_BY_EDGES = 0.15, 0.03, 0.95
