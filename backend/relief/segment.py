@@ -29,9 +29,9 @@
    crease), and the mask's convex hull refined along sharp edges replaces the mask when it is convex
    (``SOLID``) and its outline nearly as sharp (``_convex``). A sphere with its cast shadow is not convex,
    and a mug's handle keeps its hole (the mask's holes are never added). A coloured object's mask drops the
-   pixels of the backdrop's own chromaticity, darker (``drop_floor_coloured``: the floor in shadow between a
-   table's legs), and every mask drops the plateaus of the backdrop's own light that edges enclose
-   (``drop_backdrop_plateaus``: the lit floor between a table's legs).
+   pixels of about the backdrop's chromaticity and light or darker (``drop_floor_coloured``: the floor
+   between a table's legs, in shadow or tinted by the legs), and every mask drops the plateaus of the
+   backdrop's own light that edges enclose (``drop_backdrop_plateaus``: the lit floor between a table's legs).
 
 The confidence in [0, 1] is the least of three: the chosen outline's score, rescaled (an object's outline is a
 sharp edge nearly everywhere; one through a smooth surface or along a soft shadow is not), how little
@@ -130,13 +130,29 @@ def enclosed_faces(mask: np.ndarray, ambiguous: np.ndarray, lab: np.ndarray, sha
 
 def drop_floor_coloured(mask: np.ndarray, lab: np.ndarray, background: np.ndarray) -> np.ndarray:
     """A coloured object's mask (median chromaticity change from the backdrop over ``OWN_COLOUR`` times
-    ``shadow.CHROMA``) without the pixels of the backdrop's own chromaticity, darker (the floor in shadow
-    seen between a table's legs); specks left over dropped. A grey object's mask is returned as it is."""
+    ``shadow.CHROMA``) without the pixels whose chromaticity is the backdrop's, or nearer it than
+    ``BLEED_SHARE`` of the way to the object's (the floor between a table's legs, tinted by the light the
+    legs throw on it), at about the backdrop's light or darker (ratio under ``BRIGHTER``: the floor in shadow,
+    or lit more than the backdrop model predicts); specks left over dropped. A grey object's mask is returned
+    as it is. A highlight is far brighter, and the object's own colour is far from the backdrop's."""
     change = ndimage.gaussian_filter(chroma_change(lab, background), 0.7)  # [H, W]
     if not mask.any() or float(np.median(change[mask])) < OWN_COLOUR * CHROMA:
         return mask
+    own = np.median(_chromaticity(lab)[mask], axis=0)  # [2] the object's typical a, b over lightness
+    gap = float(np.median(np.linalg.norm(own - _chromaticity(background)[mask], axis=-1)))
     q = luminance_ratio(lab, background)
-    return clean_mask(mask & ~((change < CHROMA) & (q < 0.97) & (q > 0.1)))
+    backdrop_like = (change < max(CHROMA, BLEED_SHARE * gap)) & (q < BRIGHTER) & (q > 0.1)
+    return clean_mask(mask & ~backdrop_like)
+
+
+BLEED_SHARE, BRIGHTER = 0.3, 1.2
+"""Chromaticity this share of the way from the backdrop's to the object's is still the backdrop's; a pixel at
+most this ratio of the predicted backdrop's light can be the backdrop."""
+
+
+def _chromaticity(lab: np.ndarray) -> np.ndarray:
+    """Lab a, b over lightness [..., 2] (as ``shadow.chroma_change`` measures them)."""
+    return lab[..., 1:] / (np.maximum(lab[..., :1], 0.0) + 16.0)
 
 
 def clean_mask(mask: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
