@@ -1,6 +1,6 @@
 """Find the object in a photo without alpha: a background model from the border, then OpenCV's GrabCut.
 
-1. Work at ``WORK_SIDE`` px at most (area average); the mask is upsampled at the end (its soft edge
+1. Work at ``WORK_SIDE`` px at most (area average); the mask is upsampled at the end (its coverage, step 8,
    resampled bilinearly, then thresholded), so the cost does not grow with the photo.
 2. Background model: a Coons patch through the four border strips (each a robust median across a thin band,
    smoothed along its length). It reproduces any backdrop of the form f(x) + g(y) exactly: a vertical
@@ -32,6 +32,10 @@
    pixels of about the backdrop's chromaticity and light or darker (``drop_floor_coloured``: the floor
    between a table's legs, in shadow or tinted by the legs), and every mask drops the plateaus of the
    backdrop's own light that edges enclose (``drop_backdrop_plateaus``: the lit floor between a table's legs).
+8. Outline: each pixel on either side of the mask's outline is taken in when the object covers at least half
+   of it, by a local two-colour matte in linear light (``matte.coverage``: the pixel's colour between the
+   object's just inside and the backdrop's just outside), so the outline lies where a coverage mask draws it,
+   not a pixel in or out.
 
 The confidence in [0, 1] is the least of three: the chosen outline's score, rescaled (an object's outline is a
 sharp edge nearly everywhere; one through a smooth surface or along a soft shadow is not), how little
@@ -49,6 +53,7 @@ import numpy as np
 from scipy import ndimage
 
 from .boundary import outline_score, refine, sharpness
+from .matte import coverage
 from .shadow import CHROMA, chroma_change, luminance_ratio, shadow_mask
 
 WORK_SIDE = 512
@@ -96,7 +101,7 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     chosen = drop_floor_coloured(chosen, lab, background)
     chosen = drop_backdrop_plateaus(chosen, lab, background)
     score = outline_score(chosen, sharp)
-    return Segmentation(_grow(chosen, (h, w)), _confidence(chosen, score, ambiguous))
+    return Segmentation(_grow(coverage(chosen, small), (h, w)), _confidence(chosen, score, ambiguous))
 
 
 def enclosed_faces(mask: np.ndarray, ambiguous: np.ndarray, lab: np.ndarray, sharp: np.ndarray,
@@ -300,13 +305,14 @@ def _shrink(rgb: np.ndarray) -> np.ndarray:
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
-def _grow(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _grow(alpha: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bool mask at ``shape`` from the object's coverage [h, w] in [0, 1] (resampled bilinearly, then over
+    one half: the outline falls between pixels of the work size too)."""
     import cv2
 
-    if mask.shape == shape:
-        return mask
-    soft = cv2.resize(mask.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
-    return soft > 0.5
+    if alpha.shape != shape:
+        alpha = cv2.resize(alpha.astype(np.float32), (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+    return alpha > 0.5
 
 
 def border_band(shape: tuple[int, int]) -> np.ndarray:
