@@ -54,7 +54,7 @@ from scipy import ndimage
 
 from .boundary import outline_score, refine, sharpness
 from .matte import coverage
-from .shadow import CHROMA, chroma_change, luminance_ratio, shadow_mask
+from .shadow import CHROMA, chroma_change, chromaticity, luminance_ratio, shadow_mask
 
 WORK_SIDE = 512
 "Segmentation runs on the image shrunk to at most this long side."
@@ -143,8 +143,8 @@ def drop_floor_coloured(mask: np.ndarray, lab: np.ndarray, background: np.ndarra
     change = ndimage.gaussian_filter(chroma_change(lab, background), 0.7)  # [H, W]
     if not mask.any() or float(np.median(change[mask])) < OWN_COLOUR * CHROMA:
         return mask
-    own = np.median(_chromaticity(lab)[mask], axis=0)  # [2] the object's typical a, b over lightness
-    gap = float(np.median(np.linalg.norm(own - _chromaticity(background)[mask], axis=-1)))
+    own = np.median(chromaticity(lab)[mask], axis=0)  # [2] the object's typical a, b over lightness
+    gap = float(np.median(np.linalg.norm(own - chromaticity(background)[mask], axis=-1)))
     q = luminance_ratio(lab, background)
     backdrop_like = (change < max(CHROMA, BLEED_SHARE * gap)) & (q < BRIGHTER) & (q > 0.1)
     return clean_mask(mask & ~backdrop_like)
@@ -153,11 +153,6 @@ def drop_floor_coloured(mask: np.ndarray, lab: np.ndarray, background: np.ndarra
 BLEED_SHARE, BRIGHTER = 0.3, 1.2
 """Chromaticity this share of the way from the backdrop's to the object's is still the backdrop's; a pixel at
 most this ratio of the predicted backdrop's light can be the backdrop."""
-
-
-def _chromaticity(lab: np.ndarray) -> np.ndarray:
-    """Lab a, b over lightness [..., 2] (as ``shadow.chroma_change`` measures them)."""
-    return lab[..., 1:] / (np.maximum(lab[..., :1], 0.0) + 16.0)
 
 
 def clean_mask(mask: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:

@@ -31,11 +31,14 @@ def luminance_ratio(lab: np.ndarray, background: np.ndarray) -> np.ndarray:
     return (((lab[..., 0] + 16.0) / (np.maximum(background[..., 0], 0.0) + 16.0)) ** 3).astype(np.float32)
 
 
+def chromaticity(lab: np.ndarray) -> np.ndarray:
+    """Lab a and b relative to lightness [..., 2] (unchanged when a colour is only lit more or less)."""
+    return lab[..., 1:] / (np.maximum(lab[..., :1], 0.0) + 16.0)
+
+
 def chroma_change(lab: np.ndarray, background: np.ndarray) -> np.ndarray:
     """How far the chromaticity moved from the backdrop's [H, W] (a, b relative to lightness)."""
-    own = lab[..., 1:] / (lab[..., :1] + 16.0)
-    bg = background[..., 1:] / (np.maximum(background[..., :1], 0.0) + 16.0)
-    return np.linalg.norm(own - bg, axis=-1).astype(np.float32)
+    return np.linalg.norm(chromaticity(lab) - chromaticity(background), axis=-1).astype(np.float32)
 
 
 def flatness(lightness: np.ndarray, reach: int) -> np.ndarray:
