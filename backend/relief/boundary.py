@@ -55,6 +55,29 @@ def outline_score(mask: np.ndarray, sharp: np.ndarray) -> float:
     return total / count if count else 0.0
 
 
+def drop_soft_parts(mask: np.ndarray, sharp: np.ndarray) -> np.ndarray:
+    """``mask`` [H, W] bool without the parts apart from its largest whose own outline is no edge (outline
+    score under ``SOFT_PART``): a pool of light on the floor, brighter than the backdrop's model but with a
+    rim as soft as the light's falloff. A real part of the object (a second leg, a handle cut free) has an
+    outline as sharp as the object's."""
+    labels, count = ndimage.label(mask)
+    if count < 2:
+        return mask
+    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
+    largest = 1 + int(np.argmax(sizes))
+    out = mask.copy()
+    for i, box in enumerate(ndimage.find_objects(labels), start=1):
+        grown = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)  # the outline's outer pixels too
+        part = labels[grown] == i
+        if i != largest and outline_score(part, sharp[grown]) < SOFT_PART:
+            out[grown] &= ~part
+    return out
+
+
+SOFT_PART = 0.3
+"A separate part whose outline scores under this is no part of the object (a true outline scores 0.6-1)."
+
+
 def _pairs(mask: np.ndarray, sharp: np.ndarray) -> tuple[int, float]:
     """Number of 4-neighbour pairs across the outline of ``mask`` and the sum of their sharpness (the larger
     of the two pixels')."""

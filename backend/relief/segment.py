@@ -52,7 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .boundary import outline_score, refine, sharpness
+from .boundary import drop_soft_parts, outline_score, refine, sharpness
 from .matte import coverage
 from .shadow import CHROMA, chroma_change, chromaticity, luminance_ratio, shadow_mask
 
@@ -95,7 +95,8 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     plain = _hypothesis(small, *object_evidence(lab, background, False))
     # the plain mask with its shadow-coloured pixels cut again along sharp edges: a shadow it took in leaves
     plain_cut = refine(plain, ambiguous & ~kept_holes(plain), lab, sharp, band, sure=plain & ~ambiguous)
-    chosen, score = _choose([refined, wider, plain_cut, plain], sharp)
+    hypotheses = [drop_soft_parts(m, sharp) for m in (refined, wider, plain_cut, plain)]  # a pool of light: out
+    chosen, score = _choose(hypotheses, sharp)
     chosen = enclosed_faces(chosen, ambiguous, lab, sharp, band)
     chosen, score = _convex(chosen, outline_score(chosen, sharp), ambiguous | weak, lab, sharp, band)
     chosen = drop_floor_coloured(chosen, lab, background)

@@ -146,3 +146,19 @@ def test_a_mask_that_chased_a_textured_or_cluttered_backdrop_is_reported_unsure(
     assert result.report.source == "estimated"
     assert result.report.confidence < 0.5 and "unsure" in result.report.warning
     assert "download segmenter" in result.report.warning  # and points to the learned segmenter
+
+
+def test_a_separate_pool_of_light_leaves_the_mask_and_a_sharp_second_part_stays():
+    rgb, sphere, _ = _grey_sphere(soft=6.0)
+    h, w = sphere.shape
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    pool = np.exp(-(((x - 0.15 * w) / 9.0) ** 2 + ((y - 0.85 * h) / 7.0) ** 2))  # a soft spot of light
+    block = (np.abs(x - 0.88 * w) < 6) & (np.abs(y - 0.2 * h) < 8)  # a second part with a sharp outline
+    rgb = np.clip(rgb + 0.3 * pool[..., None], 0.0, 1.0)
+    rgb[block] = 0.15
+    lit = pool > 0.3
+    sharp = boundary.sharpness(_lab(rgb))
+    kept = boundary.drop_soft_parts(sphere | lit | block, sharp)
+    assert not (kept & lit).any()
+    assert np.array_equal(kept & ~lit, sphere | block)
+    assert np.array_equal(boundary.drop_soft_parts(lit, sharp), lit)  # the largest part is never dropped
