@@ -59,7 +59,7 @@ def drop_soft_parts(mask: np.ndarray, sharp: np.ndarray) -> np.ndarray:
     """``mask`` [H, W] bool without the parts apart from its largest whose own outline is no edge (outline
     score under ``SOFT_PART``): a pool of light on the floor, brighter than the backdrop's model but with a
     rim as soft as the light's falloff. A real part of the object (a second leg, a handle cut free) has an
-    outline as sharp as the object's."""
+    outline as sharp as the object's. Specks (under ``PART_SHARE`` of the largest) stay."""
     labels, count = ndimage.label(mask)
     if count < 2:
         return mask
@@ -67,15 +67,19 @@ def drop_soft_parts(mask: np.ndarray, sharp: np.ndarray) -> np.ndarray:
     largest = 1 + int(np.argmax(sizes))
     out = mask.copy()
     for i, box in enumerate(ndimage.find_objects(labels), start=1):
+        if i == largest or sizes[i - 1] < PART_SHARE * sizes[largest - 1]:
+            continue
         grown = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)  # the outline's outer pixels too
         part = labels[grown] == i
-        if i != largest and outline_score(part, sharp[grown]) < SOFT_PART:
+        if outline_score(part, sharp[grown]) < SOFT_PART:
             out[grown] &= ~part
     return out
 
 
 SOFT_PART = 0.3
 "A separate part whose outline scores under this is no part of the object (a true outline scores 0.6-1)."
+PART_SHARE = 0.02
+"Parts smaller than this share of the largest are specks and stay: too small to judge by their outline."
 
 
 def _pairs(mask: np.ndarray, sharp: np.ndarray) -> tuple[int, float]:
