@@ -248,11 +248,14 @@ def convex_hull(mask: np.ndarray) -> np.ndarray:
 
 
 def _choose(masks: list[np.ndarray], sharp: np.ndarray) -> tuple[np.ndarray, float]:
-    """The first mask and its outline score, unless the best of the others scores higher by ``CHOOSE_MARGIN``,
+    """The first mask and its outline score, unless the best of the others (those covering at least ``SMALLEST``
+    of it) scores higher by ``CHOOSE_MARGIN``,
     or the last one (the hypothesis without a shadow model) scores as well (within ``TIE``) and covers at
     least ``LARGER`` times as much: the shadow model took a dark, colourless object for shadow (a shadow the
     last one took in would have lowered its score: a shadow's rim is soft or wider than an outline)."""
-    scores = [outline_score(m, sharp) for m in masks]
+    size = np.count_nonzero(masks[0])
+    scores = [outline_score(m, sharp) if i == 0 or np.count_nonzero(m) >= SMALLEST * size else 0.0
+              for i, m in enumerate(masks)]  # a cut that collapsed to a few pixels scores by chance
     best = 1 + int(np.argmax(scores[1:]))
     if scores[best] > scores[0] + CHOOSE_MARGIN:
         return masks[best], scores[best]
@@ -266,6 +269,8 @@ CHOOSE_MARGIN = 0.03
 "Another hypothesis wins over the refined mask when its outline score is higher by more than this ..."
 TIE, LARGER = 0.005, 1.5
 "... or the plain one when its score is at most ``TIE`` lower and it covers at least ``LARGER`` times as much."
+SMALLEST = 0.25
+"Another hypothesis covering under this share of the refined mask is none (a plain cut left with 3 pixels)."
 
 
 def kept_holes(mask: np.ndarray) -> np.ndarray:

@@ -227,6 +227,17 @@ def test_the_plain_hypothesis_wins_a_tie_when_it_is_much_larger():
     assert chosen is large  # a smaller plain mask never wins a tie
 
 
+def test_a_hypothesis_that_collapsed_to_a_few_pixels_never_wins_on_its_outline_score():
+    sharp = np.full((60, 60), 0.6, np.float32)
+    sharp[30:33, 30:33] = 1.0  # a speck on a sharp edge: its outline scores 1, the object's 0.6
+    refined = np.zeros((60, 60), bool)
+    refined[10:50, 10:50] = True
+    speck = np.zeros_like(refined)
+    speck[31, 31] = True
+    chosen, score = segment._choose([refined, refined, speck, refined], sharp)
+    assert chosen is refined and score == pytest.approx(0.6)
+
+
 def test_a_plateau_of_the_backdrops_light_inside_the_mask_is_dropped_a_shaded_face_is_not():
     """The lit floor seen between a table's legs: backdrop-coloured, one constant fraction of the predicted
     light, edged where it meets the rest of the mask. A face shaded across the same levels stays."""
