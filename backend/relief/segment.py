@@ -93,8 +93,10 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     wider = refine(mask, open_ | weak, lab, sharp, band)  # a side as light as the backdrop behind it
     check()
     plain = _hypothesis(small, *object_evidence(lab, background, False))
-    # the plain mask with its shadow-coloured pixels cut again along sharp edges: a shadow it took in leaves
-    plain_cut = refine(plain, ambiguous & ~kept_holes(plain), lab, sharp, band, sure=plain & ~ambiguous)
+    # the plain mask with its shadow-coloured pixels, and those the shadow model finds as weak as the backdrop
+    # (the floor a little darker than predicted), cut again along sharp edges: a shadow it took in leaves
+    loose = ambiguous | (plain & (evidence < PLAIN_WEAK))
+    plain_cut = refine(plain, loose & ~kept_holes(plain), lab, sharp, band, sure=plain & ~loose)
     hypotheses = [drop_soft_parts(m, sharp) for m in (refined, wider, plain_cut, plain)]  # a pool of light: out
     chosen, score = _choose(hypotheses, sharp)
     chosen = enclosed_faces(chosen, ambiguous, lab, sharp, band)
@@ -286,6 +288,8 @@ HOLE_MARGIN = 0.01
 "Along a hole's rim this much (of the long side) stays free for the refinement."
 WIDER = 0.05
 "The wider refinement may also relabel pixels as weak as the backdrop within this (of the long side)."
+PLAIN_WEAK = 0.3
+"The plain mask's pixels with a shadow-aware evidence under this may leave it in its cut (none is sure)."
 
 
 def _hypothesis(small: np.ndarray, evidence: np.ndarray, shadow: np.ndarray, dim: np.ndarray) -> np.ndarray:
