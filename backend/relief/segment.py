@@ -98,7 +98,7 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     loose = ambiguous | (plain & (evidence < PLAIN_WEAK))
     plain_cut = refine(plain, loose & ~kept_holes(plain), lab, sharp, band, sure=plain & ~loose)
     hypotheses = [drop_soft_parts(m, sharp) for m in (refined, wider, plain_cut, plain)]  # a pool of light: out
-    chosen, score = _choose(hypotheses, sharp)
+    chosen, score = _choose(hypotheses, sharp, shadow)
     chosen = enclosed_faces(chosen, ambiguous, lab, sharp, band)
     chosen, score = _convex(chosen, outline_score(chosen, sharp), ambiguous | weak, lab, sharp, band)
     chosen = drop_floor_coloured(chosen, lab, background)
@@ -249,12 +249,13 @@ def convex_hull(mask: np.ndarray) -> np.ndarray:
     return out.astype(bool) | mask
 
 
-def _choose(masks: list[np.ndarray], sharp: np.ndarray) -> tuple[np.ndarray, float]:
+def _choose(masks: list[np.ndarray], sharp: np.ndarray, shadow: np.ndarray) -> tuple[np.ndarray, float]:
     """The first mask and its outline score, unless the best of the others (those covering at least ``SMALLEST``
     of it) scores higher by ``CHOOSE_MARGIN``,
     or the last one (the hypothesis without a shadow model) scores as well (within ``TIE``) and covers at
     least ``LARGER`` times as much: the shadow model took a dark, colourless object for shadow (a shadow the
-    last one took in would have lowered its score: a shadow's rim is soft or wider than an outline)."""
+    last one took in would have lowered its score: a shadow's rim is soft or wider than an outline), unless
+    what it adds is mostly the cast ``shadow`` found (over ``SHADOW_SHARE``: a sun's hard-edged shadow)."""
     size = np.count_nonzero(masks[0])
     scores = [outline_score(m, sharp) if i == 0 or np.count_nonzero(m) >= SMALLEST * size else 0.0
               for i, m in enumerate(masks)]  # a cut that collapsed to a few pixels scores by chance
@@ -262,7 +263,9 @@ def _choose(masks: list[np.ndarray], sharp: np.ndarray) -> tuple[np.ndarray, flo
     if scores[best] > scores[0] + CHOOSE_MARGIN:
         return masks[best], scores[best]
     last = masks[-1]
-    if scores[-1] >= scores[0] - TIE and np.count_nonzero(last) >= LARGER * max(1, np.count_nonzero(masks[0])):
+    added = last & ~masks[0]
+    if (scores[-1] >= scores[0] - TIE and np.count_nonzero(last) >= LARGER * max(1, size)
+            and np.count_nonzero(added & shadow) <= SHADOW_SHARE * np.count_nonzero(added)):
         return last, scores[-1]
     return masks[0], scores[0]
 
@@ -271,6 +274,8 @@ CHOOSE_MARGIN = 0.03
 "Another hypothesis wins over the refined mask when its outline score is higher by more than this ..."
 TIE, LARGER = 0.005, 1.5
 "... or the plain one when its score is at most ``TIE`` lower and it covers at least ``LARGER`` times as much."
+SHADOW_SHARE = 0.5
+"... and what it adds is at most this much the cast shadow found (a dark object's added part: none of it)."
 SMALLEST = 0.25
 "Another hypothesis covering under this share of the refined mask is none (a plain cut left with 3 pixels)."
 

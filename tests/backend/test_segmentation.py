@@ -221,10 +221,13 @@ def test_the_plain_hypothesis_wins_a_tie_when_it_is_much_larger():
     small[20:30, 20:30] = True
     large = np.zeros_like(small)
     large[10:50, 10:50] = True
-    chosen, _ = segment._choose([small, small, large], sharp)
+    chosen, _ = segment._choose([small, small, large], sharp, np.zeros_like(small))
     assert chosen is large  # the shadow model took most of a dark object for shadow
-    chosen, _ = segment._choose([large, large, small], sharp)
+    chosen, _ = segment._choose([large, large, small], sharp, np.zeros_like(small))
     assert chosen is large  # a smaller plain mask never wins a tie
+    shadow = large & ~small
+    chosen, _ = segment._choose([small, small, large], sharp, shadow)
+    assert chosen is small  # what the plain mask adds is the cast shadow found: a hard-edged shadow, no object
 
 
 def test_a_hypothesis_that_collapsed_to_a_few_pixels_never_wins_on_its_outline_score():
@@ -234,7 +237,7 @@ def test_a_hypothesis_that_collapsed_to_a_few_pixels_never_wins_on_its_outline_s
     refined[10:50, 10:50] = True
     speck = np.zeros_like(refined)
     speck[31, 31] = True
-    chosen, score = segment._choose([refined, refined, speck, refined], sharp)
+    chosen, score = segment._choose([refined, refined, speck, refined], sharp, np.zeros_like(refined))
     assert chosen is refined and score == pytest.approx(0.6)
 
 
