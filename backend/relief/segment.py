@@ -250,12 +250,12 @@ def convex_hull(mask: np.ndarray) -> np.ndarray:
 
 
 def _choose(masks: list[np.ndarray], sharp: np.ndarray, shadow: np.ndarray) -> tuple[np.ndarray, float]:
-    """The first mask and its outline score, unless the best of the others (those covering at least ``SMALLEST``
-    of it) scores higher by ``CHOOSE_MARGIN``,
-    or the last one (the hypothesis without a shadow model) scores as well (within ``TIE``) and covers at
-    least ``LARGER`` times as much: the shadow model took a dark, colourless object for shadow (a shadow the
-    last one took in would have lowered its score: a shadow's rim is soft or wider than an outline), unless
-    what it adds is mostly the cast ``shadow`` found (over ``SHADOW_SHARE``: a sun's hard-edged shadow)."""
+    """The first mask and its outline score, unless the best of the others (those covering at least
+    ``SMALLEST`` of it) scores higher by ``CHOOSE_MARGIN``, or the last one (the hypothesis without a shadow
+    model) scores as well (within ``TIE``) and covers at least ``LARGER`` times as much: the shadow model took
+    a dark, colourless object for shadow (a shadow the last one took in would have lowered its score: a
+    shadow's rim is soft or wider than an outline), unless what it adds is mostly the cast ``shadow`` found
+    (over ``SHADOW_SHARE``: a sun's hard-edged shadow)."""
     size = np.count_nonzero(masks[0])
     scores = [outline_score(m, sharp) if i == 0 or np.count_nonzero(m) >= SMALLEST * size else 0.0
               for i, m in enumerate(masks)]  # a cut that collapsed to a few pixels scores by chance

@@ -215,7 +215,7 @@ def test_a_masks_holes_stay_open_but_their_rim_may_move():
     assert not segment.kept_holes(r < 40).any()  # a disc has no hole
 
 
-def test_the_plain_hypothesis_wins_a_tie_when_it_is_much_larger():
+def test_the_plain_hypothesis_wins_a_tie_when_it_is_much_larger_unless_it_adds_the_found_shadow():
     sharp = np.ones((60, 60), np.float32)  # every outline on a sharp edge: all scores tie
     small = np.zeros((60, 60), bool)
     small[20:30, 20:30] = True
