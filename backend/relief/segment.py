@@ -17,13 +17,15 @@
    pixels that could be backdrop or shadow by colour are relabelled by a minimum cut that puts the outline
    on sharp edges; a grey object's shaded side joins, a soft shadow stays out), steps 3-5 again with no
    shadow model (every difference counts), and that plain mask refined the same way with none of its
-   shadow-coloured pixels held fixed (a cast shadow it took in is cut off at the object's sharp outline).
-   The refinement leaves the first mask's holes open (``kept_holes``: a torus's hole showing the floor in
-   shadow). The refined mask wins unless another one's outline is
-   clearly sharper (``boundary.outline_score``), or the one without a shadow model scores as well and is much
-   larger (a dark, colourless object the shadow model took for shadow). A sun's hard shadow stays out too:
-   its rim is a sharp edge, but a slightly wider one than an outline, and longer than the object's outline
-   where they meet.
+   shadow-coloured pixels, nor those the shadow model finds as weak as the backdrop (``PLAIN_WEAK``), held
+   fixed (a cast shadow it took in is cut off at the object's sharp outline). The refinement leaves the first
+   mask's holes open (``kept_holes``: a torus's hole showing the floor in shadow). Each hypothesis drops its
+   separate parts whose outline is no edge (``boundary.drop_soft_parts``: a pool of light on the floor). The
+   refined mask wins unless another one, not collapsed to a few pixels (``SMALLEST``), has a clearly sharper
+   outline (``boundary.outline_score``), or the one without a shadow model scores as well and is much larger
+   (a dark, colourless object the shadow model took for shadow) without adding mostly the cast shadow found.
+   A sun's hard shadow stays out too: its rim is a sharp edge, but a slightly wider one than an outline, and
+   longer than the object's outline where they meet.
 7. Faces: a region of backdrop-coloured pixels beside the mask that sharp edges enclose on every side but
    the mask's joins (``enclosed_faces``: a box's side lit like the floor, which the cut had left at the
    crease), and the mask's convex hull refined along sharp edges replaces the mask when it is convex
