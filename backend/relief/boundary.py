@@ -1,10 +1,11 @@
 """How well a mask's outline follows the object's outline in the image, and a mask refined to follow it better.
 
-An object's outline against its backdrop is a sharp edge: the whole step in one or two pixels. A cut through
-a smooth surface (a grey object's shaded side read as "the backdrop, darker") has no edge at all, and a cast
-shadow's rim is a soft one (area light: a ramp many pixels wide) or a slightly wider one (sun: the penumbra
-grows with the distance from the contact). So the mean sharpness of the edges under a mask's outline scores
-it: near 1 along true outlines, lower where it cuts a surface or follows a shadow.
+An object's outline against its backdrop is a sharp edge: the whole step, of lightness or of colour, in one or
+two pixels. A cut through a smooth surface (a grey object's shaded side read as "the backdrop, darker") has no
+edge at all, and a cast shadow's rim is a soft one (area light: a ramp many pixels wide) or a slightly wider
+one (sun: the penumbra grows with the distance from the contact), and changes no colour. So the mean
+sharpness of the edges under a mask's outline scores it: near 1 along true outlines, lower where it cuts a
+surface or follows a shadow.
 
 ``refine`` relabels the pixels that could be backdrop or shadow by colour (darker backdrop, about its
 chromaticity) by a minimum cut (SciPy's max-flow) that puts the outline where the fewest pixel pairs lie off
@@ -42,11 +43,34 @@ def edge_width(lightness: np.ndarray, reach: int = 3) -> np.ndarray:
     return step / np.maximum(ndimage.maximum_filter(slope, 3), 1e-3)
 
 
-def sharpness(lab: np.ndarray) -> np.ndarray:
-    """Per pixel [H, W] in [0, 1]: 1 on (or next to) a sharp edge, 0 off edges or on a soft one."""
+def sharpness(lab: np.ndarray, colour: np.ndarray | None = None) -> np.ndarray:
+    """Per pixel [H, W] in [0, 1]: 1 on (or next to) a sharp edge, 0 off edges or on a soft one. An edge is
+    sharp when its lightness steps within a pixel or two, or its colour does (``colour_sharpness``, passed
+    in when already computed): a shadow darkens without changing colour, so a sharp step of colour is an
+    outline even where the lightness runs on (a pale blue leg's foot on its own grey shadow)."""
     on_edge = ndimage.maximum_filter(edge_strength(lab), 3) > EDGE
     width = ndimage.minimum_filter(edge_width(lab[..., 0]), 3)
+    light = (on_edge * np.clip((SOFTEST - width) / (SOFTEST - SHARPEST), 0.0, 1.0)).astype(np.float32)
+    return np.maximum(light, colour_sharpness(lab) if colour is None else colour)
+
+
+def colour_sharpness(lab: np.ndarray) -> np.ndarray:
+    """Per pixel [H, W] in [0, 1]: 1 on (or next to) a sharp step of colour (Lab a or b by at least
+    ``COLOUR_STEP`` within 3 px, as steep as an outline), 0 elsewhere."""
+    strength = np.zeros(lab.shape[:2], np.float32)
+    width = np.full(lab.shape[:2], np.inf, np.float32)
+    for k in (1, 2):
+        plane = lab[..., k]
+        strength += np.hypot(ndimage.sobel(plane, 0), ndimage.sobel(plane, 1)) / 8.0
+        step = ndimage.maximum_filter(plane, 7) - ndimage.minimum_filter(plane, 7)
+        width = np.minimum(width, np.where(step > COLOUR_STEP, edge_width(plane), np.inf))
+    on_edge = ndimage.maximum_filter(strength, 3) > EDGE
+    width = ndimage.minimum_filter(width, 3)
     return (on_edge * np.clip((SOFTEST - width) / (SOFTEST - SHARPEST), 0.0, 1.0)).astype(np.float32)
+
+
+COLOUR_STEP = 4.0
+"A colour edge steps Lab a or b by at least this (less is noise, or the faint tint of a shadow's bleed)."
 
 
 def outline_score(mask: np.ndarray, sharp: np.ndarray) -> float:

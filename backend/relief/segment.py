@@ -54,9 +54,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .boundary import drop_soft_parts, outline_score, refine, sharpness
+from .boundary import colour_sharpness, drop_soft_parts, outline_score, refine, sharpness
 from .matte import coverage
-from .shadow import CHROMA, chroma_change, chromaticity, luminance_ratio, shadow_mask
+from .shadow import CHROMA, chroma_change, chromaticity, luminance_ratio, own_tint, shadow_mask
 
 WORK_SIDE = 512
 "Segmentation runs on the image shrunk to at most this long side."
@@ -81,11 +81,12 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     lab = cv2.cvtColor(small, cv2.COLOR_RGB2Lab)  # L in [0, 100], a and b about +-100
     background = coons_background(lab)  # [h, w, 3]
     check()
-    evidence, shadow, dim = object_evidence(lab, background, True)  # [h, w] >= 0 (~1 = clear); bools
+    colour = colour_sharpness(lab)  # [h, w] in [0, 1]: sharp steps of colour
+    evidence, shadow, dim = object_evidence(lab, background, True, colour)  # [h, w] >= 0 (~1 = clear); bools
     check()
     mask = _hypothesis(small, evidence, shadow, dim)
     check()
-    sharp = sharpness(lab)  # [h, w] in [0, 1]
+    sharp = sharpness(lab, colour)  # [h, w] in [0, 1]
     ambiguous = shadow | dim  # what could be the backdrop, darker: judged by the edges alone
     band = border_band(mask.shape)
     open_ = ambiguous & ~kept_holes(mask)  # a torus's hole showing the floor stays open
@@ -360,14 +361,16 @@ def _curve(strip: np.ndarray, axis: int) -> np.ndarray:
     return ndimage.median_filter(curve, size=(size, 1), mode="nearest")
 
 
-def object_evidence(lab: np.ndarray, background: np.ndarray,
-                    shadows: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def object_evidence(lab: np.ndarray, background: np.ndarray, shadows: bool = True,
+                    colour_edges: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """How unlike the backdrop each pixel is [H, W] (0 = the backdrop; about 1 = a clear difference), the
     cast shadow found (bool [H, W]) and what could be shadow by its colour alone (bool [H, W]).
 
     Colour and lightness differences count fully, except the darkening inside a cast shadow (the backdrop,
-    darker: ``shadow.shadow_mask``), where only a change of colour counts. Without ``shadows`` every
-    difference counts and no pixel is taken for shadow.
+    darker: ``shadow.shadow_mask``), where only a change of colour counts. A pale object's own colour, edged
+    all round, is not taken for a shadow's tint (``shadow.own_tint``; ``colour_edges`` is
+    ``boundary.colour_sharpness`` of ``lab``, computed when not given). Without ``shadows`` every difference
+    counts and no pixel is taken for shadow.
     """
     d_ab = np.linalg.norm(lab[..., 1:] - background[..., 1:], axis=-1)  # [H, W]
     d_l = lab[..., 0] - background[..., 0]  # [H, W] > 0 brighter
@@ -376,6 +379,7 @@ def object_evidence(lab: np.ndarray, background: np.ndarray,
         none = np.zeros(full.shape, bool)
         return full.astype(np.float32), none, none
     shadow, dim = shadow_mask(lab, background, lit=full < 0.25)
+    dim = own_tint(dim, lab, background, colour_sharpness(lab) if colour_edges is None else colour_edges)
     evidence = np.where(shadow, d_ab / SCALE, full)
     return evidence.astype(np.float32), shadow, dim
 

@@ -74,6 +74,29 @@ def shadow_mask(lab: np.ndarray, background: np.ndarray, lit: np.ndarray) -> tup
     return found | thin_shadows(dark, reach), dim
 
 
+def own_tint(dim: np.ndarray, lab: np.ndarray, background: np.ndarray, colour_edges: np.ndarray) -> np.ndarray:
+    """``dim`` [H, W] bool without the pixels of an object's own pale colour: tinted (chromaticity off the
+    backdrop's by at least ``CHROMA``; ``dim`` let them in as bleed) and farther than ``TINT_REACH`` of the
+    long side from any place where the tint fades softly into the backdrop's colour (``colour_edges`` [H, W],
+    ``boundary.colour_sharpness``, under ``SOFT_TINT``). The tint a coloured object throws on its shadow fades
+    out softly; a pale object's colour ends at its outline, a sharp step of colour all round (a pale blue
+    table's legs over a grey floor and their own shadow)."""
+    change = ndimage.gaussian_filter(chroma_change(lab, background), 1.5)  # [H, W]
+    tinted = dim & (change >= CHROMA)
+    rim = ndimage.binary_dilation(tinted, np.ones((3, 3), bool)) & ~tinted & (change < CHROMA)
+    soft = rim & (colour_edges < SOFT_TINT)
+    if not tinted.any() or not soft.any():
+        return dim & ~tinted
+    far = ndimage.distance_transform_edt(~soft) > TINT_REACH * max(dim.shape)
+    return dim & ~(tinted & far)
+
+
+TINT_REACH = 0.1
+"A tinted pixel farther than this (of the long side) from where the tint fades softly is the object's own."
+SOFT_TINT = 0.5
+"Where a tint ends with a colour sharpness under this, it fades (bleed); at or over it, it is an outline."
+
+
 def thin_shadows(dark: np.ndarray, reach: int) -> np.ndarray:
     """Bool [H, W]: the thin lines among ``dark`` (the backdrop's colour, darker): a table leg's shadow on the
     floor, a few px wide. Such a line is edged on both sides, so never flat, and the umbra's opening removes

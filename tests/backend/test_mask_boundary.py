@@ -162,3 +162,45 @@ def test_a_separate_pool_of_light_leaves_the_mask_and_a_sharp_second_part_stays(
     assert not (kept & lit).any()
     assert np.array_equal(kept & ~lit, sphere | block)
     assert np.array_equal(boundary.drop_soft_parts(lit, sharp), lit)  # the largest part is never dropped
+
+
+def _pale_leg(soft_foot: bool) -> tuple[np.ndarray, np.ndarray]:
+    """RGB [80, 80, 3]: a pale blue leg on a grey floor, as light as the floor (a lightness-only edge
+    measure sees no outline), standing on a grey shadow that is as dark as the leg; the leg's mask."""
+    rgb = np.full((80, 80, 3), 0.6, np.float32)
+    leg = np.zeros((80, 80), bool)
+    leg[10:60, 36:44] = True
+    rgb[55:70, 30:60] = 0.45  # its shadow on the floor, the floor's colour, darker
+    blue = np.array([0.38, 0.45, 0.62], np.float32)  # pale blue about as dark as the shadow
+    rgb[leg] = blue
+    if soft_foot:  # the blue fades into the shadow instead (a tint thrown on it, no outline)
+        fade = np.clip((np.arange(80, dtype=np.float32) - 50.0) / 14.0, 0.0, 1.0)[:, None, None]
+        rgb[50:75, 30:60] = (1 - fade[50:75]) * blue + fade[50:75] * rgb[50:75, 30:60]
+    return rgb, leg
+
+
+def test_a_sharp_step_of_colour_is_an_edge_where_the_lightness_runs_on():
+    rgb, leg = _pale_leg(soft_foot=False)
+    lab = _lab(rgb)
+    colour = boundary.colour_sharpness(lab)
+    foot = (slice(59, 61), slice(37, 43))  # where the leg stands on its shadow: about the same lightness
+    assert colour[foot].min() > 0.9 and boundary.sharpness(lab)[foot].min() > 0.9
+    ramp = np.repeat(np.linspace(0.3, 0.7, 80, dtype=np.float32)[None, :, None], 3, axis=2)
+    ramp = np.repeat(ramp, 80, axis=0)  # a grey ramp: lightness changes, colour does not
+    assert boundary.colour_sharpness(_lab(ramp)).max() == 0.0
+
+
+def test_a_pale_objects_own_colour_is_no_shadow_tint_but_a_fading_tint_is():
+    from backend.relief.shadow import own_tint
+
+    outs = {}
+    for soft_foot in (False, True):
+        rgb, leg = _pale_leg(soft_foot)
+        lab = _lab(rgb)
+        background = np.full_like(lab, _lab(np.full((1, 1, 3), 0.6, np.float32))[0, 0])
+        dim = np.ones(leg.shape, bool)  # let everything in as what could be shadow by colour
+        outs[soft_foot] = own_tint(dim, lab, background, boundary.colour_sharpness(lab))
+        assert outs[soft_foot][65:70, 32:34].all()  # the untinted shadow stays what could be shadow
+    assert not outs[False][leg].any()  # edged all round in colour: the leg's own
+    assert outs[True][44:50, 38:42].all()  # near where the tint fades softly: may be a shadow's bleed
+
