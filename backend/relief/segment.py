@@ -253,30 +253,30 @@ def convex_hull(mask: np.ndarray) -> np.ndarray:
 
 
 def _choose(masks: list[np.ndarray], sharp: np.ndarray, shadow: np.ndarray) -> tuple[np.ndarray, float]:
-    """The first mask and its outline score, unless the best of the others (those covering at least
-    ``SMALLEST`` of it) scores higher by ``CHOOSE_MARGIN``, or the last one (the hypothesis without a shadow
-    model) scores as well (within ``TIE``) and covers at least ``LARGER`` times as much: the shadow model took
-    a dark, colourless object for shadow (a shadow the last one took in would have lowered its score: a
-    shadow's rim is soft or wider than an outline), unless what it adds is mostly the cast ``shadow`` found
-    (over ``SHADOW_SHARE``: a sun's hard-edged shadow)."""
+    """The leading mask and its outline score: the first, unless the best of the others (those covering at
+    least ``SMALLEST`` of the first) scores higher by ``CHOOSE_MARGIN``. The last one (the hypothesis
+    without a shadow model) still wins when it scores as well as the leader (within ``TIE``) and covers at
+    least ``LARGER`` times as much: the shadow model took a dark, colourless object for shadow (a shadow the
+    last one took in would have lowered its score: a shadow's rim is soft or wider than an outline), unless
+    what it adds is mostly the cast ``shadow`` found (over ``SHADOW_SHARE``: a sun's hard-edged shadow)."""
     size = np.count_nonzero(masks[0])
     scores = [outline_score(m, sharp) if i == 0 or np.count_nonzero(m) >= SMALLEST * size else 0.0
               for i, m in enumerate(masks)]  # a cut that collapsed to a few pixels scores by chance
     best = 1 + int(np.argmax(scores[1:]))
-    if scores[best] > scores[0] + CHOOSE_MARGIN:
-        return masks[best], scores[best]
-    last = masks[-1]
-    added = last & ~masks[0]
-    if (scores[-1] >= scores[0] - TIE and np.count_nonzero(last) >= LARGER * max(1, size)
+    lead = best if scores[best] > scores[0] + CHOOSE_MARGIN else 0
+    last = len(masks) - 1
+    added = masks[last] & ~masks[lead]
+    if (lead != last and scores[last] >= scores[lead] - TIE
+            and np.count_nonzero(masks[last]) >= LARGER * max(1, np.count_nonzero(masks[lead]))
             and np.count_nonzero(added & shadow) <= SHADOW_SHARE * np.count_nonzero(added)):
-        return last, scores[-1]
-    return masks[0], scores[0]
+        return masks[last], scores[last]
+    return masks[lead], scores[lead]
 
 
 CHOOSE_MARGIN = 0.03
-"Another hypothesis wins over the refined mask when its outline score is higher by more than this ..."
+"Another hypothesis leads over the refined mask when its outline score is higher by more than this ..."
 TIE, LARGER = 0.005, 1.5
-"... or the plain one when its score is at most ``TIE`` lower and it covers at least ``LARGER`` times as much."
+"... and the plain one wins when within ``TIE`` of the leader's score and covering ``LARGER`` times as much."
 SHADOW_SHARE = 0.5
 "... and what it adds is at most this much the cast shadow found (a dark object's added part: none of it)."
 SMALLEST = 0.25

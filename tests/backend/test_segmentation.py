@@ -230,6 +230,20 @@ def test_the_plain_hypothesis_wins_a_tie_when_it_is_much_larger_unless_it_adds_t
     assert chosen is small  # what the plain mask adds is the cast shadow found: a hard-edged shadow, no object
 
 
+def test_the_plain_hypothesis_wins_a_tie_against_whichever_hypothesis_leads():
+    small = np.zeros((60, 60), bool)
+    small[20:30, 20:30] = True
+    large = np.zeros_like(small)
+    large[10:50, 10:50] = True
+    first = np.zeros_like(small)
+    first[15:45, 15:45] = True  # its outline on no edge: the plain cut leads over it
+    sharp = np.zeros((60, 60), np.float32)
+    for m in (small, large):
+        sharp[ndimage.binary_dilation(m) ^ ndimage.binary_erosion(m)] = 1.0
+    chosen, _ = segment._choose([first, first, small, large], sharp, np.zeros_like(small))
+    assert chosen is large  # the plain cut cut a dark object's legs off at an edge; the plain mask kept them
+
+
 def test_a_hypothesis_that_collapsed_to_a_few_pixels_never_wins_on_its_outline_score():
     sharp = np.full((60, 60), 0.6, np.float32)
     sharp[30:33, 30:33] = 1.0  # a speck on a sharp edge: its outline scores 1, the object's 0.6
