@@ -106,6 +106,38 @@ PART_SHARE = 0.02
 "Parts smaller than this share of the largest are specks and stay: too small to judge by their outline."
 
 
+def join_sharp_parts(mask: np.ndarray, larger: np.ndarray, sharp: np.ndarray, shadow: np.ndarray) -> np.ndarray:
+    """``mask`` [H, W] bool with the parts of the ``larger`` hypothesis beyond it (not in its holes) that
+    touch it and are edged all round (own outline score at least ``SHARP_PART``, at least ``JOIN_SHARE`` of
+    the mask, at most ``SHADOW_PART`` of it the found cast ``shadow``). A cut along an edge inside the
+    object (a leg off at the tabletop's underside) keeps the outline sharp, so the outline score cannot tell
+    that the leg is missing; but the leg's own outline is sharp all round, where a shadow's rim is soft, or
+    its pixels are the shadow found."""
+    parts, count = ndimage.label(larger & ~ndimage.binary_fill_holes(mask))
+    if count == 0:
+        return mask
+    near = ndimage.binary_dilation(mask)
+    least = JOIN_SHARE * np.count_nonzero(mask)
+    out = mask.copy()
+    for i, box in enumerate(ndimage.find_objects(parts), start=1):
+        grown = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)  # the outline's outer pixels too
+        part = parts[grown] == i
+        if np.count_nonzero(part) < least or not (part & near[grown]).any():
+            continue
+        if (outline_score(part, sharp[grown]) >= SHARP_PART
+                and np.count_nonzero(part & shadow[grown]) <= SHADOW_PART * np.count_nonzero(part)):
+            out[grown] |= part
+    return out
+
+
+SHARP_PART = 0.9
+"A part joins when its own outline scores at least this (a true outline 0.95-1; a soft shadow's 0.3-0.8)."
+JOIN_SHARE = 0.01
+"... and it covers at least this share of the mask (smaller ones are judged by too few outline pixels) ..."
+SHADOW_PART = 0.1
+"... and at most this share of it is the cast shadow found (a leg's sun shadow: a sharp thin line)."
+
+
 def _pairs(mask: np.ndarray, sharp: np.ndarray) -> tuple[int, float]:
     """Number of 4-neighbour pairs across the outline of ``mask`` and the sum of their sharpness (the larger
     of the two pixels')."""

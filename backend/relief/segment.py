@@ -54,7 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .boundary import colour_sharpness, drop_soft_parts, outline_score, refine, sharpness
+from .boundary import colour_sharpness, drop_soft_parts, join_sharp_parts, outline_score, refine, sharpness
 from .matte import coverage
 from .shadow import CHROMA, chroma_change, chromaticity, luminance_ratio, own_tint, shadow_mask
 
@@ -102,6 +102,7 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     plain_cut = refine(plain, loose & ~kept_holes(plain), lab, sharp, band, sure=plain & ~loose)
     hypotheses = [drop_soft_parts(m, sharp) for m in (refined, wider, plain_cut, plain)]  # a pool of light: out
     chosen, score = _choose(hypotheses, sharp, shadow)
+    chosen = join_sharp_parts(chosen, hypotheses[-1], sharp, shadow)  # a leg cut off at an edge inside
     chosen = enclosed_faces(chosen, ambiguous, lab, sharp, band)
     chosen, score = _convex(chosen, outline_score(chosen, sharp), ambiguous | weak, lab, sharp, band)
     chosen = drop_floor_coloured(chosen, lab, background)

@@ -204,3 +204,26 @@ def test_a_pale_objects_own_colour_is_no_shadow_tint_but_a_fading_tint_is():
     assert not outs[False][leg].any()  # edged all round in colour: the leg's own
     assert outs[True][44:50, 38:42].all()  # near where the tint fades softly: may be a shadow's bleed
 
+
+def test_a_leg_cut_off_at_an_edge_inside_the_object_joins_again_a_shadow_does_not():
+    sharp = np.zeros((80, 80), np.float32)
+    top = np.zeros((80, 80), bool)
+    top[10:25, 10:70] = True  # a tabletop
+    leg = np.zeros_like(top)
+    leg[25:60, 14:20] = True  # a leg under it, edged all round (its top edge is the tabletop's underside)
+    pool = np.zeros_like(top)
+    pool[25:40, 40:65] = True  # a patch under the table the larger hypothesis took in, its rim soft
+    for part in (top, leg):
+        sharp[part ^ ndimage.binary_erosion(part)] = 1.0
+        sharp[ndimage.binary_dilation(part) & ~part] = 1.0
+    larger = top | leg | pool
+    out = boundary.join_sharp_parts(top, larger, sharp, np.zeros_like(top))
+    assert np.array_equal(out, top | leg)
+    assert np.array_equal(boundary.join_sharp_parts(top, larger, sharp, leg), top)  # the leg is found shadow
+    ring = np.zeros_like(top)
+    ring[10:60, 10:60] = True
+    ring[25:45, 25:45] = False  # a hole edged all round: the larger hypothesis filled it, it stays open
+    sharp_ring = np.zeros_like(sharp)
+    sharp_ring[ndimage.binary_dilation(ring) ^ ndimage.binary_erosion(ring)] = 1.0
+    filled = ndimage.binary_fill_holes(ring)
+    assert np.array_equal(boundary.join_sharp_parts(ring, filled, sharp_ring, np.zeros_like(top)), ring)
