@@ -6,7 +6,8 @@
    smoothed along its length). It reproduces any backdrop of the form f(x) + g(y) exactly: a vertical
    gradient, a horizon line where a floor meets a wall, left-right light falloff, and nearly so vignetting.
 3. Evidence per pixel: the Lab difference from the model, except inside a cast shadow found by
-   ``shadow.shadow_mask`` (the backdrop, darker), where only a change of colour counts.
+   ``shadow.shadow_mask`` (the backdrop, darker), where only a change of colour counts. What could be shadow
+   by its colour alone does not include a pale object's own colour, edged all round (``shadow.own_tint``).
 4. Seeds: a first mask from the evidence (hysteresis thresholds, gaps closed) is probable object, its
    inside sure object unless it could be shadow by colour; the border band and the found shadow are sure
    backdrop, shadow-coloured pixels probable backdrop (so the backdrop's colour model learns them). GrabCut
@@ -23,9 +24,11 @@
    separate parts whose outline is no edge (``boundary.drop_soft_parts``: a pool of light on the floor). The
    refined mask wins unless another one, not collapsed to a few pixels (``SMALLEST``), has a clearly sharper
    outline (``boundary.outline_score``), or the one without a shadow model scores as well and is much larger
-   (a dark, colourless object the shadow model took for shadow) without adding mostly the cast shadow found.
-   A sun's hard shadow stays out too: its rim is a sharp edge, but a slightly wider one than an outline, and
-   longer than the object's outline where they meet.
+   (a dark, colourless object the shadow model took for shadow) than the leading one without adding mostly
+   the cast shadow found. A sun's hard shadow stays out too: its rim is a sharp edge, but a slightly wider one
+   than an outline, and longer than the object's outline where they meet. Edges are sharp steps of lightness
+   or of colour (``boundary.sharpness``). Then the parts of the plain mask beyond the chosen one that are
+   edged all round join it (``boundary.join_sharp_parts``: a leg the cut took off at the tabletop's edge).
 7. Faces: a region of backdrop-coloured pixels beside the mask that sharp edges enclose on every side but
    the mask's joins (``enclosed_faces``: a box's side lit like the floor, which the cut had left at the
    crease), and the mask's convex hull refined along sharp edges replaces the mask when it is convex
