@@ -45,13 +45,18 @@ def edge_width(lightness: np.ndarray, reach: int = 3) -> np.ndarray:
 
 def sharpness(lab: np.ndarray, colour: np.ndarray | None = None) -> np.ndarray:
     """Per pixel [H, W] in [0, 1]: 1 on (or next to) a sharp edge, 0 off edges or on a soft one. An edge is
-    sharp when its lightness steps within a pixel or two, or its colour does (``colour_sharpness``, passed
-    in when already computed): a shadow darkens without changing colour, so a sharp step of colour is an
-    outline even where the lightness runs on (a pale blue leg's foot on its own grey shadow)."""
+    sharp when its lightness steps within a pixel or two (``lightness_sharpness``), or its colour does
+    (``colour_sharpness``, passed in when already computed): a shadow darkens without changing colour, so a
+    sharp step of colour is an outline even where the lightness runs on (a pale blue leg's foot on its own
+    grey shadow)."""
+    return np.maximum(lightness_sharpness(lab), colour_sharpness(lab) if colour is None else colour)
+
+
+def lightness_sharpness(lab: np.ndarray) -> np.ndarray:
+    """Per pixel [H, W] in [0, 1]: 1 on (or next to) an edge whose lightness steps as sharply as an outline."""
     on_edge = ndimage.maximum_filter(edge_strength(lab), 3) > EDGE
     width = ndimage.minimum_filter(edge_width(lab[..., 0]), 3)
-    light = (on_edge * np.clip((SOFTEST - width) / (SOFTEST - SHARPEST), 0.0, 1.0)).astype(np.float32)
-    return np.maximum(light, colour_sharpness(lab) if colour is None else colour)
+    return (on_edge * np.clip((SOFTEST - width) / (SOFTEST - SHARPEST), 0.0, 1.0)).astype(np.float32)
 
 
 def colour_sharpness(lab: np.ndarray) -> np.ndarray:

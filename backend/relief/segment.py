@@ -42,8 +42,9 @@
    object's just inside and the backdrop's just outside), so the outline lies where a coverage mask draws it,
    not a pixel in or out.
 
-The confidence in [0, 1] is the least of three: the chosen outline's score, rescaled (an object's outline is a
-sharp edge nearly everywhere; one through a smooth surface or along a soft shadow is not), how little
+The confidence in [0, 1] is the least of three: the chosen outline's score by lightness edges alone, rescaled
+(an object's outline is a sharp edge nearly everywhere; one through a smooth surface or along a soft shadow is
+not; colour edges do not count here, since a photo's colour texture, fur, is edged everywhere), how little
 shadow-coloured stuff lies just outside the mask (parts judged by their edges alone), and how far from ragged
 the mask is (its outlines' length over its convex hull's perimeter: a mask that chased a textured backdrop
 is hundreds of fragments); less when the mask touches the frame or the border band.
@@ -57,7 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .boundary import colour_sharpness, drop_soft_parts, join_sharp_parts, outline_score, refine, sharpness
+from .boundary import colour_sharpness, drop_soft_parts, join_sharp_parts, lightness_sharpness, outline_score, refine
 from .matte import coverage
 from .shadow import CHROMA, chroma_change, chromaticity, luminance_ratio, own_tint, shadow_mask
 
@@ -89,7 +90,8 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     check()
     mask = _hypothesis(small, evidence, shadow, dim)
     check()
-    sharp = sharpness(lab, colour)  # [h, w] in [0, 1]
+    light = lightness_sharpness(lab)  # [h, w] in [0, 1]: sharp steps of lightness
+    sharp = np.maximum(light, colour)  # [h, w]: sharp edges of either kind
     ambiguous = shadow | dim  # what could be the backdrop, darker: judged by the edges alone
     band = border_band(mask.shape)
     open_ = ambiguous & ~kept_holes(mask)  # a torus's hole showing the floor stays open
@@ -110,7 +112,7 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     chosen, score = _convex(chosen, outline_score(chosen, sharp), ambiguous | weak, lab, sharp, band)
     chosen = drop_floor_coloured(chosen, lab, background)
     chosen = drop_backdrop_plateaus(chosen, lab, background)
-    score = outline_score(chosen, sharp)
+    score = outline_score(chosen, light)  # colour texture in a photo (fur) is edged everywhere: not trusted
     return Segmentation(_grow(coverage(chosen, small), (h, w)), _confidence(chosen, score, ambiguous))
 
 
