@@ -43,25 +43,24 @@ def edge_width(lightness: np.ndarray, reach: int = 3) -> np.ndarray:
     return step / np.maximum(ndimage.maximum_filter(slope, 3), 1e-3)
 
 
-def sharpness(lab: np.ndarray, colour: np.ndarray | None = None) -> np.ndarray:
-    """Per pixel [H, W] in [0, 1]: 1 on (or next to) a sharp edge, 0 off edges or on a soft one. An edge is
-    sharp when its lightness steps within a pixel or two (``lightness_sharpness``), or its colour does
-    (``colour_sharpness``, passed in when already computed): a shadow darkens without changing colour, so a
-    sharp step of colour is an outline even where the lightness runs on (a pale blue leg's foot on its own
-    grey shadow)."""
-    return np.maximum(lightness_sharpness(lab), colour_sharpness(lab) if colour is None else colour)
+def sharpness(lab: np.ndarray) -> np.ndarray:
+    """Per pixel [H, W] in [0, 1]: 1 on (or next to) a sharp edge, 0 off edges or on a soft one: the larger of
+    ``lightness_sharpness`` and ``colour_sharpness``. A shadow darkens without changing colour, so a sharp
+    step of colour is an outline even where the lightness ramps (a pale blue leg's foot on its own grey
+    shadow)."""
+    return np.maximum(lightness_sharpness(lab), colour_sharpness(lab))
 
 
 def lightness_sharpness(lab: np.ndarray) -> np.ndarray:
-    """Per pixel [H, W] in [0, 1]: 1 on (or next to) an edge whose lightness steps as sharply as an outline."""
+    """Per pixel [H, W] in [0, 1]: 1 on (or next to) an edge (Lab gradient over ``EDGE``) whose lightness
+    steps as sharply as an outline, or not at all (an edge of colour alone); 0 where the lightness ramps."""
     on_edge = ndimage.maximum_filter(edge_strength(lab), 3) > EDGE
-    width = ndimage.minimum_filter(edge_width(lab[..., 0]), 3)
-    return (on_edge * np.clip((SOFTEST - width) / (SOFTEST - SHARPEST), 0.0, 1.0)).astype(np.float32)
+    return _steep(on_edge, ndimage.minimum_filter(edge_width(lab[..., 0]), 3))
 
 
 def colour_sharpness(lab: np.ndarray) -> np.ndarray:
-    """Per pixel [H, W] in [0, 1]: 1 on (or next to) a sharp step of colour (Lab a or b by at least
-    ``COLOUR_STEP`` within 3 px, as steep as an outline), 0 elsewhere."""
+    """Per pixel [H, W] in [0, 1]: 1 on (or next to) a step of colour (Lab a or b by more than
+    ``COLOUR_STEP`` within 3 px) as steep as an outline, 0 elsewhere."""
     strength = np.zeros(lab.shape[:2], np.float32)
     width = np.full(lab.shape[:2], np.inf, np.float32)
     for k in (1, 2):
@@ -70,12 +69,16 @@ def colour_sharpness(lab: np.ndarray) -> np.ndarray:
         step = ndimage.maximum_filter(plane, 7) - ndimage.minimum_filter(plane, 7)
         width = np.minimum(width, np.where(step > COLOUR_STEP, edge_width(plane), np.inf))
     on_edge = ndimage.maximum_filter(strength, 3) > EDGE
-    width = ndimage.minimum_filter(width, 3)
+    return _steep(on_edge, ndimage.minimum_filter(width, 3))
+
+
+def _steep(on_edge: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """Edge pixels [H, W] bool scored by their edge's width [H, W] px: 1 up to ``SHARPEST``, 0 from ``SOFTEST``."""
     return (on_edge * np.clip((SOFTEST - width) / (SOFTEST - SHARPEST), 0.0, 1.0)).astype(np.float32)
 
 
 COLOUR_STEP = 4.0
-"A colour edge steps Lab a or b by at least this (less is noise, or the faint tint of a shadow's bleed)."
+"A colour edge steps Lab a or b by more than this (less is noise, or the faint tint of a shadow's bleed)."
 
 
 def outline_score(mask: np.ndarray, sharp: np.ndarray) -> float:

@@ -27,8 +27,9 @@
    (a dark, colourless object the shadow model took for shadow) than the leading one without adding mostly
    the cast shadow found. A sun's hard shadow stays out too: its rim is a sharp edge, but a slightly wider one
    than an outline, and longer than the object's outline where they meet. Edges are sharp steps of lightness
-   or of colour (``boundary.sharpness``). Then the parts of the plain mask beyond the chosen one that are
-   edged all round join it (``boundary.join_sharp_parts``: a leg the cut took off at the tabletop's edge).
+   or of colour (``boundary.lightness_sharpness``, ``boundary.colour_sharpness``). Then the parts of the plain
+   mask beyond the chosen one that are edged all round join it (``boundary.join_sharp_parts``: a leg the cut
+   took off at the tabletop's edge).
 7. Faces: a region of backdrop-coloured pixels beside the mask that sharp edges enclose on every side but
    the mask's joins (``enclosed_faces``: a box's side lit like the floor, which the cut had left at the
    crease), and the mask's convex hull refined along sharp edges replaces the mask when it is convex
@@ -42,9 +43,10 @@
    object's just inside and the backdrop's just outside), so the outline lies where a coverage mask draws it,
    not a pixel in or out.
 
-The confidence in [0, 1] is the least of three: the chosen outline's score by lightness edges alone, rescaled
-(an object's outline is a sharp edge nearly everywhere; one through a smooth surface or along a soft shadow is
-not; colour edges do not count here, since a photo's colour texture, fur, is edged everywhere), how little
+The confidence in [0, 1] is the least of three: the chosen outline's score by ``boundary.lightness_sharpness``,
+rescaled (an object's outline is a sharp edge nearly everywhere; one through a smooth surface or along a soft
+shadow is not; colour steps where the lightness ramps do not count here, since a photo's colour texture, fur,
+is edged so everywhere), how little
 shadow-coloured stuff lies just outside the mask (parts judged by their edges alone), and how far from ragged
 the mask is (its outlines' length over its convex hull's perimeter: a mask that chased a textured backdrop
 is hundreds of fragments); less when the mask touches the frame or the border band.
@@ -112,7 +114,7 @@ def segment_object(rgb: np.ndarray, check: Callable[[], None] = lambda: None) ->
     chosen, score = _convex(chosen, outline_score(chosen, sharp), ambiguous | weak, lab, sharp, band)
     chosen = drop_floor_coloured(chosen, lab, background)
     chosen = drop_backdrop_plateaus(chosen, lab, background)
-    score = outline_score(chosen, light)  # colour texture in a photo (fur) is edged everywhere: not trusted
+    score = outline_score(chosen, light)  # colour edges where the lightness ramps (a photo's fur): not trusted
     return Segmentation(_grow(coverage(chosen, small), (h, w)), _confidence(chosen, score, ambiguous))
 
 

@@ -165,29 +165,31 @@ def test_a_separate_pool_of_light_leaves_the_mask_and_a_sharp_second_part_stays(
 
 
 def _pale_leg(soft_foot: bool) -> tuple[np.ndarray, np.ndarray]:
-    """RGB [80, 80, 3]: a pale blue leg on a grey floor, as light as the floor (a lightness-only edge
-    measure sees no outline), standing on a grey shadow that is as dark as the leg; the leg's mask."""
+    """RGB [80, 80, 3]: a pale blue leg on a grey floor, standing on a grey shadow about as dark as the leg;
+    the leg's mask. With ``soft_foot`` the leg's blue fades into the shadow's grey over its lowest 12 rows
+    instead (a tint that ends softly, as a shadow's bleed does)."""
     rgb = np.full((80, 80, 3), 0.6, np.float32)
     leg = np.zeros((80, 80), bool)
     leg[10:60, 36:44] = True
     rgb[55:70, 30:60] = 0.45  # its shadow on the floor, the floor's colour, darker
     blue = np.array([0.38, 0.45, 0.62], np.float32)  # pale blue about as dark as the shadow
     rgb[leg] = blue
-    if soft_foot:  # the blue fades into the shadow instead (a tint thrown on it, no outline)
-        fade = np.clip((np.arange(80, dtype=np.float32) - 50.0) / 14.0, 0.0, 1.0)[:, None, None]
-        rgb[50:75, 30:60] = (1 - fade[50:75]) * blue + fade[50:75] * rgb[50:75, 30:60]
+    if soft_foot:
+        fade = np.clip((np.arange(80, dtype=np.float32) - 48.0) / 12.0, 0.0, 1.0)[48:60, None, None]  # [12, 1, 1]
+        rgb[48:60, 36:44] = (1 - fade) * blue + fade * 0.45
     return rgb, leg
 
 
-def test_a_sharp_step_of_colour_is_an_edge_where_the_lightness_runs_on():
+def test_a_sharp_step_of_colour_is_an_edge_where_the_lightness_ramps():
     rgb, leg = _pale_leg(soft_foot=False)
+    rgb[59, 36:44] = 0.5 * (rgb[58, 36:44] + rgb[60, 36:44])  # the foot's lightness: a two-row ramp
     lab = _lab(rgb)
-    colour = boundary.colour_sharpness(lab)
-    foot = (slice(59, 61), slice(37, 43))  # where the leg stands on its shadow: about the same lightness
-    assert colour[foot].min() > 0.9 and boundary.sharpness(lab)[foot].min() > 0.9
-    ramp = np.repeat(np.linspace(0.3, 0.7, 80, dtype=np.float32)[None, :, None], 3, axis=2)
-    ramp = np.repeat(ramp, 80, axis=0)  # a grey ramp: lightness changes, colour does not
-    assert boundary.colour_sharpness(_lab(ramp)).max() == 0.0
+    foot = (slice(59, 61), slice(37, 43))  # where the leg stands on its shadow
+    assert boundary.colour_sharpness(lab)[foot].min() > 0.9 and boundary.sharpness(lab)[foot].min() > 0.9
+    assert boundary.colour_sharpness(lab)[leg & ~ndimage.binary_dilation(~leg, iterations=3)].max() == 0.0
+    ramp = np.repeat(np.linspace(0.0, 1.0, 80, dtype=np.float32)[None, :, None], 80, axis=0)  # [80, 80, 1]
+    soft = (1 - ramp) * np.array([0.6, 0.6, 0.6], np.float32) + ramp * np.array([0.38, 0.45, 0.62], np.float32)
+    assert boundary.colour_sharpness(_lab(soft)).max() == 0.0  # the same change of colour, spread out
 
 
 def test_a_pale_objects_own_colour_is_no_shadow_tint_but_a_fading_tint_is():
@@ -200,9 +202,11 @@ def test_a_pale_objects_own_colour_is_no_shadow_tint_but_a_fading_tint_is():
         background = np.full_like(lab, _lab(np.full((1, 1, 3), 0.6, np.float32))[0, 0])
         dim = np.ones(leg.shape, bool)  # let everything in as what could be shadow by colour
         outs[soft_foot] = own_tint(dim, lab, background, boundary.colour_sharpness(lab))
-        assert outs[soft_foot][65:70, 32:34].all()  # the untinted shadow stays what could be shadow
+        away = ~ndimage.binary_dilation(leg, iterations=3)  # off the leg and its blurred rim
+        assert outs[soft_foot][away].all()  # the untinted floor and shadow stay what could be shadow
     assert not outs[False][leg].any()  # edged all round in colour: the leg's own
-    assert outs[True][44:50, 38:42].all()  # near where the tint fades softly: may be a shadow's bleed
+    assert outs[True][52:58, 38:42].all()  # within reach of where the tint fades softly: may be a bleed
+    assert not outs[True][10:30, 38:42].any()  # and far from it: the leg's own
 
 
 def test_a_leg_cut_off_at_an_edge_inside_the_object_joins_again_a_shadow_does_not():
@@ -220,6 +224,14 @@ def test_a_leg_cut_off_at_an_edge_inside_the_object_joins_again_a_shadow_does_no
     out = boundary.join_sharp_parts(top, larger, sharp, np.zeros_like(top))
     assert np.array_equal(out, top | leg)
     assert np.array_equal(boundary.join_sharp_parts(top, larger, sharp, leg), top)  # the leg is found shadow
+    apart = np.zeros_like(top)
+    apart[50:70, 50:60] = True  # edged all round but not touching the mask
+    speck = np.zeros_like(top)
+    speck[25:26, 30:31] = True  # touching it, edged, but too small to judge (under 1 % of the mask)
+    for part in (apart, speck):
+        sharp[ndimage.binary_dilation(part) ^ ndimage.binary_erosion(part)] = 1.0
+    out = boundary.join_sharp_parts(top, top | leg | apart | speck, sharp, np.zeros_like(top))
+    assert np.array_equal(out, top | leg)
     ring = np.zeros_like(top)
     ring[10:60, 10:60] = True
     ring[25:45, 25:45] = False  # a hole edged all round: the larger hypothesis filled it, it stays open
