@@ -15,6 +15,8 @@ sharp edges: a shaded side joins the mask (cutting it off crosses a smooth surfa
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from scipy import ndimage
 
@@ -98,11 +100,9 @@ def drop_soft_parts(mask: np.ndarray, sharp: np.ndarray) -> np.ndarray:
     sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
     largest = 1 + int(np.argmax(sizes))
     out = mask.copy()
-    for i, box in enumerate(ndimage.find_objects(labels), start=1):
+    for i, grown, part in _parts(labels):
         if i == largest or sizes[i - 1] < PART_SHARE * sizes[largest - 1]:
             continue
-        grown = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)  # the outline's outer pixels too
-        part = labels[grown] == i
         if outline_score(part, sharp[grown]) < SOFT_PART:
             out[grown] &= ~part
     return out
@@ -127,9 +127,7 @@ def join_sharp_parts(mask: np.ndarray, larger: np.ndarray, sharp: np.ndarray, sh
     near = ndimage.binary_dilation(mask)
     least = JOIN_SHARE * np.count_nonzero(mask)
     out = mask.copy()
-    for i, box in enumerate(ndimage.find_objects(parts), start=1):
-        grown = tuple(slice(max(0, b.start - 1), b.stop + 1) for b in box)  # the outline's outer pixels too
-        part = parts[grown] == i
+    for _, grown, part in _parts(parts):
         if np.count_nonzero(part) < least or not (part & near[grown]).any():
             continue
         if (outline_score(part, sharp[grown]) >= SHARP_PART
@@ -144,6 +142,14 @@ JOIN_SHARE = 0.01
 "... and it covers at least this share of the mask (smaller ones are judged by too few outline pixels) ..."
 SHADOW_PART = 0.1
 "... and at most this share of it is the cast shadow found (a leg's sun shadow: a sharp thin line)."
+
+
+def _parts(labels: np.ndarray) -> Iterator[tuple[int, tuple[slice, slice], np.ndarray]]:
+    """For each labelled part of ``labels`` [H, W]: its label, its box grown by one pixel (the outline's outer
+    pixels too) and its bool mask within that box."""
+    for i, box in enumerate(ndimage.find_objects(labels), start=1):
+        grown = (slice(max(0, box[0].start - 1), box[0].stop + 1), slice(max(0, box[1].start - 1), box[1].stop + 1))
+        yield i, grown, labels[grown] == i
 
 
 def _pairs(mask: np.ndarray, sharp: np.ndarray) -> tuple[int, float]:
